@@ -1,0 +1,268 @@
+"""Component protocols: what a plugin's factory must return for each kind.
+
+The engine checks these when it builds a component (:func:`check_component`), so a plugin
+that returns the wrong thing fails at start-up with a message naming the plugin, not deep
+inside a training step.
+
+Parameters that the engine passes to factories itself (never written in a config):
+
+``info``
+    :class:`DataInfo` of the configured dataset (for generators, discriminators, objectives,
+    metrics and callbacks that declare it).
+``seed``
+    The run's seed (for datasets that generate data).
+
+All other factory parameters come from the config section of the component.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional, Protocol, Sequence, runtime_checkable
+
+import torch
+from torch import nn
+
+INJECTED_PARAMETERS = ("info", "seed")
+
+
+@dataclass
+class DataInfo:
+    """What the engine and the other components need to know about a dataset.
+
+    Attributes:
+        sample_shape: Shape of one sample, without the batch dimension: ``(2,)`` for points,
+            ``(C, H, W)`` for images.
+        num_classes: Number of class labels (``0`` when the data is not class-labelled).
+        cond_dim: Dimension of continuous conditions (``0`` when there are none). A dataset has
+            class labels or continuous conditions, not both.
+        kind: ``"points"`` (low-dimensional vectors) or ``"image"``.
+        value_range: The range samples are normalized to, e.g. ``(-1.0, 1.0)`` for images.
+        modes: For synthetic mixtures, the true mode centres, shape ``(num_modes, *sample_shape)``.
+        mode_std: For synthetic mixtures, the standard deviation of each mode.
+        name: The dataset's registered name.
+        protocol: Everything that defines the data (parameters, sizes, file hashes); part of
+            every metric's protocol and of the real-statistics cache key.
+    """
+
+    sample_shape: tuple[int, ...]
+    num_classes: int = 0
+    cond_dim: int = 0
+    kind: str = "points"
+    value_range: tuple[float, float] = (-1.0, 1.0)
+    modes: Optional[torch.Tensor] = None
+    mode_std: Optional[float] = None
+    name: str = ""
+    protocol: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0 or self.cond_dim > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["modes"] = None if self.modes is None else self.modes.tolist()
+        out["sample_shape"] = list(self.sample_shape)
+        out["value_range"] = list(self.value_range)
+        return out
+
+
+@runtime_checkable
+class GANDataset(Protocol):
+    """A map-style dataset of samples with its :class:`DataInfo`.
+
+    ``dataset[i]`` returns a tensor ``x`` (unconditional) or a tuple ``(x, y)`` where ``y``
+    is a class index (``long`` scalar) or a float vector of conditions. The engine builds the
+    data loader: batch size, sharding over ranks, shuffling and resumable order are its job.
+    """
+
+    info: DataInfo
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Any: ...
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """``nn.Module`` mapping noise (and conditions) to samples.
+
+    ``forward(z, y=None)`` takes ``z`` of shape ``(N, *latent_shape)`` and returns samples of
+    shape ``(N, *info.sample_shape)``. ``y`` is a ``long`` tensor of class indices or a float
+    tensor of conditions, as the dataset yields them.
+    """
+
+    latent_shape: tuple[int, ...]
+
+    def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Discriminator(Protocol):
+    """``nn.Module``: ``forward(x, y=None)`` returns logits of shape ``(N,)`` or ``(N, 1)``.
+
+    A discriminator with auxiliary outputs (e.g. class logits for AC-GAN) returns a tuple
+    ``(logits, aux)``; objectives that do not need ``aux`` use :func:`adversarial_logits`.
+    """
+
+    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> Any: ...
+
+
+DiscriminatorFn = Callable[[torch.Tensor, Optional[torch.Tensor]], Any]
+
+
+def adversarial_logits(out: Any) -> torch.Tensor:
+    """The adversarial logits of a discriminator output, flattened to shape ``(N,)``."""
+    logits = out[0] if isinstance(out, (tuple, list)) else out
+    return logits.reshape(logits.shape[0])
+
+
+@dataclass
+class LossOutput:
+    """A loss to back-propagate and scalars to log (without the ``loss`` itself)."""
+
+    loss: torch.Tensor
+    logs: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Objective:
+    """Base class of GAN objectives.
+
+    Subclasses implement :meth:`discriminator_loss` and :meth:`generator_loss`. Both receive
+    ``d``, a callable ``d(x, y) -> output`` (the discriminator, possibly wrapped for
+    distributed training: always call ``d``, never a module captured elsewhere).
+
+    Attributes:
+        n_critic: Discriminator steps per generator step this objective asks for; the engine
+            uses ``max(train.n_critic, objective.n_critic)``.
+        needs_double_backward: ``True`` when the discriminator loss differentiates through a
+            gradient (gradient penalties, R1); such a discriminator must not be compiled.
+        weight_clip: If set, the engine clamps every discriminator parameter to
+            ``[-weight_clip, weight_clip]`` after each discriminator step (WGAN).
+    """
+
+    n_critic: int = 1
+    needs_double_backward: bool = False
+    weight_clip: Optional[float] = None
+
+    def discriminator_loss(
+        self, d: DiscriminatorFn, real: torch.Tensor, fake: torch.Tensor, y: Optional[torch.Tensor]
+    ) -> LossOutput:
+        """Loss the discriminator minimizes. ``fake`` is detached from the generator."""
+        raise NotImplementedError
+
+    def generator_loss(
+        self, d: DiscriminatorFn, real: torch.Tensor, fake: torch.Tensor, y: Optional[torch.Tensor]
+    ) -> LossOutput:
+        """Loss the generator minimizes. ``real`` is given for objectives that pair samples."""
+        raise NotImplementedError
+
+    def protocol(self) -> dict[str, Any]:
+        """Parameters that define this objective (logged with the run)."""
+        return {k: v for k, v in vars(self).items() if isinstance(v, (int, float, str, bool, type(None)))}
+
+
+class GANMetric:
+    """Base class of metrics evaluated on real and generated samples.
+
+    The engine calls :meth:`reset`, then :meth:`update` with batches of real data (when
+    :attr:`needs_real`) and of generated samples, then :meth:`compute` on **every rank**
+    (it is collective: distributed implementations reduce their states there). Subclasses
+    may be ``torchmetrics.Metric``\\ s as well (recommended: declare states with
+    ``add_state(..., dist_reduce_fx=...)``).
+
+    Attributes:
+        num_samples: Generated samples to evaluate, over all ranks.
+        needs_real: Whether real samples must be fed.
+        num_real: Real samples to feed (``None``: the whole dataset).
+    """
+
+    num_samples: int = 2500
+    needs_real: bool = False
+    num_real: Optional[int] = None
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def update(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, *, real: bool) -> None:
+        raise NotImplementedError
+
+    def compute(self) -> dict[str, float]:
+        """Named values, e.g. ``{"modes": 8.0, "high_quality": 0.97}`` (collective)."""
+        raise NotImplementedError
+
+    def protocol(self) -> dict[str, Any]:
+        """Everything needed to reproduce the number: extractor and its hash, sample counts,
+        preprocessing, dtype, thresholds."""
+        raise NotImplementedError
+
+    def to(self, device: Any) -> "GANMetric":  # torchmetrics.Metric overrides this
+        return self
+
+
+@runtime_checkable
+class FeatureExtractor(Protocol):
+    """``nn.Module`` mapping a batch of samples to feature vectors ``(N, feature_dim)``.
+
+    Attributes:
+        name: Registered name, reported in every metric's protocol.
+        feature_dim: Length of the feature vectors.
+        weights_sha256: SHA-256 of the weights file (``""`` for parameter-free extractors).
+    """
+
+    name: str
+    feature_dim: int
+    weights_sha256: str
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+class ComponentError(TypeError):
+    """A plugin's factory returned something that does not follow its kind's protocol."""
+
+
+def check_component(kind: str, name: str, obj: Any, provider: str) -> Any:
+    """Check ``obj`` against the protocol of ``kind``; raise :class:`ComponentError` naming the plugin."""
+    problems: list[str] = []
+    if kind in ("generator", "discriminator", "feature_extractor") and not isinstance(obj, nn.Module):
+        problems.append(f"expected a torch.nn.Module, got {type(obj).__name__}")
+    if kind == "generator" and not problems:
+        shape = getattr(obj, "latent_shape", None)
+        if not (isinstance(shape, Sequence) and all(isinstance(s, int) for s in shape)):
+            problems.append("generator must expose `latent_shape` (a tuple of ints)")
+    if kind == "objective" and not isinstance(obj, Objective):
+        problems.append(f"expected a ganforge.components.Objective, got {type(obj).__name__}")
+    if kind == "dataset":
+        if isinstance(getattr(obj, "info", None), DataInfo):
+            if not hasattr(obj, "__getitem__") or not hasattr(obj, "__len__"):
+                problems.append("dataset must be map-style (define __len__ and __getitem__)")
+        else:
+            problems.append("dataset must have an `info` attribute of type ganforge.components.DataInfo")
+    if kind == "metric":
+        for attr in ("reset", "update", "compute", "protocol"):
+            if not callable(getattr(obj, attr, None)):
+                problems.append(f"metric must define {attr}()")
+    if kind == "feature_extractor" and not problems:
+        for attr in ("name", "feature_dim", "weights_sha256"):
+            if not hasattr(obj, attr):
+                problems.append(f"feature extractor must expose `{attr}`")
+    if kind == "callback":
+        import lightning
+
+        if not isinstance(obj, lightning.Callback):
+            problems.append(f"expected a lightning.Callback, got {type(obj).__name__}")
+    if problems:
+        raise ComponentError(f"{kind} '{name}' (from {provider}) is invalid: " + "; ".join(problems))
+    return obj
+
+
+def as_pair(batch: Any) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Split a batch into ``(x, y)``; ``y`` is ``None`` for unconditional data."""
+    if isinstance(batch, (tuple, list)):
+        if len(batch) == 1:
+            return batch[0], None
+        return batch[0], batch[1]
+    if isinstance(batch, Mapping):
+        return batch["x"], batch.get("y")
+    return batch, None

@@ -1,0 +1,387 @@
+"""Plugin loading and the component registry.
+
+Plugins are modules named by entry points in the ``ganforge`` group. Each is imported inside
+its own ``try``: a broken plugin is recorded (distribution, entry point, error) and reported by
+``ganforge plugins`` and a one-line warning, while the others keep working. With
+``--strict-plugins`` or ``GANFORGE_STRICT_PLUGINS=1`` a broken plugin is fatal.
+``GANFORGE_DISABLE_PLUGINS=a,b`` skips entry points by name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata as md
+import inspect
+import os
+import sys
+import traceback
+import types
+import typing
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Optional
+
+import pluggy
+
+from ganforge import hookspecs
+from ganforge.components import INJECTED_PARAMETERS, check_component
+
+ENTRY_POINT_GROUP = "ganforge"
+
+
+class PluginError(Exception):
+    """A plugin could not be loaded, or two plugins collide."""
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong. The message names the key path, the value and the fix."""
+
+
+@dataclass
+class Param:
+    name: str
+    annotation: Any
+    default: Any
+    required: bool
+
+    @property
+    def type_name(self) -> str:
+        return type_name(self.annotation)
+
+
+@dataclass
+class Component:
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    description: str
+    plugin: str
+    distribution: str
+    version: str
+
+    @property
+    def provider(self) -> str:
+        return f"plugin '{self.plugin}' ({self.distribution} {self.version})"
+
+    def parameters(self) -> list[Param]:
+        sig = inspect.signature(self.factory)
+        try:
+            hints = typing.get_type_hints(self.factory)
+        except Exception:  # unresolved forward references: fall back to raw annotations
+            hints = {}
+        out = []
+        for p in sig.parameters.values():
+            if p.name in INJECTED_PARAMETERS or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            ann = hints.get(p.name, p.annotation)
+            required = p.default is inspect.Parameter.empty
+            out.append(Param(p.name, ann, None if required else p.default, required))
+        return out
+
+    def accepts_extra(self) -> bool:
+        return any(p.kind == p.VAR_KEYWORD for p in inspect.signature(self.factory).parameters.values())
+
+    def injected(self) -> list[str]:
+        return [n for n in inspect.signature(self.factory).parameters if n in INJECTED_PARAMETERS]
+
+
+@dataclass
+class PluginRecord:
+    name: str
+    distribution: str
+    version: str
+    module: str
+
+
+@dataclass
+class PluginFailure:
+    name: str
+    distribution: str
+    version: str
+    error: str
+    traceback: str
+
+
+@dataclass
+class Registry:
+    components: dict[str, dict[str, Component]] = field(default_factory=lambda: {k: {} for k in hookspecs.KINDS})
+    plugins: list[PluginRecord] = field(default_factory=list)
+    failures: list[PluginFailure] = field(default_factory=list)
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.components[kind])
+
+    def get(self, kind: str, name: str, path: str = "") -> Component:
+        if kind not in self.components:
+            raise ConfigError(f"unknown component kind '{kind}'; kinds are: {', '.join(self.components)}")
+        table = self.components[kind]
+        if name in table:
+            return table[name]
+        where = f"{path}: " if path else ""
+        known = sorted(table)
+        close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        broken = ""
+        if self.failures:
+            broken = " (plugins that failed to load: " + ", ".join(f.name for f in self.failures) + "; see `ganforge plugins`)"
+        raise ConfigError(
+            f"{where}unknown {kind.replace('_', ' ')} '{name}'.{hint} Registered: {', '.join(known) or 'none'}{broken}."
+        )
+
+    def build(self, kind: str, spec: dict[str, Any], path: str = "", **injected: Any) -> Any:
+        """Validate ``spec`` (``{"name": ..., **params}``) and call the factory.
+
+        ``injected`` values (``info``, ``seed``) are passed to factories that declare them.
+        """
+        spec = dict(spec)
+        path = path or kind
+        if "name" not in spec:
+            raise ConfigError(f"{path}: missing 'name' (one of: {', '.join(self.names(kind))})")
+        comp = self.get(kind, spec.pop("name"), f"{path}.name")
+        params = validate_params(comp, spec, path)
+        for n in comp.injected():
+            if n in injected:
+                params[n] = injected[n]
+        try:
+            obj = comp.factory(**params)
+        except ConfigError:
+            raise
+        except (ValueError, TypeError, FileNotFoundError, KeyError) as exc:
+            raise ConfigError(f"{path} ({kind} '{comp.name}' from {comp.provider}): {exc}") from exc
+        return check_component(kind, comp.name, obj, comp.provider)
+
+
+# -- parameter validation ---------------------------------------------------------------------------
+
+
+def type_name(ann: Any) -> str:
+    if ann is inspect.Parameter.empty or ann is Any:
+        return "any"
+    origin = typing.get_origin(ann)
+    if origin is typing.Union or origin is types.UnionType:
+        return " | ".join(type_name(a) for a in typing.get_args(ann))
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in typing.get_args(ann))
+    if origin in (list, tuple, dict, typing.Sequence, typing.Mapping) or origin is not None:
+        args = ", ".join(type_name(a) for a in typing.get_args(ann) if a is not Ellipsis)
+        base = getattr(origin, "__name__", str(origin))
+        return f"{base}[{args}]" if args else base
+    if ann is type(None):
+        return "null"
+    return getattr(ann, "__name__", str(ann))
+
+
+_NO = object()
+
+
+def coerce(value: Any, ann: Any) -> Any:
+    """Return ``value`` converted to ``ann`` or the sentinel ``_NO`` when it does not fit."""
+    if ann is inspect.Parameter.empty or ann is Any:
+        return value
+    origin = typing.get_origin(ann)
+    args = typing.get_args(ann)
+    if origin is typing.Union or origin is types.UnionType:
+        # exact-type members first, so `int | str` keeps 3 an int and "3" a str
+        for a in sorted(args, key=lambda a: 0 if (isinstance(a, type) and type(value) is a) else 1):
+            out = coerce(value, a)
+            if out is not _NO:
+                return out
+        return _NO
+    if origin is typing.Literal:
+        return value if value in args else _NO
+    if ann is type(None):
+        return None if value is None else _NO
+    if ann is bool:
+        return value if isinstance(value, bool) else _NO
+    if ann is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _NO
+    if ann is float:
+        if isinstance(value, bool):
+            return _NO
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads `1e-3` as a string
+            try:
+                return float(value)
+            except ValueError:
+                return _NO
+        return _NO
+    if ann is str:
+        return value if isinstance(value, str) else _NO
+    if origin in (list, typing.Sequence, tuple) or ann in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return _NO
+        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(args) != len(value):
+                return _NO
+            items = [coerce(v, a) for v, a in zip(value, args)]
+        else:
+            item_t = args[0] if args else Any
+            items = [coerce(v, item_t) for v in value]
+        if any(i is _NO for i in items):
+            return _NO
+        return tuple(items) if (origin is tuple or ann is tuple) else list(items)
+    if origin in (dict, typing.Mapping) or ann is dict:
+        return value if isinstance(value, dict) else _NO
+    if isinstance(ann, type):
+        return value if isinstance(value, ann) else _NO
+    return value
+
+
+def validate_params(comp: Component, given: dict[str, Any], path: str) -> dict[str, Any]:
+    params = {p.name: p for p in comp.parameters()}
+    out: dict[str, Any] = {}
+    for key, value in given.items():
+        if key not in params:
+            if comp.accepts_extra():
+                out[key] = value
+                continue
+            close = difflib.get_close_matches(key, list(params), n=1, cutoff=0.6)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            valid = ", ".join(params) or "none"
+            raise ConfigError(
+                f"{path}.{key}: unknown parameter of {comp.kind} '{comp.name}'.{hint} Valid parameters: {valid}."
+            )
+        p = params[key]
+        converted = coerce(value, p.annotation)
+        if converted is _NO:
+            raise ConfigError(
+                f"{path}.{key}: expected {p.type_name}, got {value!r} ({type(value).__name__})."
+            )
+        out[key] = converted
+    missing = [p.name for p in params.values() if p.required and p.name not in out]
+    if missing:
+        raise ConfigError(f"{path}: {comp.kind} '{comp.name}' needs {', '.join(missing)} (no default).")
+    return out
+
+
+# -- loading ------------------------------------------------------------------------------------------
+
+
+def _truthy(value: Optional[str]) -> bool:
+    return str(value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _entry_points() -> list[md.EntryPoint]:
+    eps = md.entry_points(group=ENTRY_POINT_GROUP)
+    seen: dict[str, md.EntryPoint] = {}
+    for ep in eps:
+        seen.setdefault(ep.name, ep)  # a name found twice on sys.path: the first wins, as importlib does
+    return sorted(seen.values(), key=lambda e: e.name)
+
+
+def _dist_of(ep: md.EntryPoint) -> tuple[str, str]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return "unknown", "?"
+    return dist.metadata["Name"] or "unknown", dist.version or "?"
+
+
+def load_registry(
+    strict: Optional[bool] = None,
+    disabled: Optional[Iterable[str]] = None,
+    extra: Iterable[tuple[str, Any]] = (),
+    warn: bool = True,
+) -> Registry:
+    """Discover plugins and build the registry.
+
+    Args:
+        strict: Fail on the first broken plugin (default: ``GANFORGE_STRICT_PLUGINS``).
+        disabled: Entry-point names to skip (default: ``GANFORGE_DISABLE_PLUGINS``, comma-separated).
+        extra: ``(name, module)`` pairs registered in addition to the entry points (tests, notebooks).
+        warn: Emit a one-line warning per broken plugin.
+    """
+    if strict is None:
+        strict = _truthy(os.environ.get("GANFORGE_STRICT_PLUGINS"))
+    if disabled is None:
+        disabled = [s.strip() for s in os.environ.get("GANFORGE_DISABLE_PLUGINS", "").split(",") if s.strip()]
+    disabled = set(disabled)
+
+    reg = Registry()
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    meta: dict[str, tuple[str, str]] = {}
+
+    def fail(name: str, dist: str, version: str, exc: BaseException, stage: str) -> None:
+        err = f"{type(exc).__name__}: {exc}"
+        reg.failures.append(PluginFailure(name, dist, version, f"{stage}: {err}", traceback.format_exc()))
+        if strict:
+            raise PluginError(
+                f"plugin '{name}' from {dist} {version} failed to {stage}: {err}. "
+                f"Fix or uninstall it (`pip uninstall {dist}`), or skip it with GANFORGE_DISABLE_PLUGINS={name}."
+            ) from exc
+        if warn:
+            print(
+                f"ganforge: warning: plugin '{name}' ({dist} {version}) failed to {stage}: {err} "
+                "— skipped; `ganforge plugins` shows details.",
+                file=sys.stderr,
+            )
+
+    candidates: list[tuple[str, str, str, Callable[[], Any]]] = []
+    for ep in _entry_points():
+        if ep.name in disabled:
+            continue
+        dist, version = _dist_of(ep)
+        candidates.append((ep.name, dist, version, ep.load))
+    for name, module in extra:
+        candidates.append((name, "(registered in process)", "-", lambda m=module: m))
+
+    for name, dist, version, loader in candidates:
+        try:
+            module = loader()
+            pm.register(module, name=name)
+        except Exception as exc:  # noqa: BLE001 - any import error of a plugin is reported, not raised
+            fail(name, dist, version, exc, "load")
+            continue
+        meta[name] = (dist, version)
+        reg.plugins.append(PluginRecord(name, dist, version, getattr(module, "__name__", repr(module))))
+
+    for kind, hook_name in hookspecs.KINDS.items():
+        hook = getattr(pm.hook, hook_name)
+        for impl in reversed(hook.get_hookimpls()):  # pluggy lists in reverse registration order
+            plugin = impl.plugin_name
+            dist, version = meta.get(plugin, ("unknown", "?"))
+
+            def register(name: str, factory: Callable[..., Any], description: str = "", *, _k=kind, _p=plugin) -> None:
+                table = reg.components[_k]
+                if name in table:
+                    other = table[name]
+                    raise PluginError(
+                        f"{_k} '{name}' is registered twice: by {other.provider} and by plugin '{_p}' "
+                        f"({meta.get(_p, ('unknown', '?'))[0]}). Uninstall one, or disable one with "
+                        f"GANFORGE_DISABLE_PLUGINS={_p}."
+                    )
+                if not callable(factory):
+                    raise PluginError(f"plugin '{_p}' registered {_k} '{name}' with a factory that is not callable")
+                desc = description or (inspect.getdoc(factory) or "").split("\n")[0]
+                table[name] = Component(_k, name, factory, desc, _p, *meta.get(_p, ("unknown", "?")))
+
+            try:
+                impl.function(register=register)
+            except PluginError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                fail(plugin, dist, version, exc, f"register {kind}s")
+    return reg
+
+
+_CACHE: dict[tuple, Registry] = {}
+
+
+def get_registry(refresh: bool = False, **kwargs: Any) -> Registry:
+    """The process-wide registry (loaded once; ``refresh=True`` reloads)."""
+    key = (
+        os.environ.get("GANFORGE_STRICT_PLUGINS", ""),
+        os.environ.get("GANFORGE_DISABLE_PLUGINS", ""),
+        tuple(sorted(kwargs.items(), key=lambda kv: kv[0])) if kwargs else (),
+    )
+    if refresh or key not in _CACHE:
+        _CACHE[key] = load_registry(**kwargs)
+    return _CACHE[key]
+
+
+def build(kind: str, spec: dict[str, Any] | str, path: str = "", **injected: Any) -> Any:
+    """Build a registered component from ``{"name": ..., **params}`` (or just its name)."""
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    return get_registry().build(kind, spec, path=path, **injected)

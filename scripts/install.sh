@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Creates the virtual environment and installs ganforge, its first-party plugins and the
+# test tools. Without a GPU it pins the CPU build of torch (2.13.0, on disk on our machines)
+# so pip never pulls a multi-GB CUDA build; with `nvidia-smi` present it takes what pip picks.
+set -euo pipefail
+PYTHON="${PYTHON:-python3}"
+VENV="${VENV:-.venv}"
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
+CONSTRAINTS="$VENV/constraints.txt"
+: > "$CONSTRAINTS"
+if [ -n "${GANFORGE_TORCH:-}" ]; then
+  echo "torch==${GANFORGE_TORCH}" > "$CONSTRAINTS"
+elif ! command -v nvidia-smi >/dev/null 2>&1; then
+  # CPU-only machine: the CPU wheel. Keep an already installed torch if there is one.
+  have=$("$VENV/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null || true)
+  echo "torch==${have:-2.13.0}" > "$CONSTRAINTS"
+fi
+"${PIP[@]}" -c "$CONSTRAINTS" -e ".[test]" -e plugins/ganforge-relativistic
+"$VENV/bin/python" -c 'import torch, lightning; print(f"ganforge env ready: torch {torch.__version__}, lightning {lightning.__version__}")'
