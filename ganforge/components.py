@@ -164,28 +164,41 @@ class Objective:
 
 
 class GANMetric:
-    """Base class of metrics evaluated on real and generated samples.
+    """Base class of metrics evaluated on generated samples (and real data).
 
-    The engine calls :meth:`reset`, then :meth:`update` with batches of real data (when
-    :attr:`needs_real`) and of generated samples, then :meth:`compute` on **every rank**
-    (it is collective: distributed implementations reduce their states there). Subclasses
-    may be ``torchmetrics.Metric``\\ s as well (recommended: declare states with
-    ``add_state(..., dist_reduce_fx=...)``).
+    Life cycle, driven by the engine's evaluation callback:
+
+    1. ``prepare_real(batches, data_protocol)`` once per run, before the first evaluation, when
+       :attr:`needs_real`. ``batches()`` returns an iterable of ``(x, y)`` real batches: this
+       rank's shard of the data (``num_real`` samples over all ranks, or the whole dataset).
+       Real statistics must end up complete and identical on every rank: reduce them across
+       ranks inside ``prepare_real`` (``torch.distributed`` when initialized), and cache them
+       with :func:`ganforge.io.cached_torch` under a key of ``data_protocol`` and the metric's
+       own protocol so a second run skips the pass.
+    2. Per evaluation: ``reset()``, then ``update(x, y)`` with batches of generated samples
+       (``y``: the conditions they were generated with, or ``None``), then ``compute()`` on
+       **every rank** (it is collective: reduce generated-sample states there; declaring them
+       with torchmetrics' ``add_state(..., dist_reduce_fx=...)`` does this for you).
+
+    Samples arrive in the dataset's value range (images: ``(N, C, H, W)`` in ``[-1, 1]``).
 
     Attributes:
         num_samples: Generated samples to evaluate, over all ranks.
-        needs_real: Whether real samples must be fed.
-        num_real: Real samples to feed (``None``: the whole dataset).
+        needs_real: Whether :meth:`prepare_real` must be called.
+        num_real: Real samples to use (``None``: the whole dataset).
     """
 
     num_samples: int = 2500
     needs_real: bool = False
     num_real: Optional[int] = None
 
+    def prepare_real(self, batches: Callable[[], Any], data_protocol: dict[str, Any]) -> None:
+        """Compute (or load from the cache) the statistics of real data."""
+
     def reset(self) -> None:
         raise NotImplementedError
 
-    def update(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, *, real: bool) -> None:
+    def update(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> None:
         raise NotImplementedError
 
     def compute(self) -> dict[str, float]:
@@ -193,12 +206,9 @@ class GANMetric:
         raise NotImplementedError
 
     def protocol(self) -> dict[str, Any]:
-        """Everything needed to reproduce the number: extractor and its hash, sample counts,
-        preprocessing, dtype, thresholds."""
+        """Everything needed to reproduce the number: extractor and its weights hash, sample
+        counts, preprocessing, dtype, thresholds."""
         raise NotImplementedError
-
-    def to(self, device: Any) -> "GANMetric":  # torchmetrics.Metric overrides this
-        return self
 
 
 @runtime_checkable
