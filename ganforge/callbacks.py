@@ -1,0 +1,258 @@
+"""Engine callbacks: evaluation, sample pictures, atomic checkpoints, the run summary."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+import lightning as L
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from ganforge.components import as_pair
+from ganforge.imaging import hstack, points_extent, samples_picture, save_png
+from ganforge.io import atomic_torch_save, write_json
+from ganforge.module import GANModule, noise_seed
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints are written to a temporary file, fsynced, then renamed: never half-written."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
+        atomic_torch_save(checkpoint, path)
+
+
+def _is_eval_step(g_steps: int, every: int) -> bool:
+    return every > 0 and g_steps > 0 and g_steps % every == 0
+
+
+class GANCheckpoint(L.Callback):
+    """Writes ``checkpoints/last.ckpt`` every N generator steps and at the end of training."""
+
+    def __init__(self, dirpath: Path, every_n_steps: int) -> None:
+        self.dirpath = Path(dirpath)
+        self.every = every_n_steps
+        self._saved_at = -1
+
+    @property
+    def last(self) -> Path:
+        return self.dirpath / "last.ckpt"
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        trainer.ganforge_last_ckpt = self.last  # the non-finite guard saves here
+
+    def save(self, trainer: L.Trainer, pl_module: GANModule) -> None:
+        if self._saved_at == pl_module.iterations:
+            return
+        trainer.save_checkpoint(self.last)
+        self._saved_at = pl_module.iterations
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: GANModule, *args: Any) -> None:
+        if _is_eval_step(pl_module.g_steps, self.every):
+            self.save(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: GANModule) -> None:
+        self.save(trainer, pl_module)
+
+
+def _conditions_for(pl_module: GANModule, datamodule: Any, n: int, seed: int) -> Optional[torch.Tensor]:
+    """Conditions to generate with: balanced classes, or continuous conditions drawn from the data."""
+    info = pl_module.info
+    if info.num_classes > 0:
+        return torch.arange(n, device=pl_module.device) % info.num_classes
+    if info.cond_dim > 0:
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randint(len(datamodule.dataset), (n,), generator=g).tolist()
+        batch = datamodule.real_fetch(idx)
+        return as_pair(batch)[1].to(pl_module.device)
+    return None
+
+
+class Evaluation(L.Callback):
+    """Evaluates the configured metrics on the (EMA) generator every N steps and at the end.
+
+    Every rank generates its share of the samples with its own noise; ``compute()`` is
+    collective and runs on every rank. Rank 0 writes ``summary.json`` and prints the final table.
+    """
+
+    def __init__(self, metrics: list[tuple[str, Any]], every_n_steps: int, use_ema: bool, run_dir: Path,
+                 seed: int, config_name: str = "") -> None:
+        self.metrics = metrics
+        self.every = every_n_steps
+        self.use_ema = use_ema
+        self.run_dir = Path(run_dir)
+        self.seed = seed
+        self.config_name = config_name
+        self.history: list[dict[str, Any]] = []
+        self.latest: dict[str, float] = {}
+        self._prepared = False
+        self._last_step = -1
+        self._t0 = time.time()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history, "latest": self.latest}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = list(state.get("history", []))
+        self.latest = dict(state.get("latest", {}))
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: GANModule) -> None:
+        self._t0 = time.time()
+
+    def _prepare(self, trainer: L.Trainer, pl_module: GANModule) -> None:
+        dm = trainer.datamodule
+        protocol = {"dataset": pl_module.info.name, **pl_module.info.protocol}
+        for _, metric in self.metrics:
+            if hasattr(metric, "to"):
+                metric.to(pl_module.device)
+            if getattr(metric, "needs_real", False):
+                metric.prepare_real(dm.real_batches(getattr(metric, "num_real", None)), protocol)
+        self._prepared = True
+
+    @torch.no_grad()
+    def evaluate(self, trainer: L.Trainer, pl_module: GANModule) -> dict[str, float]:
+        if not self.metrics:
+            return {}
+        if not self._prepared:
+            self._prepare(trainer, pl_module)
+        rank, world = trainer.global_rank, trainer.world_size
+        values: dict[str, float] = {}
+        for name, metric in self.metrics:
+            metric.reset()
+            total = int(getattr(metric, "num_samples", 1000))
+            n = total // world + (1 if rank < total % world else 0)
+            seed = noise_seed(self.seed, rank, -7, 0)
+            y = _conditions_for(pl_module, trainer.datamodule, n, seed)
+            x = pl_module.sample(n, y=y, seed=seed, ema=self.use_ema)
+            for i in range(0, n, 500):
+                metric.update(x[i : i + 500], None if y is None else y[i : i + 500])
+            for k, v in metric.compute().items():
+                values[f"{name}/{k}"] = float(v)
+        self.latest = values
+        self._last_step = pl_module.g_steps
+        row = {"g_steps": pl_module.g_steps, "images_seen": pl_module.images_seen, **values}
+        self.history.append(row)
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics({f"metrics/{k}": v for k, v in values.items()}, step=pl_module.g_steps)
+        return values
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: GANModule, *args: Any) -> None:
+        if _is_eval_step(pl_module.g_steps, self.every) and pl_module.g_steps != self._last_step:
+            values = self.evaluate(trainer, pl_module)
+            show = {k: v for k, v in values.items() if len(values) <= 3 or k.endswith(("modes", "fid"))}
+            for k, v in list(show.items())[:3]:
+                pl_module.log(k, v, prog_bar=True, logger=False, on_step=True, on_epoch=False)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: GANModule) -> None:
+        if pl_module.g_steps != self._last_step:
+            self.evaluate(trainer, pl_module)
+        if trainer.is_global_zero:
+            self.write_summary(trainer, pl_module)
+
+    def summary(self, pl_module: GANModule) -> dict[str, Any]:
+        import ganforge
+
+        return {
+            "name": self.config_name,
+            "ganforge_version": ganforge.__version__,
+            "counters": pl_module.counters(),
+            "metrics": {
+                name: {
+                    "values": {k.split("/", 1)[1]: v for k, v in self.latest.items() if k.startswith(name + "/")},
+                    "protocol": metric.protocol(),
+                    "evaluated": "ema" if (self.use_ema and pl_module.generator_ema is not None) else "generator",
+                }
+                for name, metric in self.metrics
+            },
+            "history": self.history,
+            "wall_time_s": round(time.time() - self._t0, 3),
+        }
+
+    def write_summary(self, trainer: L.Trainer, pl_module: GANModule) -> None:
+        write_json(self.run_dir / "summary.json", self.summary(pl_module))
+        print_table(self.latest, pl_module)
+
+
+def print_table(values: dict[str, float], pl_module: GANModule) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"ganforge — final metrics after {pl_module.g_steps} generator steps "
+                        f"({pl_module.images_seen} images)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in values.items():
+        table.add_row(k, f"{v:.6g}")
+    if not values:
+        table.add_row("(no metrics configured)", "")
+    Console().print(table)
+
+
+class SamplePictures(L.Callback):
+    """Pictures of generated samples from fixed noise: one per snapshot, and a side-by-side strip.
+
+    ``samples/progress.png`` is the lecture's "Step 0 … Step N" figure: generated samples
+    against the true modes at several points of training.
+    """
+
+    def __init__(self, run_dir: Path, every_n_steps: int, num_samples: int, snapshots: int, seed: int,
+                 max_steps: Optional[int], use_ema: bool = True) -> None:
+        self.dir = Path(run_dir) / "samples"
+        self.every = every_n_steps
+        self.num = num_samples
+        self.snapshots = max(2, snapshots)
+        self.seed = seed
+        self.max_steps = max_steps
+        self.use_ema = use_ema
+        self.frames: list[tuple[int, Any]] = []  # (g_steps, uint8 image array or float points)
+        self._extent: Optional[tuple] = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"frames": self.frames}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.frames = list(state.get("frames", []))
+
+    def snap(self, trainer: L.Trainer, pl_module: GANModule) -> None:
+        if self.frames and self.frames[-1][0] == pl_module.g_steps:
+            return
+        y = _conditions_for(pl_module, trainer.datamodule, self.num, self.seed)
+        x = pl_module.sample(self.num, y=y, seed=self.seed, ema=self.use_ema).cpu()
+        self.frames.append((pl_module.g_steps, x.half() if pl_module.info.kind == "image" else x))
+        if trainer.is_global_zero:
+            img = samples_picture(x, pl_module.info, f"step {pl_module.g_steps}", self.extent(pl_module, x))
+            save_png(img, self.dir / f"step_{pl_module.g_steps:07d}.png")
+            self.write_strip(pl_module)
+
+    def extent(self, pl_module: GANModule, x: torch.Tensor) -> Optional[tuple]:
+        if pl_module.info.kind == "image":
+            return None
+        if self._extent is None:
+            self._extent = points_extent(pl_module.info, x.reshape(x.shape[0], -1).numpy())
+        return self._extent
+
+    def write_strip(self, pl_module: GANModule) -> None:
+        frames = self.frames
+        if len(frames) > self.snapshots:
+            idx = np.unique(np.linspace(0, len(frames) - 1, self.snapshots).round().astype(int))
+            frames = [frames[i] for i in idx]
+        panels = [samples_picture(x.float(), pl_module.info, f"step {s}", self.extent(pl_module, x.float()))
+                  for s, x in frames]
+        save_png(hstack(panels), self.dir / "progress.png")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: GANModule) -> None:
+        if pl_module.g_steps == 0:
+            self.snap(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: GANModule, *args: Any) -> None:
+        if _is_eval_step(pl_module.g_steps, self.every):
+            self.snap(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: GANModule) -> None:
+        self.snap(trainer, pl_module)

@@ -1,0 +1,139 @@
+"""The ``ganforge`` command line: fit, config show, plugins (and, with image support, sample, evaluate)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Optional
+
+from ganforge.plugins import ConfigError, PluginError
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", default=None,
+                   help="YAML config (a path, or a built-in name such as ring8 or grid25); default: ring8")
+    p.add_argument("overrides", nargs="*", metavar="key.path=value",
+                   help="dotted overrides, e.g. objective.name=wgan-gp train.max_steps=500")
+    p.add_argument("--strict-plugins", action="store_true", help="fail when any plugin fails to load")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="ganforge", description="Train and evaluate GANs on PyTorch Lightning.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    fit = sub.add_parser("fit", help="train a GAN (default experiment: the ring of 8 Gaussians)")
+    _common(fit)
+    fit.add_argument("--resume", default=None, metavar="CKPT|auto",
+                     help="resume from a checkpoint, or 'auto' for the newest last.ckpt of this run name")
+    fit.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    cfg = sub.add_parser("config", help="configuration tools")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
+    show = cfg_sub.add_parser("show", help="print the resolved config (all defaults filled in)")
+    _common(show)
+    plugins = sub.add_parser("plugins", help="list plugins, their components and parameters, and failures")
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+    plugins.add_argument("--strict-plugins", action="store_true")
+    from ganforge import cli_images
+
+    cli_images.add_parsers(sub)
+    return ap
+
+
+def _registry(args: argparse.Namespace):
+    from ganforge.plugins import get_registry
+
+    if getattr(args, "strict_plugins", False):
+        os.environ["GANFORGE_STRICT_PLUGINS"] = "1"
+    return get_registry()
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from ganforge.config import load_config
+    from ganforge.run import fit
+
+    reg = _registry(args)
+    cfg = load_config(args.config, args.overrides, reg)
+    fit(cfg, resume=args.resume, progress=False if args.no_progress else None, registry=reg)
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    from ganforge.config import dump, load_config
+
+    cfg = load_config(args.config, args.overrides, _registry(args))
+    sys.stdout.write(dump(cfg))
+    return 0
+
+
+def plugins_report(reg: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"plugins": [], "failed": []}
+    for rec in reg.plugins:
+        comps = []
+        for kind, table in reg.components.items():
+            for name, comp in sorted(table.items()):
+                if comp.plugin != rec.name:
+                    continue
+                comps.append({
+                    "kind": kind, "name": name, "description": comp.description,
+                    "parameters": [{"name": p.name, "type": p.type_name,
+                                    "default": None if p.required else repr(p.default), "required": p.required}
+                                   for p in comp.parameters()],
+                })
+        out["plugins"].append({"name": rec.name, "distribution": rec.distribution, "version": rec.version,
+                               "module": rec.module, "components": comps})
+    for f in reg.failures:
+        out["failed"].append({"name": f.name, "distribution": f.distribution, "version": f.version, "error": f.error})
+    return out
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from ganforge.plugins import load_registry
+
+    if args.strict_plugins:
+        os.environ["GANFORGE_STRICT_PLUGINS"] = "1"
+    reg = load_registry(warn=False)
+    report = plugins_report(reg)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for p in report["plugins"]:
+        print(f"{p['name']}  ({p['distribution']} {p['version']}, module {p['module']})")
+        for c in p["components"]:
+            print(f"  {c['kind']:<17} {c['name']:<20} {c['description']}")
+            for prm in c["parameters"]:
+                default = "required" if prm["required"] else f"= {prm['default']}"
+                print(f"      {prm['name']}: {prm['type']} {default}")
+    if report["failed"]:
+        print("\nFAILED to load:")
+        for f in report["failed"]:
+            print(f"  {f['name']}  ({f['distribution']} {f['version']}): {f['error']}")
+    return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "fit":
+            return cmd_fit(args)
+        if args.command == "config":
+            return cmd_config_show(args)
+        if args.command == "plugins":
+            return cmd_plugins(args)
+        from ganforge import cli_images
+
+        return cli_images.run(args)
+    except (ConfigError, PluginError) as exc:
+        print(f"ganforge: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from ganforge.module import NonFiniteError
+
+        if isinstance(exc, NonFiniteError):
+            print(f"ganforge: error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

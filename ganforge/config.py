@@ -1,0 +1,400 @@
+"""Run configuration: YAML + dotted command-line overrides → a validated, fully resolved dict.
+
+Validation happens before anything is built or trained. Every error names the key path,
+the bad value, what was expected and the closest valid choice. The resolved config (all
+defaults filled in from the factories' signatures) is what ``ganforge config show`` prints
+and what every run writes to its directory.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+from ganforge.plugins import Component, ConfigError, Registry, coerce, validate_params, _NO
+
+COMPONENT_SECTIONS = ("dataset", "generator", "discriminator", "objective")
+DEFAULT_CONFIG = "ring8.yaml"
+
+
+# -- schemas of the engine's own sections (typed signatures, validated like plugin factories) -----------
+
+
+def train_section(
+    batch_size: int = 64,
+    max_steps: Optional[int] = 1000,
+    max_images: Optional[int] = None,
+    n_critic: int = 1,
+    ema_halflife_images: Optional[float] = None,
+    ema_rampup: Optional[float] = None,
+    grad_clip: Optional[float] = None,
+    on_nonfinite: Literal["stop", "skip"] = "stop",
+    checkpoint_every_n_steps: int = 1000,
+    log_every_n_steps: int = 10,
+    num_workers: int = 0,
+) -> None:
+    """Training loop settings.
+
+    Args:
+        batch_size: Global batch per step (over all devices); must divide by the world size.
+        max_steps: Stop after this many generator steps (``null``: no step limit).
+        max_images: Stop after this many real images shown to the discriminator (``null``: no limit).
+        n_critic: Discriminator steps per generator step (the objective may ask for more).
+        ema_halflife_images: Half-life of the generator EMA in images (StyleGAN2-ADA's ``ema_kimg``);
+            ``null`` disables the EMA.
+        ema_rampup: Half-life ramp-up: the half-life is ``min(halflife, images_seen * rampup)``.
+        grad_clip: Clip each network's gradient norm to this value (after unscaling under AMP).
+        on_nonfinite: ``stop`` (save the last good state and stop) or ``skip`` the step.
+        checkpoint_every_n_steps: Write ``checkpoints/last.ckpt`` every N generator steps.
+        log_every_n_steps: Log losses every N generator steps.
+        num_workers: Data-loader worker processes.
+    """
+
+
+def metrics_section(every_n_steps: int = 1000, use_ema: bool = True, list: list = []) -> None:  # noqa: A002,B006
+    """Evaluation settings.
+
+    Args:
+        every_n_steps: Evaluate every N generator steps (and always at the end); ``0``: only at the end.
+        use_ema: Evaluate the EMA generator when there is one.
+        list: Metrics, each ``{name: <registered metric>, <params>...}``.
+    """
+
+
+def samples_section(every_n_steps: int = 0, num_samples: int = 0, snapshots: int = 6) -> None:
+    """Sample pictures written to ``samples/`` during training.
+
+    Args:
+        every_n_steps: Save a picture every N generator steps; ``0``: ``metrics.every_n_steps``,
+            or a tenth of ``train.max_steps`` when that is also ``0``.
+        num_samples: Samples per picture; ``0``: 1000 points or 64 images.
+        snapshots: Panels in the side-by-side progress picture (first, last and evenly spaced).
+    """
+
+
+def optimizer_section(
+    name: Literal["adam", "adamw", "rmsprop", "sgd"] = "adam",
+    lr: float = 2e-4,
+    betas: tuple[float, float] = (0.5, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+) -> None:
+    """One network's optimizer. ``betas`` apply to Adam(W); ``momentum`` to SGD and RMSprop."""
+
+
+def logger_entry(name: Literal["csv", "wandb"] = "csv", project: str = "ganforge", entity: Optional[str] = None,
+                 mode: Literal["auto", "online", "offline", "disabled"] = "auto", tags: list = []) -> None:  # noqa: B006
+    """A logger: ``csv`` (``metrics.csv`` in the run directory) or ``wandb`` (Weights & Biases)."""
+
+
+def _schema(fn: Any, kind: str) -> Component:
+    return Component(kind=kind, name=kind, factory=fn, description="", plugin="ganforge", distribution="ganforge", version="")
+
+
+SECTIONS = {
+    "train": _schema(train_section, "section"),
+    "metrics": _schema(metrics_section, "section"),
+    "samples": _schema(samples_section, "section"),
+}
+TOP_LEVEL = {"name", "seed", "root_dir", *COMPONENT_SECTIONS, *SECTIONS, "optim", "logger", "callbacks", "trainer"}
+
+# Trainer arguments ganforge owns; setting them under `trainer:` would silently break the loop.
+TRAINER_MANAGED = {
+    "max_steps": "use train.max_steps (counts generator steps; Lightning's step counts every optimizer step)",
+    "max_epochs": "use train.max_steps or train.max_images (ganforge stops on its own counters)",
+    "min_steps": "use train.max_steps",
+    "min_epochs": "use train.max_steps",
+    "max_time": "use train.max_steps or train.max_images",
+    "gradient_clip_val": "use train.grad_clip (clipping that is correct under mixed precision)",
+    "gradient_clip_algorithm": "use train.grad_clip",
+    "accumulate_grad_batches": "not supported for GANs; raise train.batch_size instead",
+    "logger": "use the top-level logger: section",
+    "callbacks": "use the top-level callbacks: section",
+    "enable_checkpointing": "ganforge writes checkpoints itself (train.checkpoint_every_n_steps)",
+    "default_root_dir": "use the top-level root_dir",
+    "use_distributed_sampler": "ganforge shards data itself so that resume is exact",
+    "log_every_n_steps": "use train.log_every_n_steps",
+    "plugins": "not configurable from YAML",
+}
+
+
+# -- loading ------------------------------------------------------------------------------------------
+
+
+def default_config_text() -> str:
+    """The embedded default experiment (the lecture's ring of 8 Gaussians)."""
+    return resources.files("ganforge").joinpath("configs", DEFAULT_CONFIG).read_text()
+
+
+def load_yaml(path: Optional[Union[str, Path]]) -> tuple[dict[str, Any], str]:
+    """Read a YAML config; returns ``(data, source)``. ``None`` reads the embedded default."""
+    if path is None:
+        text, source = default_config_text(), f"<default {DEFAULT_CONFIG}>"
+    else:
+        p = Path(path)
+        if not p.exists():
+            hint = ""
+            builtin = resources.files("ganforge").joinpath("configs", p.name)
+            if builtin.is_file():
+                hint = f" A built-in config of that name exists: use `-c {p.name}` from any directory by its name only."
+            raise ConfigError(f"config file '{path}' not found (relative to {Path.cwd()}).{hint}")
+        if p.is_dir():
+            raise ConfigError(f"config path '{path}' is a directory; give a YAML file.")
+        text, source = p.read_text(), str(p)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: YAML syntax error: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {type(data).__name__}.")
+    return data, source
+
+
+def resolve_config_path(path: Optional[str]) -> Optional[str]:
+    """A path as given, or the name of a built-in config (``ring8.yaml``, ``grid25``)."""
+    if path is None or Path(path).exists():
+        return path
+    name = path if path.endswith((".yaml", ".yml")) else f"{path}.yaml"
+    builtin = resources.files("ganforge").joinpath("configs", name)
+    if "/" not in path and builtin.is_file():
+        return str(builtin)
+    return path
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"override '{item}': expected key.path=value (e.g. train.max_steps=500).")
+    key, _, raw = item.partition("=")
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override '{item}': empty key segment in '{key}'.")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    data = copy.deepcopy(data)
+    for item in overrides:
+        parts, value = parse_override(item)
+        node: Any = data
+        for i, part in enumerate(parts[:-1]):
+            nxt = parts[i + 1]
+            if isinstance(node, list):
+                idx = _list_index(node, part, parts[: i + 1])
+                node = node[idx]
+                continue
+            if part not in node or node[part] is None or isinstance(node[part], str):
+                if isinstance(node.get(part), str):  # `objective: wgan` shorthand → mapping
+                    node[part] = {"name": node[part]}
+                else:
+                    node[part] = [] if nxt.isdigit() else {}
+            node = node[part]
+        last = parts[-1]
+        if isinstance(node, list):
+            idx = _list_index(node, last, parts, allow_append=True)
+            if idx == len(node):
+                node.append(value)
+            else:
+                node[idx] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise ConfigError(f"override '{item}': '{'.'.join(parts[:-1])}' is {node!r}, not a section.")
+    return data
+
+
+def _list_index(node: list, part: str, parts: list[str], allow_append: bool = False) -> int:
+    if not part.isdigit():
+        raise ConfigError(f"override key '{'.'.join(parts)}': '{part}' must be a list index (0, 1, ...).")
+    idx = int(part)
+    if idx > len(node) or (idx == len(node) and not allow_append):
+        raise ConfigError(f"override key '{'.'.join(parts)}': index {idx} out of range (list has {len(node)} items).")
+    return idx
+
+
+# -- validation ---------------------------------------------------------------------------------------
+
+
+def _component_spec(value: Any, path: str) -> dict[str, Any]:
+    if isinstance(value, str):
+        return {"name": value}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: expected a mapping like {{name: ..., ...}} or a name, got {value!r}.")
+    return dict(value)
+
+
+def _resolve_component(reg: Registry, kind: str, value: Any, path: str) -> dict[str, Any]:
+    spec = _component_spec(value, path)
+    if "name" not in spec or spec["name"] in (None, ""):
+        raise ConfigError(f"{path}.name: missing; registered {kind}s: {', '.join(reg.names(kind)) or 'none'}.")
+    comp = reg.get(kind, str(spec["name"]), f"{path}.name")
+    given = {k: v for k, v in spec.items() if k != "name"}
+    params = validate_params(comp, given, path)
+    full = {"name": comp.name}
+    for p in comp.parameters():
+        full[p.name] = params.get(p.name, p.default)
+    for k, v in params.items():
+        full.setdefault(k, v)
+    return _plain(full)
+
+
+def _plain(obj: Any) -> Any:
+    """YAML-friendly copy: tuples → lists."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _resolve_section(name: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name}: expected a mapping, got {value!r}.")
+    comp = SECTIONS[name]
+    params = validate_params(comp, value, name)
+    return _plain({p.name: params.get(p.name, p.default) for p in comp.parameters()})
+
+
+def _resolve_loggers(value: Any) -> list[dict[str, Any]]:
+    if value is None or value is False:
+        return []
+    items = value if isinstance(value, list) else [value]
+    schema = _schema(logger_entry, "logger")
+    out = []
+    for i, item in enumerate(items):
+        path = f"logger[{i}]" if isinstance(value, list) else "logger"
+        spec = _component_spec(item, path)
+        if "name" in spec and spec["name"] not in ("csv", "wandb"):
+            close = difflib.get_close_matches(str(spec["name"]), ["csv", "wandb"], n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"{path}.name: unknown logger {spec['name']!r}.{hint} Loggers: csv, wandb.")
+        params = validate_params(schema, spec, path)
+        full = {p.name: params.get(p.name, p.default) for p in schema.parameters()}
+        if full["name"] == "csv":
+            full = {"name": "csv"}
+        out.append(_plain(full))
+    return out
+
+
+def _resolve_trainer(value: Any) -> dict[str, Any]:
+    import lightning
+
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"trainer: expected a mapping of lightning.Trainer arguments, got {value!r}.")
+    sig = inspect.signature(lightning.Trainer.__init__)
+    valid = [n for n in sig.parameters if n != "self"]
+    import typing
+
+    try:
+        hints = typing.get_type_hints(lightning.Trainer.__init__)
+    except Exception:  # noqa: BLE001
+        hints = {}
+    out: dict[str, Any] = {"accelerator": "auto", "devices": 1}
+    for key, v in value.items():
+        if key in TRAINER_MANAGED:
+            raise ConfigError(f"trainer.{key}: managed by ganforge — {TRAINER_MANAGED[key]}.")
+        if key not in sig.parameters or key == "self":
+            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"trainer.{key}: not an argument of lightning.Trainer.{hint}")
+        ann = hints.get(key, inspect.Parameter.empty)
+        converted = coerce(v, ann)
+        if converted is _NO:
+            from ganforge.plugins import type_name
+
+            raise ConfigError(f"trainer.{key}: expected {type_name(ann)}, got {v!r} ({type(v).__name__}).")
+        out[key] = v
+    return out
+
+
+def resolve(data: dict[str, Any], registry: Registry, source: str = "<config>") -> dict[str, Any]:
+    """Validate a raw config mapping and return it with every default filled in."""
+    unknown = [k for k in data if k not in TOP_LEVEL]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, sorted(TOP_LEVEL), n=1, cutoff=0.6)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"{source}: unknown section '{key}'.{hint} Sections: {', '.join(sorted(TOP_LEVEL))}.")
+    cfg: dict[str, Any] = {}
+    name = data.get("name", "run")
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ConfigError(f"name: expected a non-empty string without '/', got {name!r}.")
+    cfg["name"] = name
+    seed = data.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"seed: expected int, got {seed!r} ({type(seed).__name__}).")
+    cfg["seed"] = seed
+    root = data.get("root_dir", "runs")
+    if not isinstance(root, str):
+        raise ConfigError(f"root_dir: expected a path string, got {root!r}.")
+    cfg["root_dir"] = root
+    for section in COMPONENT_SECTIONS:
+        if section not in data:
+            raise ConfigError(f"{source}: missing section '{section}' (e.g. {section}: {{name: ...}}); "
+                              f"registered: {', '.join(registry.names(section)) or 'none'}.")
+        cfg[section] = _resolve_component(registry, section, data[section], section)
+    optim = data.get("optim") or {}
+    if not isinstance(optim, dict):
+        raise ConfigError(f"optim: expected a mapping with 'generator' and 'discriminator', got {optim!r}.")
+    extra = [k for k in optim if k not in ("generator", "discriminator")]
+    if extra:
+        raise ConfigError(f"optim.{extra[0]}: unknown key; optim has 'generator' and 'discriminator'.")
+    schema = _schema(optimizer_section, "optimizer")
+    cfg["optim"] = {}
+    for net in ("generator", "discriminator"):
+        given = optim.get(net) or {}
+        if not isinstance(given, dict):
+            raise ConfigError(f"optim.{net}: expected a mapping like {{lr: 2e-4}}, got {given!r}.")
+        params = validate_params(schema, given, f"optim.{net}")
+        cfg["optim"][net] = _plain({p.name: params.get(p.name, p.default) for p in schema.parameters()})
+    for section in SECTIONS:
+        cfg[section] = _resolve_section(section, data.get(section))
+    t = cfg["train"]
+    if t["batch_size"] < 1:
+        raise ConfigError(f"train.batch_size: must be >= 1, got {t['batch_size']}.")
+    if t["n_critic"] < 1:
+        raise ConfigError(f"train.n_critic: must be >= 1, got {t['n_critic']}.")
+    if t["max_steps"] is None and t["max_images"] is None:
+        raise ConfigError("train: set train.max_steps (generator steps) or train.max_images; both are null.")
+    metrics = []
+    for i, item in enumerate(cfg["metrics"]["list"]):
+        metrics.append(_resolve_component(registry, "metric", item, f"metrics.list[{i}]"))
+    cfg["metrics"]["list"] = metrics
+    callbacks = data.get("callbacks") or []
+    if not isinstance(callbacks, list):
+        raise ConfigError(f"callbacks: expected a list of {{name: ...}} entries, got {callbacks!r}.")
+    cfg["callbacks"] = [_resolve_component(registry, "callback", c, f"callbacks[{i}]") for i, c in enumerate(callbacks)]
+    cfg["logger"] = _resolve_loggers(data.get("logger", "csv"))
+    cfg["trainer"] = _resolve_trainer(data.get("trainer"))
+    return cfg
+
+
+def load_config(path: Optional[str], overrides: list[str], registry: Registry) -> dict[str, Any]:
+    """Read ``path`` (or the embedded default), apply overrides and validate."""
+    resolved_path = resolve_config_path(path)
+    data, source = load_yaml(resolved_path)
+    data = apply_overrides(data, overrides)
+    return resolve(data, registry, source)
+
+
+def dump(cfg: dict[str, Any]) -> str:
+    return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None)

@@ -1,0 +1,155 @@
+"""Data loading with an order that is a pure function of (seed, iteration, rank).
+
+Lightning restarts a map-style loader from the start of the epoch on resume, and its epochs
+mean nothing to a GAN that stops on generator steps. Here the batch of iteration ``i`` is
+computed from ``i`` alone, so stopping and resuming replays exactly the data a straight run
+would have seen, on any number of ranks.
+
+Layout of one iteration: ``n_critic`` discriminator steps each take a global batch of
+``batch_size`` samples; rank ``r`` of ``W`` takes the ``r``-th slice of each. Concatenating
+the ranks' slices of a step gives the batch a single process would use: DDP over W ranks
+computes the same gradients as one process on the global batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, Optional
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data._utils.collate import default_collate
+
+import lightning as L
+
+
+def _perm(n: int, seed: int, epoch: int) -> torch.Tensor:
+    g = torch.Generator()
+    g.manual_seed((seed * 1_000_003 + epoch * 7919 + 12345) % (2**63 - 1))
+    return torch.randperm(n, generator=g)
+
+
+class IterationSampler(Sampler[list[int]]):
+    """Yields, for each iteration, this rank's indices (``n_critic × per-rank batch``).
+
+    Args:
+        n: Dataset length.
+        batch_size: Global batch per discriminator step.
+        n_critic: Discriminator steps per iteration.
+        seed: Data-order seed.
+        rank, world_size: This process's place.
+        start: A callable returning the iteration to start from (read at ``__iter__``, so a
+            restored counter is honoured whenever Lightning re-creates the iterator).
+        epoch_length: Iterations per Lightning "epoch" (only affects Lightning's epoch counter).
+    """
+
+    def __init__(self, n: int, batch_size: int, n_critic: int, seed: int, rank: int, world_size: int,
+                 start: Callable[[], int], epoch_length: int) -> None:
+        if batch_size % world_size:
+            raise ValueError(
+                f"train.batch_size={batch_size} is the global batch and must divide by the world size "
+                f"{world_size}; use a multiple of {world_size}."
+            )
+        if n < 1:
+            raise ValueError("the dataset is empty")
+        self.n, self.batch_size, self.n_critic, self.seed = n, batch_size, n_critic, seed
+        self.rank, self.world_size = rank, world_size
+        self.start = start
+        self.epoch_length = max(1, epoch_length)
+        self._cache: dict[int, torch.Tensor] = {}
+
+    def _positions(self, it: int) -> torch.Tensor:
+        per = self.batch_size // self.world_size
+        base = it * self.n_critic * self.batch_size
+        steps = torch.arange(self.n_critic).unsqueeze(1) * self.batch_size
+        offs = self.rank * per + torch.arange(per).unsqueeze(0)
+        return (base + steps + offs).reshape(-1)
+
+    def indices(self, it: int) -> list[int]:
+        pos = self._positions(it)
+        epochs = pos // self.n
+        out = torch.empty_like(pos)
+        for e in torch.unique(epochs).tolist():
+            if e not in self._cache:
+                if len(self._cache) > 2:
+                    self._cache.pop(min(self._cache))
+                self._cache[e] = _perm(self.n, self.seed, e)
+            m = epochs == e
+            out[m] = self._cache[e][pos[m] % self.n]
+        return out.tolist()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        it = int(self.start())
+        for k in range(self.epoch_length):
+            yield self.indices(it + k)
+
+    def __len__(self) -> int:
+        return self.epoch_length
+
+
+class _BatchFetch(Dataset):
+    """Fetch a whole batch at once; datasets with ``get_batch(indices)`` skip per-item Python."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, indices: list[int]) -> Any:
+        if hasattr(self.dataset, "get_batch"):
+            return self.dataset.get_batch(indices)
+        return default_collate([self.dataset[i] for i in indices])
+
+
+class GANDataModule(L.LightningDataModule):
+    """Wraps a :class:`ganforge.components.GANDataset` for the alternating loop."""
+
+    def __init__(self, dataset: Any, batch_size: int, n_critic: int, seed: int, num_workers: int = 0,
+                 start: Optional[Callable[[], int]] = None) -> None:
+        super().__init__()
+        self.dataset = dataset
+        self.info = dataset.info
+        self.batch_size = batch_size
+        self.n_critic = n_critic
+        self.seed = seed
+        self.num_workers = num_workers
+        self.start = start or (lambda: 0)
+
+    def world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
+
+    def sampler(self) -> IterationSampler:
+        rank, world = self.world()
+        epoch_length = max(1, len(self.dataset) // (self.batch_size * self.n_critic))
+        return IterationSampler(len(self.dataset), self.batch_size, self.n_critic, self.seed, rank, world,
+                                self.start, epoch_length)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            _BatchFetch(self.dataset),
+            sampler=self.sampler(),
+            batch_size=None,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def real_fetch(self, indices: list[int]) -> Any:
+        """The batch of the given dataset indices."""
+        return _BatchFetch(self.dataset)[indices]
+
+    def real_batches(self, num: Optional[int], batch_size: int = 500) -> Callable[[], Iterator[Any]]:
+        """This rank's shard of real data (``num`` over all ranks, ``None``: everything), in batches."""
+
+        def gen() -> Iterator[Any]:
+            rank, world = self.world()
+            total = len(self.dataset) if num is None else min(num, len(self.dataset))
+            order = _perm(len(self.dataset), self.seed + 1, 0)[:total]
+            mine = order[rank::world]
+            fetch = _BatchFetch(self.dataset)
+            for i in range(0, len(mine), batch_size):
+                yield fetch[mine[i : i + batch_size].tolist()]
+
+        return gen

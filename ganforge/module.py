@@ -1,0 +1,346 @@
+"""GANModule: the alternating discriminator/generator loop.
+
+One training step is one *iteration*: ``n_critic`` discriminator steps, then one generator
+step, then the EMA update. ganforge keeps its own counters (generator steps, discriminator
+steps, images seen) because Lightning's ``global_step`` counts every optimizer step.
+
+Distributed training: :mod:`ganforge.strategy` may wrap G and D in separate DDP instances and
+put them in ``self.ddp``; the loop calls the wrapper of the network being trained and the raw
+module of the frozen one, so no backward ever leaves a DDP wrapper with unused parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import random
+from contextlib import contextmanager, nullcontext
+from typing import Any, Iterator, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+import lightning as L
+
+from ganforge.components import DataInfo, LossOutput, Objective, as_pair
+
+
+class NonFiniteError(RuntimeError):
+    """A loss or gradient became NaN/inf and ``train.on_nonfinite`` is ``stop``."""
+
+
+def noise_seed(seed: int, rank: int, iteration: int, slot: int) -> int:
+    """A 63-bit seed for one draw: different on every rank, step and slot, same on resume."""
+    blob = f"{seed}:{rank}:{iteration}:{slot}".encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little") & (2**63 - 1)
+
+
+class GANModule(L.LightningModule):
+    """The alternating D/G loop with manual optimization.
+
+    Args:
+        generator: A :class:`ganforge.components.Generator`.
+        discriminator: A :class:`ganforge.components.Discriminator`.
+        objective: A :class:`ganforge.components.Objective`.
+        info: The dataset's :class:`DataInfo`.
+        train: The resolved ``train`` config section.
+        optim: The resolved ``optim`` config section.
+        seed: The run's seed (noise is seeded from it per rank and iteration).
+    """
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, objective: Objective, info: DataInfo,
+                 train: dict[str, Any], optim: dict[str, Any], seed: int = 0) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.generator = generator
+        self.discriminator = discriminator
+        self.objective = objective
+        self.info = info
+        self.train_cfg = dict(train)
+        self.optim_cfg = optim
+        self.seed = seed
+        self.n_critic = max(int(train.get("n_critic", 1)), int(getattr(objective, "n_critic", 1)))
+        self.generator_ema: Optional[nn.Module] = None
+        if train.get("ema_halflife_images"):
+            self.generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
+        # Own counters (saved in checkpoints).
+        self.iterations = 0
+        self.g_steps = 0
+        self.d_steps = 0
+        self.images_seen = 0
+        self.skipped_steps = 0
+        # Filled by the GAN strategy with DDP wrappers: {"generator": DDP(G), "discriminator": DDP(D)}.
+        self.ddp: dict[str, nn.Module] = {}
+        self.last_logs: dict[str, float] = {}
+        self.extra_state: dict[str, Any] = {}  # other components' resumable state (e.g. logger run id)
+
+    # -- networks -------------------------------------------------------------------------------------
+
+    def trained(self, name: str) -> nn.Module:
+        """The network being updated: its DDP wrapper when distributed, else the module."""
+        return self.ddp.get(name) or getattr(self, name)
+
+    @property
+    def sampling_generator(self) -> nn.Module:
+        return self.generator_ema if self.generator_ema is not None else self.generator
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [make_optimizer(self.generator.parameters(), self.optim_cfg["generator"]),
+                make_optimizer(self.discriminator.parameters(), self.optim_cfg["discriminator"])]
+
+    # -- noise ----------------------------------------------------------------------------------------
+
+    @property
+    def rank(self) -> int:
+        return self.trainer.global_rank if self._trainer is not None else 0
+
+    @property
+    def world_size(self) -> int:
+        return self.trainer.world_size if self._trainer is not None else 1
+
+    def noise(self, n: int, iteration: int, slot: int, device: Optional[torch.device] = None) -> torch.Tensor:
+        """Latent noise for one draw, a pure function of (seed, rank, iteration, slot)."""
+        device = device or self.device
+        g = torch.Generator(device=device)
+        g.manual_seed(noise_seed(self.seed, self.rank, iteration, slot))
+        shape = tuple(self.generator.latent_shape)
+        return torch.randn((n, *shape), generator=g, device=device)
+
+    @contextmanager
+    def _seeded_globals(self, iteration: int) -> Iterator[None]:
+        """Seed the global torch RNG per rank and iteration (penalty interpolation, dropout, ...)."""
+        torch.manual_seed(noise_seed(self.seed, self.rank, iteration, -1))
+        yield
+
+    # -- the loop -------------------------------------------------------------------------------------
+
+    def stop_reached(self) -> bool:
+        t = self.train_cfg
+        if t.get("max_steps") is not None and self.g_steps >= t["max_steps"]:
+            return True
+        if t.get("max_images") is not None and self.images_seen >= t["max_images"]:
+            return True
+        return False
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> Optional[int]:
+        if self.stop_reached():
+            self.trainer.should_stop = True
+            return -1
+        return None
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        opt_g, opt_d = self.optimizers()
+        x, y = as_pair(batch)
+        it = self.iterations
+        chunks_x = x.chunk(self.n_critic)
+        chunks_y = y.chunk(self.n_critic) if y is not None else [None] * self.n_critic
+        G, D = self.generator, self.discriminator
+        d_train = self.trained("discriminator")
+        g_train = self.trained("generator")
+        logs: dict[str, torch.Tensor] = {}
+        with self._seeded_globals(it):
+            # Discriminator phase(s): G frozen (no graph), D trained.
+            for k in range(self.n_critic):
+                real, yk = chunks_x[k], chunks_y[k]
+                with torch.no_grad():
+                    fake = G(self.noise(real.shape[0], it, k), yk)
+                out = self.objective.discriminator_loss(d_train, real, fake.detach(), yk)
+                if self._guard("discriminator", out.loss, D, opt_d):
+                    self.manual_backward(out.loss)
+                    if self._guard_grads("discriminator", D, opt_d, out.loss):
+                        opt_d.step()
+                        self._after_d_step()
+                        self.d_steps += 1
+                opt_d.zero_grad(set_to_none=True)
+                logs.update({"d_loss": out.loss.detach(), **{f"d/{k_}": v for k_, v in out.logs.items()}})
+
+            # Generator phase: D frozen (its raw module: no DDP bookkeeping), G trained.
+            real, yk = chunks_x[-1], chunks_y[-1]
+            D.requires_grad_(False)
+            try:
+                fake = g_train(self.noise(real.shape[0], it, self.n_critic), yk)
+                out = self.objective.generator_loss(D, real, fake, yk)
+                loss = out.loss
+                if hasattr(G, "regularization_loss"):
+                    reg = G.regularization_loss()
+                    loss = loss + reg
+                    logs["g/regularization"] = reg.detach()
+                if self._guard("generator", loss, G, opt_g):
+                    self.manual_backward(loss)
+                    if self._guard_grads("generator", G, opt_g, loss):
+                        opt_g.step()
+                        self.g_steps += 1
+                opt_g.zero_grad(set_to_none=True)
+            finally:
+                D.requires_grad_(True)
+        logs.update({"g_loss": loss.detach(), **{f"g/{k_}": v for k_, v in out.logs.items()}})
+        self.iterations += 1
+        self.images_seen += x.shape[0] * self.world_size
+        self.update_ema()
+        self._log_step(logs)
+
+    # -- guards ---------------------------------------------------------------------------------------
+
+    def _any_rank(self, flag: bool) -> bool:
+        """True when ``flag`` is true on any rank (collective: every rank decides alike)."""
+        if self.world_size == 1:
+            return flag
+        t = torch.tensor(1.0 if flag else 0.0, device=self.device)
+        return bool(self.trainer.strategy.reduce(t, reduce_op="max").item() > 0)
+
+    def _guard(self, which: str, loss: torch.Tensor, net: nn.Module, opt: Any) -> bool:
+        """Check a loss before backward. Returns False when the step is to be skipped."""
+        bad = self._any_rank(not bool(torch.isfinite(loss.detach()).all()))
+        if not bad:
+            return True
+        return self._nonfinite(which, f"{which} loss is {loss.detach().float().item()}")
+
+    def _guard_grads(self, which: str, net: nn.Module, opt: Any, loss: torch.Tensor) -> bool:
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if scaler is not None:  # fp16: the GradScaler skips inf/nan steps itself and lowers the scale
+            return True
+        finite = all(bool(torch.isfinite(p.grad).all()) for p in net.parameters() if p.grad is not None)
+        bad = self._any_rank(not finite)
+        if not bad:
+            return True
+        opt.zero_grad(set_to_none=True)
+        return self._nonfinite(which, f"{which} gradient is not finite (loss {loss.detach().float().item():.6g})")
+
+    def _nonfinite(self, which: str, what: str) -> bool:
+        where = f"iteration {self.iterations} (generator step {self.g_steps}, discriminator step {self.d_steps})"
+        if self.train_cfg.get("on_nonfinite", "stop") == "skip":
+            self.skipped_steps += 1
+            if self.rank == 0:
+                print(f"ganforge: warning: {what} at {where}; step skipped (train.on_nonfinite=skip).")
+            return False
+        saved = ""
+        path = getattr(self.trainer, "ganforge_last_ckpt", None)
+        if path is not None:
+            self.trainer.save_checkpoint(path)  # weights and optimizers are still the last good ones
+            saved = f" The last good state was saved to {path}; resume with --resume {path}."
+        raise NonFiniteError(
+            f"{what} at {where}.{saved} Lower the learning rates, set train.grad_clip, or set "
+            "train.on_nonfinite=skip to skip such steps."
+        )
+
+    def _after_d_step(self) -> None:
+        clip = getattr(self.objective, "weight_clip", None)
+        if clip:
+            with torch.no_grad():
+                for p in self.discriminator.parameters():
+                    p.clamp_(-clip, clip)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Called by Lightning after the AMP scaler has unscaled the gradients: the place for clipping.
+        clip = self.train_cfg.get("grad_clip")
+        if clip:
+            params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            norm = torch.nn.utils.clip_grad_norm_(params, clip)
+            self.last_grad_norm = float(norm)
+
+    # -- EMA ------------------------------------------------------------------------------------------
+
+    def ema_beta(self) -> float:
+        half = float(self.train_cfg.get("ema_halflife_images") or 0.0)
+        rampup = self.train_cfg.get("ema_rampup")
+        if rampup:
+            half = min(half, self.images_seen * float(rampup))
+        batch = float(self.train_cfg["batch_size"])
+        return 0.5 ** (batch / max(half, 1e-8))
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        if self.generator_ema is None:
+            return
+        beta = self.ema_beta()
+        for p_ema, p in zip(self.generator_ema.parameters(), self.generator.parameters()):
+            p_ema.copy_(p.detach().lerp(p_ema, beta))
+        for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
+            b_ema.copy_(b)
+
+    # -- logging --------------------------------------------------------------------------------------
+
+    def _log_step(self, logs: dict[str, torch.Tensor]) -> None:
+        every = max(1, int(self.train_cfg.get("log_every_n_steps", 10)))
+        scalars = {k: float(v) for k, v in logs.items()}
+        self.last_logs = scalars
+        if self.g_steps % every and not self.stop_reached():
+            return
+        self.log_dict({"train/" + k: v for k, v in scalars.items() if k not in ("d_loss", "g_loss")},
+                      on_step=True, on_epoch=False, sync_dist=False)
+        self.log("d_loss", scalars["d_loss"], prog_bar=True, on_step=True, on_epoch=False)
+        self.log("g_loss", scalars["g_loss"], prog_bar=True, on_step=True, on_epoch=False)
+        self.log_dict(self.counters(float_values=True), on_step=True, on_epoch=False)
+
+    def counters(self, float_values: bool = False) -> dict[str, Any]:
+        c = {"g_steps": self.g_steps, "d_steps": self.d_steps, "images_seen": self.images_seen,
+             "iterations": self.iterations, "skipped_steps": self.skipped_steps}
+        return {k: float(v) for k, v in c.items()} if float_values else c
+
+    # -- sampling -------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(self, n: int, y: Optional[torch.Tensor] = None, seed: int = 0, ema: bool = True,
+               batch_size: int = 1000) -> torch.Tensor:
+        """``n`` samples from the (EMA) generator with a fixed seed, in eval mode."""
+        G = self.sampling_generator if ema else self.generator
+        was_training = G.training
+        G.eval()
+        g = torch.Generator(device=self.device)
+        g.manual_seed(seed)
+        out = []
+        for i in range(0, n, batch_size):
+            m = min(batch_size, n - i)
+            z = torch.randn((m, *self.generator.latent_shape), generator=g, device=self.device)
+            yi = None if y is None else y[i : i + m].to(self.device)
+            out.append(G(z, yi).float())
+        G.train(was_training)
+        return torch.cat(out) if out else torch.empty(0)
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["ganforge"] = {
+            "counters": self.counters(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+            "n_critic": self.n_critic,
+            "extra": dict(self.extra_state),
+            "info": self.info.to_dict(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("ganforge")
+        if state is None:
+            raise ValueError("this checkpoint was not written by ganforge (no 'ganforge' section).")
+        c = state["counters"]
+        self.iterations, self.g_steps, self.d_steps = c["iterations"], c["g_steps"], c["d_steps"]
+        self.images_seen, self.skipped_steps = c["images_seen"], c.get("skipped_steps", 0)
+        rng = state.get("rng") or {}
+        if rng.get("torch") is not None:
+            torch.set_rng_state(rng["torch"])
+        if rng.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        if rng.get("numpy") is not None:
+            np.random.set_state(rng["numpy"])
+        if rng.get("python") is not None:
+            random.setstate(rng["python"])
+        self.extra_state.update(state.get("extra") or {})
+
+
+def make_optimizer(params: Any, cfg: dict[str, Any]) -> torch.optim.Optimizer:
+    name, lr = cfg["name"], float(cfg["lr"])
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=tuple(cfg["betas"]), eps=cfg["eps"], weight_decay=cfg["weight_decay"])
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=tuple(cfg["betas"]), eps=cfg["eps"], weight_decay=cfg["weight_decay"])
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, eps=cfg["eps"], weight_decay=cfg["weight_decay"], momentum=cfg["momentum"])
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=cfg["weight_decay"], momentum=cfg["momentum"])
+    raise ValueError(f"unknown optimizer {name!r}; use adam, adamw, rmsprop or sgd")

@@ -1,0 +1,229 @@
+"""From a resolved config to a trained GAN: build components, the trainer, the run directory."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+import lightning as L
+
+from ganforge import config as config_mod
+from ganforge.callbacks import AtomicCheckpointIO, Evaluation, GANCheckpoint, SamplePictures
+from ganforge.data import GANDataModule
+from ganforge.io import atomic_write_text
+from ganforge.module import GANModule
+from ganforge.plugins import ConfigError, Registry, get_registry
+
+RUN_DIR_ENV = "GANFORGE_RUN_DIR"
+
+
+def quiet_lightning() -> None:
+    """Lightning's start-up banners (GPU available, tips) drown the few lines that matter."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                 "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*is deprecated. Please use.*TreeSpec.*")
+
+
+# -- run directory --------------------------------------------------------------------------------------
+
+
+def _next_version(base: Path) -> Path:
+    versions = [int(m.group(1)) for p in base.glob("version_*") if (m := re.fullmatch(r"version_(\d+)", p.name))]
+    return base / f"version_{max(versions, default=-1) + 1}"
+
+
+def latest_checkpoint(root: Path, name: str) -> Optional[Path]:
+    cands = [p for p in (root / name).glob("*/checkpoints/last.ckpt") if p.is_file()]
+    return max(cands, key=lambda p: p.stat().st_mtime) if cands else None
+
+
+def choose_run_dir(cfg: dict[str, Any], resume: Optional[str]) -> tuple[Path, Optional[Path]]:
+    """The run directory and the checkpoint to resume from.
+
+    Order: ``$GANFORGE_RUN_DIR`` (set by the parent of spawned ranks); a SLURM job's
+    ``slurm_<job id>`` (survives requeue, which then resumes from its ``last.ckpt``); a torchrun
+    launch's ``torchrun_<run id>``; the directory of the checkpoint being resumed; else the next
+    ``version_<n>``.
+    """
+    root = Path(cfg["root_dir"])
+    base = root / cfg["name"]
+    ckpt: Optional[Path] = None
+    if resume == "auto":
+        ckpt = latest_checkpoint(root, cfg["name"])
+        if ckpt is None:
+            print(f"ganforge: --resume auto: no checkpoint under {base}/*/checkpoints/; starting a new run.")
+    elif resume:
+        ckpt = Path(resume)
+        if not ckpt.is_file():
+            raise ConfigError(f"--resume {resume}: no such checkpoint file (relative to {Path.cwd()}). "
+                              f"Use --resume auto to take the newest {base}/*/checkpoints/last.ckpt.")
+    if os.environ.get(RUN_DIR_ENV):
+        run_dir = Path(os.environ[RUN_DIR_ENV])
+    elif os.environ.get("SLURM_JOB_ID") and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
+        run_dir = base / f"slurm_{os.environ['SLURM_JOB_ID']}"
+    elif os.environ.get("TORCHELASTIC_RUN_ID") and os.environ.get("TORCHELASTIC_RUN_ID") != "none":
+        run_dir = base / f"torchrun_{os.environ['TORCHELASTIC_RUN_ID']}"
+    elif ckpt is not None and ckpt.parent.name == "checkpoints":
+        run_dir = ckpt.parent.parent
+    else:
+        run_dir = _next_version(base)
+    if ckpt is None and (run_dir / "checkpoints" / "last.ckpt").is_file() and (
+        os.environ.get(RUN_DIR_ENV) or os.environ.get("SLURM_JOB_ID")
+    ):
+        ckpt = run_dir / "checkpoints" / "last.ckpt"  # a requeued job picks up where it stopped
+    return run_dir, ckpt
+
+
+# -- building -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Built:
+    cfg: dict[str, Any]
+    module: GANModule
+    datamodule: GANDataModule
+    metrics: list[tuple[str, Any]] = field(default_factory=list)
+    callbacks: list[Any] = field(default_factory=list)
+
+
+def build_components(cfg: dict[str, Any], registry: Optional[Registry] = None) -> Built:
+    reg = registry or get_registry()
+    L.seed_everything(cfg["seed"], workers=True, verbose=False)
+    dataset = reg.build("dataset", cfg["dataset"], "dataset", seed=cfg["seed"])
+    info = dataset.info
+    if not info.name:
+        info.name = cfg["dataset"]["name"]
+    G = reg.build("generator", cfg["generator"], "generator", info=info, seed=cfg["seed"])
+    D = reg.build("discriminator", cfg["discriminator"], "discriminator", info=info, seed=cfg["seed"])
+    objective = reg.build("objective", cfg["objective"], "objective", info=info)
+    module = GANModule(G, D, objective, info, cfg["train"], cfg["optim"], seed=cfg["seed"])
+    dm = GANDataModule(dataset, cfg["train"]["batch_size"], module.n_critic, cfg["seed"],
+                       cfg["train"]["num_workers"], start=lambda: module.iterations)
+    metrics = [(m["name"], reg.build("metric", m, f"metrics.list[{i}]", info=info))
+               for i, m in enumerate(cfg["metrics"]["list"])]
+    callbacks = [reg.build("callback", c, f"callbacks[{i}]", info=info) for i, c in enumerate(cfg["callbacks"])]
+    return Built(cfg, module, dm, metrics, callbacks)
+
+
+def make_loggers(cfg: dict[str, Any], run_dir: Path, module: GANModule, resuming: bool) -> list[Any]:
+    loggers: list[Any] = []
+    for spec in cfg["logger"]:
+        if spec["name"] == "csv":
+            from ganforge.loggers import ResumableCSVLogger
+
+            loggers.append(ResumableCSVLogger(run_dir))
+        elif spec["name"] == "wandb":
+            from ganforge.loggers import make_wandb_logger
+
+            loggers.append(make_wandb_logger(spec, cfg, run_dir, module, resuming))
+    return loggers
+
+
+def make_trainer(cfg: dict[str, Any], run_dir: Path, built: Built, loggers: list[Any],
+                 progress: Optional[bool] = None) -> L.Trainer:
+    t = cfg["train"]
+    metrics_every = cfg["metrics"]["every_n_steps"]
+    s = cfg["samples"]
+    max_steps = t["max_steps"]
+    sample_every = s["every_n_steps"] or metrics_every or (max(1, max_steps // 10) if max_steps else 1000)
+    num_samples = s["num_samples"] or (64 if built.module.info.kind == "image" else 1000)
+    callbacks: list[Any] = [
+        GANCheckpoint(run_dir / "checkpoints", t["checkpoint_every_n_steps"]),
+        Evaluation(built.metrics, metrics_every, cfg["metrics"]["use_ema"], run_dir, cfg["seed"], cfg["name"]),
+        SamplePictures(run_dir, sample_every, num_samples, s["snapshots"], cfg["seed"], max_steps),
+        *built.callbacks,
+    ]
+    if progress is None:
+        progress = os.environ.get("GANFORGE_PROGRESS", "1") != "0"
+    if progress:
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar(leave=True))
+    kwargs = dict(cfg["trainer"])
+    kwargs.setdefault("enable_progress_bar", bool(progress))
+    world = _world_size_hint(kwargs)
+    if world > 1 and "strategy" not in kwargs:
+        kwargs["strategy"] = "gan_ddp"
+    if kwargs.get("strategy") in ("gan_ddp", "gan-ddp"):
+        from ganforge.strategy import GANDDPStrategy
+
+        kwargs["strategy"] = GANDDPStrategy()
+    return L.Trainer(
+        max_epochs=-1,
+        logger=loggers or False,
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        default_root_dir=str(run_dir),
+        use_distributed_sampler=False,
+        log_every_n_steps=t["log_every_n_steps"],
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+        plugins=[AtomicCheckpointIO()],
+        **kwargs,
+    )
+
+
+def _world_size_hint(trainer_kwargs: dict[str, Any]) -> int:
+    devices = trainer_kwargs.get("devices", 1)
+    nodes = int(trainer_kwargs.get("num_nodes", 1) or 1)
+    if isinstance(devices, int):
+        n = devices if devices > 0 else max(1, torch.cuda.device_count())
+    elif isinstance(devices, (list, tuple)):
+        n = len(devices)
+    elif isinstance(devices, str) and devices.strip().isdigit():
+        n = int(devices)
+    elif isinstance(devices, str) and "," in devices:
+        n = len([d for d in devices.split(",") if d.strip()])
+    else:
+        n = 1
+    return n * nodes
+
+
+def fit(cfg: dict[str, Any], resume: Optional[str] = None, progress: Optional[bool] = None,
+        registry: Optional[Registry] = None) -> dict[str, Any]:
+    """Train a GAN from a resolved config. Returns ``{"run_dir", "summary", "module", "trainer"}``."""
+    quiet_lightning()
+    run_dir, ckpt = choose_run_dir(cfg, resume)
+    os.environ[RUN_DIR_ENV] = str(run_dir)  # spawned ranks inherit it: one run directory for all
+    built = build_components(cfg, registry)
+    resumed_step = _check_checkpoint(ckpt) if ckpt is not None else None
+    loggers = make_loggers(cfg, run_dir, built.module, resuming=ckpt is not None)
+    for lg in loggers:
+        if resumed_step is not None and hasattr(lg, "truncate_after"):
+            lg.truncate_after(resumed_step)
+    trainer = make_trainer(cfg, run_dir, built, loggers, progress)
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", config_mod.dump(cfg))
+        if ckpt is None:
+            print(f"ganforge: run directory {run_dir}")
+        else:
+            print(f"ganforge: resuming from {ckpt} in {run_dir}")
+    trainer.fit(built.module, datamodule=built.datamodule, ckpt_path=str(ckpt) if ckpt else None)
+    evaluation = next(c for c in trainer.callbacks if isinstance(c, Evaluation))
+    return {"run_dir": run_dir, "summary": evaluation.summary(built.module), "module": built.module,
+            "trainer": trainer}
+
+
+def _check_checkpoint(path: Path) -> int:
+    """Fail early and clearly on a file that is not a loadable ganforge checkpoint; returns its iteration."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001
+        raise ConfigError(f"checkpoint '{path}' cannot be read ({type(exc).__name__}: {exc}); it is corrupt or "
+                          "not a checkpoint. ganforge writes checkpoints atomically, so an older "
+                          "checkpoints/last.ckpt of the run is intact — resume from that one.") from None
+    if not isinstance(blob, dict) or "ganforge" not in blob:
+        raise ConfigError(f"checkpoint '{path}' was not written by ganforge (no 'ganforge' section).")
+    return int(blob["ganforge"]["counters"]["iterations"])
