@@ -49,7 +49,8 @@ class GANCheckpoint(L.Callback):
     def save(self, trainer: L.Trainer, pl_module: GANModule) -> None:
         if self._saved_at == pl_module.iterations:
             return
-        trainer.save_checkpoint(self.last)
+        pl_module.sync_buffers()
+        trainer.save_checkpoint(self.last, weights_only=False)
         self._saved_at = pl_module.iterations
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: GANModule, *args: Any) -> None:
@@ -120,6 +121,7 @@ class Evaluation(L.Callback):
             return {}
         if not self._prepared:
             self._prepare(trainer, pl_module)
+        pl_module.sync_buffers()
         rank, world = trainer.global_rank, trainer.world_size
         values: dict[str, float] = {}
         for name, metric in self.metrics:

@@ -217,7 +217,7 @@ class GANModule(L.LightningModule):
         saved = ""
         path = getattr(self.trainer, "ganforge_last_ckpt", None)
         if path is not None:
-            self.trainer.save_checkpoint(path)  # weights and optimizers are still the last good ones
+            self.trainer.save_checkpoint(path, weights_only=False)  # weights and optimizers are still the last good ones
             saved = f" The last good state was saved to {path}; resume with --resume {path}."
         raise NonFiniteError(
             f"{what} at {where}.{saved} Lower the learning rates, set train.grad_clip, or set "
@@ -238,6 +238,26 @@ class GANModule(L.LightningModule):
             params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
             norm = torch.nn.utils.clip_grad_norm_(params, clip)
             self.last_grad_norm = float(norm)
+
+    # -- distributed consistency ----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sync_buffers(self) -> None:
+        """Average floating buffers (BatchNorm running statistics) over ranks; copy integer ones
+        from rank 0. Called before evaluation and checkpointing, so every rank evaluates and saves
+        the same networks (DDP runs with ``broadcast_buffers=False``)."""
+        if self.world_size == 1 or not torch.distributed.is_available() or not torch.distributed.is_initialized():
+            return
+        for net in (self.generator, self.discriminator):
+            for b in net.buffers():
+                if b.is_floating_point():
+                    torch.distributed.all_reduce(b, op=torch.distributed.ReduceOp.SUM)
+                    b.div_(self.world_size)
+                else:
+                    torch.distributed.broadcast(b, src=0)
+        if self.generator_ema is not None:
+            for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
+                b_ema.copy_(b)
 
     # -- EMA ------------------------------------------------------------------------------------------
 

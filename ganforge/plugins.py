@@ -65,8 +65,10 @@ class Component:
 
     def parameters(self) -> list[Param]:
         sig = inspect.signature(self.factory)
+        # A class's own get_type_hints are its attribute annotations; its parameters are __init__'s.
+        target = self.factory.__init__ if inspect.isclass(self.factory) else self.factory
         try:
-            hints = typing.get_type_hints(self.factory)
+            hints = typing.get_type_hints(target)
         except Exception:  # unresolved forward references: fall back to raw annotations
             hints = {}
         out = []

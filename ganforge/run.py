@@ -31,6 +31,9 @@ def quiet_lightning() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*The `srun` command is available.*")
+    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the EMA generator
+    warnings.filterwarnings("ignore", message=".*`weights_only` was not set.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*is deprecated. Please use.*TreeSpec.*")
 
@@ -78,9 +81,7 @@ def choose_run_dir(cfg: dict[str, Any], resume: Optional[str]) -> tuple[Path, Op
         run_dir = ckpt.parent.parent
     else:
         run_dir = _next_version(base)
-    if ckpt is None and (run_dir / "checkpoints" / "last.ckpt").is_file() and (
-        os.environ.get(RUN_DIR_ENV) or os.environ.get("SLURM_JOB_ID")
-    ):
+    if ckpt is None and (run_dir / "checkpoints" / "last.ckpt").is_file() and run_dir.name.startswith("slurm_"):
         ckpt = run_dir / "checkpoints" / "last.ckpt"  # a requeued job picks up where it stopped
     return run_dir, ckpt
 
@@ -195,9 +196,25 @@ def fit(cfg: dict[str, Any], resume: Optional[str] = None, progress: Optional[bo
     """Train a GAN from a resolved config. Returns ``{"run_dir", "summary", "module", "trainer"}``."""
     quiet_lightning()
     run_dir, ckpt = choose_run_dir(cfg, resume)
+    previous = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(run_dir)  # spawned ranks inherit it: one run directory for all
+    try:
+        return _fit(cfg, run_dir, ckpt, progress, registry)
+    finally:
+        if previous is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+        else:
+            os.environ[RUN_DIR_ENV] = previous
+
+
+def _fit(cfg: dict[str, Any], run_dir: Path, ckpt: Optional[Path], progress: Optional[bool],
+         registry: Optional[Registry]) -> dict[str, Any]:
     built = build_components(cfg, registry)
-    resumed_step = _check_checkpoint(ckpt) if ckpt is not None else None
+    resumed_step = None
+    if ckpt is not None:
+        state = _check_checkpoint(ckpt)
+        resumed_step = int(state["counters"]["iterations"])
+        built.module.extra_state.update(state.get("extra") or {})  # e.g. the W&B run id, before loggers exist
     loggers = make_loggers(cfg, run_dir, built.module, resuming=ckpt is not None)
     for lg in loggers:
         if resumed_step is not None and hasattr(lg, "truncate_after"):
@@ -210,14 +227,16 @@ def fit(cfg: dict[str, Any], resume: Optional[str] = None, progress: Optional[bo
             print(f"ganforge: run directory {run_dir}")
         else:
             print(f"ganforge: resuming from {ckpt} in {run_dir}")
-    trainer.fit(built.module, datamodule=built.datamodule, ckpt_path=str(ckpt) if ckpt else None)
+    trainer.fit(built.module, datamodule=built.datamodule, ckpt_path=str(ckpt) if ckpt else None,
+                weights_only=False)  # our own checkpoints carry RNG states (numpy arrays)
     evaluation = next(c for c in trainer.callbacks if isinstance(c, Evaluation))
     return {"run_dir": run_dir, "summary": evaluation.summary(built.module), "module": built.module,
             "trainer": trainer}
 
 
-def _check_checkpoint(path: Path) -> int:
-    """Fail early and clearly on a file that is not a loadable ganforge checkpoint; returns its iteration."""
+def _check_checkpoint(path: Path) -> dict[str, Any]:
+    """Fail early and clearly on a file that is not a loadable ganforge checkpoint; returns its
+    ``ganforge`` section (counters, RNG states, extra state)."""
     try:
         blob = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001
@@ -226,4 +245,4 @@ def _check_checkpoint(path: Path) -> int:
                           "checkpoints/last.ckpt of the run is intact — resume from that one.") from None
     if not isinstance(blob, dict) or "ganforge" not in blob:
         raise ConfigError(f"checkpoint '{path}' was not written by ganforge (no 'ganforge' section).")
-    return int(blob["ganforge"]["counters"]["iterations"])
+    return blob["ganforge"]
