@@ -188,14 +188,31 @@ def parse_override(item: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides.
+
+    Setting a component's ``name`` to another component replaces that section: the YAML's
+    parameters belonged to the old component. Name overrides are applied first, so parameter
+    overrides given on the same command line land on the new component.
+    """
     data = copy.deepcopy(data)
-    for item in overrides:
-        parts, value = parse_override(item)
+    parsed = [(item, *parse_override(item)) for item in overrides]
+    parsed.sort(key=lambda t: 0 if t[1][-1] == "name" else 1)
+    for item, parts, value in parsed:
+        if parts[-1] == "name" and len(parts) >= 2:
+            parent = _lookup(data, parts[:-1])
+            old = parent.get("name") if isinstance(parent, dict) else parent if isinstance(parent, str) else None
+            if old is not None and old != value:
+                _assign(data, parts[:-1], {"name": value})
+                continue
         node: Any = data
         for i, part in enumerate(parts[:-1]):
             nxt = parts[i + 1]
             if isinstance(node, list):
-                idx = _list_index(node, part, parts[: i + 1])
+                idx = _list_index(node, part, parts[: i + 1], allow_append=True)
+                if idx == len(node):
+                    node.append([] if nxt.isdigit() else {})
+                elif isinstance(node[idx], str):  # `- mode-coverage` shorthand → mapping
+                    node[idx] = {"name": node[idx]}
                 node = node[idx]
                 continue
             if part not in node or node[part] is None or isinstance(node[part], str):
@@ -216,6 +233,27 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         else:
             raise ConfigError(f"override '{item}': '{'.'.join(parts[:-1])}' is {node!r}, not a section.")
     return data
+
+
+def _lookup(data: Any, parts: list[str]) -> Any:
+    node = data
+    for part in parts:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def _assign(data: Any, parts: list[str], value: Any) -> None:
+    parent = _lookup(data, parts[:-1])
+    key = parts[-1]
+    if isinstance(parent, list):
+        parent[int(key)] = value
+    else:
+        parent[key] = value
 
 
 def _list_index(node: list, part: str, parts: list[str], allow_append: bool = False) -> int:

@@ -16,5 +16,5 @@ elif ! command -v nvidia-smi >/dev/null 2>&1; then
   have=$("$VENV/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null || true)
   echo "torch==${have:-2.13.0}" > "$CONSTRAINTS"
 fi
-"${PIP[@]}" -c "$CONSTRAINTS" -e ".[test]" -e plugins/ganforge-relativistic
+"${PIP[@]}" -c "$CONSTRAINTS" -e ".[test]" -e plugins/ganforge-relativistic -e plugins/ganforge-torchvision
 "$VENV/bin/python" -c 'import torch, lightning; print(f"ganforge env ready: torch {torch.__version__}, lightning {lightning.__version__}")'
