@@ -178,6 +178,8 @@ class GANModule(L.LightningModule):
         self.iterations += 1
         self.images_seen += x.shape[0] * self.world_size
         self.update_ema()
+        if self.stop_reached():
+            self.trainer.should_stop = True
         self._log_step(logs)
 
     # -- guards ---------------------------------------------------------------------------------------

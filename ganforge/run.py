@@ -167,7 +167,7 @@ def make_trainer(cfg: dict[str, Any], run_dir: Path, built: Built, loggers: list
         enable_checkpointing=False,
         default_root_dir=str(run_dir),
         use_distributed_sampler=False,
-        log_every_n_steps=t["log_every_n_steps"],
+        log_every_n_steps=1,  # GANModule decides when to log (train.log_every_n_steps, in G steps)
         num_sanity_val_steps=0,
         enable_model_summary=False,
         plugins=[AtomicCheckpointIO()],

@@ -1,0 +1,157 @@
+"""The training module: counters, resume equivalence, non-finite handling, EMA, stopping."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from ganforge.config import load_config
+from ganforge.module import GANModule, NonFiniteError, noise_seed
+from ganforge.plugins import ConfigError
+from ganforge.run import fit
+
+
+def _state(path):
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _fit(registry, overrides, resume=None):
+    return fit(load_config(None, overrides, registry), resume=resume, progress=False, registry=registry)
+
+
+def test_counters_and_run_directory(tiny, registry, tmp_path):
+    out = _fit(registry, tiny + ["train.n_critic=2", "train.max_steps=12", "name=counters"])
+    run = out["run_dir"]
+    assert run == tmp_path / "runs" / "counters" / "version_0"
+    m = out["module"]
+    assert (m.g_steps, m.d_steps, m.iterations) == (12, 24, 12)
+    assert m.images_seen == 12 * 2 * 64  # every real image shown to D counts
+    for f in ("config.yaml", "metrics.csv", "checkpoints/last.ckpt", "summary.json", "samples/progress.png",
+              "samples/step_0000000.png"):
+        assert (run / f).is_file(), f
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["counters"]["g_steps"] == 12
+    mc = summary["metrics"]["mode-coverage"]
+    assert set(mc["values"]) >= {"modes", "high_quality", "kl_uniform"}
+    assert mc["protocol"]["num_samples"] == 500
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert any(r.get("metrics/mode-coverage/modes") for r in rows)
+    assert max(float(r["g_steps"]) for r in rows if r.get("g_steps")) == 12
+    # a second run of the same name gets the next version
+    out2 = _fit(registry, tiny + ["train.max_steps=2", "name=counters"])
+    assert out2["run_dir"].name == "version_1"
+
+
+def test_stop_on_images(tiny, registry):
+    out = _fit(registry, tiny + ["train.max_steps=null", "train.max_images=640"])
+    assert out["module"].images_seen == 640 and out["module"].g_steps == 10
+
+
+@pytest.mark.parametrize("objective", ["non-saturating", "wgan-gp"])
+def test_resume_gives_the_same_weights_as_a_straight_run(tiny, registry, tmp_path, objective):
+    """N steps, stop, resume, N more == 2N straight: bit for bit on CPU (same threads, same data,
+    noise seeded by (seed, rank, iteration), optimizers, EMA and counters restored)."""
+    common = tiny + [f"objective.name={objective}", "train.ema_halflife_images=500", "metrics.list=[]",
+                     "train.checkpoint_every_n_steps=1000"]
+    straight = _fit(registry, common + ["name=straight", "train.max_steps=16"])
+    first = _fit(registry, common + ["name=resumed", "train.max_steps=8"])
+    ckpt = first["run_dir"] / "checkpoints" / "last.ckpt"
+    second = _fit(registry, common + ["name=resumed", "train.max_steps=16"], resume=str(ckpt))
+    assert second["run_dir"] == first["run_dir"]  # continues in the same directory
+    a = _state(straight["run_dir"] / "checkpoints" / "last.ckpt")
+    b = _state(second["run_dir"] / "checkpoints" / "last.ckpt")
+    assert a["ganforge"]["counters"] == b["ganforge"]["counters"]
+    assert set(a["state_dict"]) == set(b["state_dict"])
+    assert any(k.startswith("generator_ema.") for k in a["state_dict"])
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    for oa, ob in zip(a["optimizer_states"], b["optimizer_states"]):
+        for sa, sb in zip(oa["state"].values(), ob["state"].values()):
+            assert torch.equal(sa["exp_avg"], sb["exp_avg"]) and torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
+    # metrics.csv keeps the first half's rows and continues
+    rows = list(csv.DictReader(open(second["run_dir"] / "metrics.csv")))
+    steps = [float(r["g_steps"]) for r in rows if r.get("g_steps")]
+    assert steps == sorted(steps) and steps[0] == 5 and steps[-1] == 16
+
+
+def test_resume_auto_takes_the_newest_checkpoint(tiny, registry):
+    first = _fit(registry, tiny + ["name=auto", "train.max_steps=6", "metrics.list=[]"])
+    second = _fit(registry, tiny + ["name=auto", "train.max_steps=9", "metrics.list=[]"], resume="auto")
+    assert second["run_dir"] == first["run_dir"] and second["module"].g_steps == 9
+
+
+def test_resume_errors(tiny, registry, tmp_path):
+    with pytest.raises(ConfigError, match=r"--resume nope.ckpt: no such checkpoint file"):
+        _fit(registry, tiny, resume="nope.ckpt")
+    corrupt = tmp_path / "corrupt.ckpt"
+    corrupt.write_bytes(b"\x80\x02 not a checkpoint")
+    with pytest.raises(ConfigError, match=r"checkpoint '.*corrupt.ckpt' cannot be read .* corrupt or not a checkpoint"):
+        _fit(registry, tiny, resume=str(corrupt))
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(ConfigError, match="was not written by ganforge"):
+        _fit(registry, tiny, resume=str(foreign))
+
+
+def _poison(monkeypatch, at_iteration: int):
+    original = GANModule.training_step
+
+    def step(self, batch, batch_idx):
+        if self.iterations == at_iteration:
+            batch = batch * float("nan")
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(GANModule, "training_step", step)
+
+
+def test_nonfinite_stops_with_a_message_after_saving_the_last_good_state(tiny, registry, monkeypatch):
+    _poison(monkeypatch, 5)
+    with pytest.raises(NonFiniteError) as exc:
+        _fit(registry, tiny + ["name=nan", "train.max_steps=10"])
+    msg = str(exc.value)
+    assert "discriminator loss is nan at iteration 5 (generator step 5, discriminator step 5)" in msg
+    assert "train.on_nonfinite=skip" in msg and "--resume" in msg
+    path = msg.split("saved to ")[1].split(";")[0]
+    state = _state(path)
+    assert state["ganforge"]["counters"]["g_steps"] == 5
+    assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
+
+
+def test_nonfinite_skip_policy_skips_and_counts(tiny, registry, monkeypatch):
+    _poison(monkeypatch, 3)
+    out = _fit(registry, tiny + ["train.on_nonfinite=skip", "train.max_steps=8"])
+    m = out["module"]
+    assert m.skipped_steps == 1 and m.d_steps == m.iterations - 1
+    assert all(torch.isfinite(p).all() for p in m.parameters())
+
+
+def test_grad_clip_limits_the_gradient_norm(tiny, registry):
+    out = _fit(registry, tiny + ["train.grad_clip=1e-3", "train.max_steps=3", "metrics.list=[]"])
+    assert out["module"].last_grad_norm is not None
+
+
+def test_noise_differs_per_rank_and_step_and_is_reproducible():
+    seeds = {noise_seed(0, r, i, s) for r in range(2) for i in range(3) for s in range(2)}
+    assert len(seeds) == 12
+    assert noise_seed(1, 0, 0, 0) == noise_seed(1, 0, 0, 0)
+
+
+def test_ema_halflife_in_images():
+    import ganforge.module as M
+
+    m = GANModule.__new__(GANModule)
+    m.train_cfg = {"ema_halflife_images": 1000.0, "batch_size": 100, "ema_rampup": None}
+    m.images_seen = 0
+    assert m.ema_beta() == pytest.approx(0.5 ** 0.1)  # ten batches halve the old weight
+    m.train_cfg["ema_rampup"] = 0.5
+    m.images_seen = 200  # ramp-up: half-life min(1000, 100)
+    assert m.ema_beta() == pytest.approx(0.5 ** 1.0)
+
+
+def test_bf16_mixed_precision_runs(tiny, registry):
+    out = _fit(registry, tiny + ["trainer.precision=bf16-mixed", "train.max_steps=4", "train.grad_clip=10",
+                                  "metrics.list=[]"])
+    assert out["module"].g_steps == 4
