@@ -127,7 +127,8 @@ class Evaluation(L.Callback):
         for name, metric in self.metrics:
             metric.reset()
             total = int(getattr(metric, "num_samples", 1000))
-            n = total // world + (1 if rank < total % world else 0)
+            # every rank evaluates at least one sample: collective states need a batch everywhere
+            n = max(1, total // world + (1 if rank < total % world else 0))
             seed = noise_seed(self.seed, rank, -7, 0)
             y = _conditions_for(pl_module, trainer.datamodule, n, seed)
             x = pl_module.sample(n, y=y, seed=seed, ema=self.use_ema)
