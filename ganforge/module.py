@@ -74,6 +74,7 @@ class GANModule(L.LightningModule):
         self.ddp: dict[str, nn.Module] = {}
         self.last_logs: dict[str, float] = {}
         self.extra_state: dict[str, Any] = {}  # other components' resumable state (e.g. logger run id)
+        self.run_config: Optional[dict[str, Any]] = None  # the resolved config, saved in checkpoints
 
     # -- networks -------------------------------------------------------------------------------------
 
@@ -334,6 +335,7 @@ class GANModule(L.LightningModule):
             "n_critic": self.n_critic,
             "extra": dict(self.extra_state),
             "info": self.info.to_dict(),
+            "config": self.run_config,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -81,9 +81,33 @@ def choose_run_dir(cfg: dict[str, Any], resume: Optional[str]) -> tuple[Path, Op
         run_dir = ckpt.parent.parent
     else:
         run_dir = _next_version(base)
+        if os.environ.get("TORCHELASTIC_RUN_ID") == "none" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            run_dir = _rank0_choice(run_dir)
     if ckpt is None and (run_dir / "checkpoints" / "last.ckpt").is_file() and run_dir.name.startswith("slurm_"):
         ckpt = run_dir / "checkpoints" / "last.ckpt"  # a requeued job picks up where it stopped
     return run_dir, ckpt
+
+
+def _rank0_choice(candidate: Path) -> Path:
+    """Rank 0's run directory, for every rank of a torchrun launch without a run id.
+
+    torchrun's static rendezvous (no ``--standalone``, no ``--rdzv-id``) sets
+    ``TORCHELASTIC_RUN_ID=none``; each rank would then pick the next ``version_<n>`` on its own
+    and a rank starting after rank 0 created ``version_0`` would pick ``version_1``. Rank 0
+    publishes its choice in torchrun's agent store (the TCP store at ``MASTER_ADDR:MASTER_PORT``
+    that the process group rendezvous uses too); the other ranks wait for it. A restarted
+    attempt finds the key set and keeps the directory.
+    """
+    from datetime import timedelta
+
+    from torch.distributed import TCPStore
+
+    store = TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                     timeout=timedelta(minutes=10))
+    key = "ganforge/run_dir"
+    if int(os.environ.get("RANK", "0")) == 0:
+        return Path(store.compare_set(key, "", str(candidate)).decode())
+    return Path(store.get(key).decode())
 
 
 # -- building -------------------------------------------------------------------------------------------
@@ -109,6 +133,7 @@ def build_components(cfg: dict[str, Any], registry: Optional[Registry] = None) -
     D = reg.build("discriminator", cfg["discriminator"], "discriminator", info=info, seed=cfg["seed"])
     objective = reg.build("objective", cfg["objective"], "objective", info=info)
     module = GANModule(G, D, objective, info, cfg["train"], cfg["optim"], seed=cfg["seed"])
+    module.run_config = cfg
     dm = GANDataModule(dataset, cfg["train"]["batch_size"], module.n_critic, cfg["seed"],
                        cfg["train"]["num_workers"], start=lambda: module.iterations)
     metrics = [(m["name"], reg.build("metric", m, f"metrics.list[{i}]", info=info))

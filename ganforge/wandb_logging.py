@@ -30,14 +30,14 @@ from typing import Any, Mapping, Optional
 from urllib.parse import urlsplit
 
 import lightning as L
-from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 RUN_ID_KEY = "wandb_run_id"
 PROBE_TIMEOUT_S = 2.0
 INIT_TIMEOUT_S = 60.0
-DEFAULT_BASE_URL = "https://api.wandb.ai"
+DEFAULT_BASE_URL = "https://api.wandb.ai"  # only if wandb's own settings cannot be read
 _ENV_MODES = {"online": "online", "offline": "offline", "dryrun": "offline", "disabled": "disabled"}
 
 
@@ -135,7 +135,7 @@ def decide_mode(requested: str) -> tuple[str, str]:
     base = _base_url()
     source = api_key_source(base)
     if source is None:
-        return "offline", f"no W&B API key (WANDB_API_KEY or a netrc entry for {urlsplit(base).hostname})"
+        return "offline", "no W&B API key found (WANDB_API_KEY, ~/.netrc, `wandb login`)"
     host, port = _probe_target(base)
     if not host_reachable(base):
         return "offline", f"{host}:{port} did not answer within {PROBE_TIMEOUT_S:g} s"
@@ -158,13 +158,16 @@ def scheduler_run_id(name: str) -> Optional[str]:
     """
     job = os.environ.get("SLURM_JOB_ID")
     if job and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
-        suffix = f"-slurm-{job}"
-        return _clean_id(name, 64 - len(suffix)) + _clean_id(suffix)
+        return _with_suffix(name, f"-slurm-{job}")
     rdzv = os.environ.get("TORCHELASTIC_RUN_ID")
     if rdzv and rdzv != "none":
-        suffix = _clean_id(f"-torchrun-{rdzv}")
-        return _clean_id(name, max(8, 64 - len(suffix))) + "-" + suffix[: 64 - 9]
+        return _with_suffix(name, f"-torchrun-{rdzv}")
     return None
+
+
+def _with_suffix(name: str, suffix: str) -> str:
+    suffix = "-" + _clean_id(suffix, 48)
+    return _clean_id(name, 64 - len(suffix)) + suffix
 
 
 def choose_run_id(cfg: Mapping[str, Any], module: Any, resuming: bool) -> tuple[str, str]:
@@ -216,13 +219,12 @@ class GanforgeWandbLogger(WandbLogger):
                 self._owns_run = False
             else:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
-                init = dict(self._wandb_init)
-                settings = wandb.Settings(
-                    mode=self.mode,
-                    init_timeout=INIT_TIMEOUT_S,
-                    quiet=True,
-                )
-                self._experiment = wandb.init(settings=settings, **init)
+                init = {k: v for k, v in self._wandb_init.items() if k != "anonymous"}  # deprecated in wandb
+                settings: dict[str, Any] = {"mode": self.mode, "init_timeout": INIT_TIMEOUT_S}
+                if not any(os.environ.get(v) for v in ("WANDB_SILENT", "WANDB_QUIET", "WANDB_CONSOLE")):
+                    # ganforge printed the one line that matters offline; online, keep the run's URL.
+                    settings["silent" if self.mode == "offline" else "quiet"] = True
+                self._experiment = wandb.init(settings=wandb.Settings(**settings), **init)
             self._starting_step = int(getattr(self._experiment, "starting_step", 0) or 0)
             run_id = getattr(self._experiment, "id", None)
             extra = getattr(self._module, "extra_state", None)
@@ -244,6 +246,9 @@ class GanforgeWandbLogger(WandbLogger):
             self._dropped += 1
             return
         row = {k: (v.item() if hasattr(v, "item") else v) for k, v in metrics.items()}
+        if "g_steps" in row and int(row["g_steps"]) != g:
+            # Lightning re-emits the module's last ``self.log`` values on later batches: stale rows.
+            return
         if self._prefix:
             row = {f"{self._prefix}{self.LOGGER_JOIN_CHAR}{k}": v for k, v in row.items()}
         row.setdefault("g_steps", g)
@@ -271,13 +276,20 @@ class GanforgeWandbLogger(WandbLogger):
         return True
 
     @rank_zero_only
-    def log_pictures(self, step: Optional[int] = None) -> None:
-        """Log ``samples/progress.png`` and the newest ``samples/step_*.png`` when they changed."""
+    def log_pictures(self, step: Optional[int] = None, prime: bool = False) -> None:
+        """Log ``samples/progress.png`` and the newest ``samples/step_*.png`` when they changed.
+
+        ``prime``: only remember the pictures on disk as already logged.
+        """
         if self._closed or self.mode == "disabled":
+            return
+        samples = self.run_dir / "samples"
+        if prime:
+            for path in [samples / "progress.png", *sorted(samples.glob("step_*.png"))[-1:]]:
+                self._changed(path)
             return
         import wandb
 
-        samples = self.run_dir / "samples"
         g = self._step(step)
         if g < self._starting_step:
             return
@@ -347,7 +359,8 @@ class WandbSamples(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
         if trainer.is_global_zero:
-            self.logger.log_pictures()
+            # After a resume the pictures on disk were logged by the previous segment already.
+            self.logger.log_pictures(prime=getattr(pl_module, "g_steps", 0) > 0)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
         if trainer.is_global_zero:
@@ -394,5 +407,4 @@ def make_wandb_logger(spec: Mapping[str, Any], cfg: Mapping[str, Any], run_dir: 
         name=f"{cfg.get('name', 'run')}/{run_dir.name}",
         group=str(cfg.get("name", "run")),
         config=dict(cfg),
-        reinit="create_new" if False else None,
     )
