@@ -17,7 +17,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from ganforge.components import as_pair
 from ganforge.imaging import hstack, points_extent, samples_picture, save_png
 from ganforge.io import atomic_torch_save, write_json
-from ganforge.module import GANModule, noise_seed
+from ganforge.module import GANModule, log_to_loggers, noise_seed
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -140,9 +140,7 @@ class Evaluation(L.Callback):
         self._last_step = pl_module.g_steps
         row = {"g_steps": pl_module.g_steps, "images_seen": pl_module.images_seen, **values}
         self.history.append(row)
-        if trainer.is_global_zero:
-            for logger in trainer.loggers:
-                logger.log_metrics({f"metrics/{k}": v for k, v in values.items()}, step=pl_module.g_steps)
+        log_to_loggers(trainer, {f"metrics/{k}": v for k, v in values.items()}, pl_module.g_steps)
         return values
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: GANModule, *args: Any) -> None:

@@ -285,16 +285,18 @@ class GANModule(L.LightningModule):
     # -- logging --------------------------------------------------------------------------------------
 
     def _log_step(self, logs: dict[str, torch.Tensor]) -> None:
-        every = max(1, int(self.train_cfg.get("log_every_n_steps", 10)))
+        """Losses to the progress bar every step; to the loggers every ``train.log_every_n_steps``
+        generator steps, with ``step = g_steps`` (Lightning's own step counts optimizer steps)."""
         scalars = {k: float(v) for k, v in logs.items()}
         self.last_logs = scalars
-        if self.g_steps % every and not self.stop_reached():
+        self.log("d_loss", scalars["d_loss"], prog_bar=True, logger=False, on_step=True, on_epoch=False)
+        self.log("g_loss", scalars["g_loss"], prog_bar=True, logger=False, on_step=True, on_epoch=False)
+        every = max(1, int(self.train_cfg.get("log_every_n_steps", 10)))
+        if (self.g_steps % every and not self.stop_reached()) or self.rank != 0:
             return
-        self.log_dict({"train/" + k: v for k, v in scalars.items() if k not in ("d_loss", "g_loss")},
-                      on_step=True, on_epoch=False, sync_dist=False)
-        self.log("d_loss", scalars["d_loss"], prog_bar=True, on_step=True, on_epoch=False)
-        self.log("g_loss", scalars["g_loss"], prog_bar=True, on_step=True, on_epoch=False)
-        self.log_dict(self.counters(float_values=True), on_step=True, on_epoch=False)
+        row = {("train/" + k if k not in ("d_loss", "g_loss") else k): v for k, v in scalars.items()}
+        row.update(self.counters(float_values=True))
+        log_to_loggers(self.trainer, row, self.g_steps)
 
     def counters(self, float_values: bool = False) -> dict[str, Any]:
         c = {"g_steps": self.g_steps, "d_steps": self.d_steps, "images_seen": self.images_seen,
@@ -355,6 +357,15 @@ class GANModule(L.LightningModule):
         if rng.get("python") is not None:
             random.setstate(rng["python"])
         self.extra_state.update(state.get("extra") or {})
+
+
+def log_to_loggers(trainer: Any, row: dict[str, float], step: int) -> None:
+    """Write one row to every logger now (rank 0 only), with ``step`` = generator steps."""
+    if trainer is None or not trainer.is_global_zero:
+        return
+    for logger in trainer.loggers:
+        logger.log_metrics(row, step=step)
+        logger.save()
 
 
 def make_optimizer(params: Any, cfg: dict[str, Any]) -> torch.optim.Optimizer:

@@ -34,6 +34,9 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*The `srun` command is available.*")
     warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the EMA generator
     warnings.filterwarnings("ignore", message=".*`weights_only` was not set.*")
+    # Our data order is a pure function of the restored iteration counter (ganforge.data), so a
+    # mid-epoch resume is exact; Lightning cannot know that and warns.
+    warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*is deprecated. Please use.*TreeSpec.*")
 
@@ -170,6 +173,7 @@ def make_trainer(cfg: dict[str, Any], run_dir: Path, built: Built, loggers: list
         SamplePictures(run_dir, sample_every, num_samples, s["snapshots"], cfg["seed"], max_steps),
         *built.callbacks,
     ]
+    callbacks += [cb for lg in loggers for cb in getattr(lg, "extra_callbacks", list)()]  # W&B sample pictures
     if progress is None:
         progress = os.environ.get("GANFORGE_PROGRESS", "1") != "0"
     if progress:

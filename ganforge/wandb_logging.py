@@ -30,13 +30,14 @@ from typing import Any, Mapping, Optional
 from urllib.parse import urlsplit
 
 import lightning as L
-from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 RUN_ID_KEY = "wandb_run_id"
 PROBE_TIMEOUT_S = 2.0
-INIT_TIMEOUT_S = 60.0
+INIT_TIMEOUT_S = 60.0  # wandb.init (online: talks to the server; offline: local only)
+FINISH_TIMEOUT_S = 300.0  # online: stop waiting for uploads; the run's .wandb file still has everything
 DEFAULT_BASE_URL = "https://api.wandb.ai"  # only if wandb's own settings cannot be read
 _ENV_MODES = {"online": "online", "offline": "offline", "dryrun": "offline", "disabled": "disabled"}
 
@@ -135,7 +136,7 @@ def decide_mode(requested: str) -> tuple[str, str]:
     base = _base_url()
     source = api_key_source(base)
     if source is None:
-        return "offline", "no W&B API key found (WANDB_API_KEY, ~/.netrc, `wandb login`)"
+        return "offline", "no W&B API key found (WANDB_API_KEY, ~/.netrc)"
     host, port = _probe_target(base)
     if not host_reachable(base):
         return "offline", f"{host}:{port} did not answer within {PROBE_TIMEOUT_S:g} s"
@@ -170,17 +171,17 @@ def _with_suffix(name: str, suffix: str) -> str:
     return _clean_id(name, 64 - len(suffix)) + suffix
 
 
-def choose_run_id(cfg: Mapping[str, Any], module: Any, resuming: bool) -> tuple[str, str]:
-    """``(run id, why)``: the checkpoint's id when resuming, else the scheduler's, else a new one."""
+def choose_run_id(cfg: Mapping[str, Any], module: Any, resuming: bool) -> str:
+    """The checkpoint's run id when resuming, else the scheduler job's, else a new random one."""
     extra = getattr(module, "extra_state", None)
     if resuming and isinstance(extra, dict) and extra.get(RUN_ID_KEY):
-        return str(extra[RUN_ID_KEY]), "from the checkpoint"
+        return str(extra[RUN_ID_KEY])
     derived = scheduler_run_id(str(cfg.get("name", "run")))
     if derived:
-        return derived, "from the job id"
+        return derived
     from wandb.sdk.lib.runid import generate_id
 
-    return generate_id(), "new"
+    return generate_id()
 
 
 # -- the logger -----------------------------------------------------------------------------------------
@@ -195,11 +196,11 @@ class GanforgeWandbLogger(WandbLogger):
       the offline file is complete and a later ``fit`` in the same process starts cleanly.
     """
 
-    def __init__(self, *, run_dir: Path, mode: str, module: Any, cfg: Mapping[str, Any], **kwargs: Any) -> None:
+    def __init__(self, *, run_dir: Path, mode: str, module: Any, requested: str = "auto", **kwargs: Any) -> None:
         self.run_dir = Path(run_dir)
         self.mode = mode
+        self.requested = requested
         self._module = module
-        self._cfg = cfg
         self._closed = False
         self._owns_run = True
         self._starting_step = 0
@@ -219,18 +220,32 @@ class GanforgeWandbLogger(WandbLogger):
                 self._owns_run = False
             else:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
-                init = {k: v for k, v in self._wandb_init.items() if k != "anonymous"}  # deprecated in wandb
-                settings: dict[str, Any] = {"mode": self.mode, "init_timeout": INIT_TIMEOUT_S}
-                if not any(os.environ.get(v) for v in ("WANDB_SILENT", "WANDB_QUIET", "WANDB_CONSOLE")):
-                    # ganforge printed the one line that matters offline; online, keep the run's URL.
-                    settings["silent" if self.mode == "offline" else "quiet"] = True
-                self._experiment = wandb.init(settings=wandb.Settings(**settings), **init)
+                try:
+                    self._experiment = self._init(wandb)
+                except Exception as exc:  # noqa: BLE001
+                    if not (self.mode == "online" and self.requested == "auto"):
+                        raise
+                    # auto: a server that answered the probe but failed wandb.init (key, timeout)
+                    self.mode = "offline"
+                    reason = f"wandb.init online failed ({type(exc).__name__}: {str(exc)[:200]})"
+                    print(offline_line(reason, str(self._id), self.run_dir), flush=True)
+                    self._experiment = self._init(wandb)
             self._starting_step = int(getattr(self._experiment, "starting_step", 0) or 0)
             run_id = getattr(self._experiment, "id", None)
             extra = getattr(self._module, "extra_state", None)
             if run_id and isinstance(extra, dict):
                 extra[RUN_ID_KEY] = run_id
         return self._experiment
+
+    def _init(self, wandb: Any) -> Any:
+        init = {k: v for k, v in self._wandb_init.items() if k != "anonymous"}  # deprecated in wandb
+        settings: dict[str, Any] = {"mode": self.mode, "init_timeout": INIT_TIMEOUT_S}
+        if self.mode == "online":
+            settings["finish_timeout"] = FINISH_TIMEOUT_S
+        if not any(os.environ.get(v) for v in ("WANDB_SILENT", "WANDB_QUIET")):
+            # Offline, ganforge printed the one line that matters; online, keep the run's URL.
+            settings["silent" if self.mode == "offline" else "quiet"] = True
+        return wandb.init(settings=wandb.Settings(**settings), **init)
 
     def _step(self, fallback: Optional[int]) -> int:
         g = getattr(self._module, "g_steps", None)
@@ -277,32 +292,26 @@ class GanforgeWandbLogger(WandbLogger):
 
     @rank_zero_only
     def log_pictures(self, step: Optional[int] = None, prime: bool = False) -> None:
-        """Log ``samples/progress.png`` and the newest ``samples/step_*.png`` when they changed.
+        """Log ``samples/progress.png`` and ``samples/step_<g_steps>.png`` when ``SamplePictures`` has
+        written them since the last call (it rewrites ``progress.png`` with every snapshot).
 
-        ``prime``: only remember the pictures on disk as already logged.
+        ``prime``: only remember the picture on disk as already logged (after a resume).
         """
         if self._closed or self.mode == "disabled":
             return
-        samples = self.run_dir / "samples"
-        if prime:
-            for path in [samples / "progress.png", *sorted(samples.glob("step_*.png"))[-1:]]:
-                self._changed(path)
+        progress = self.run_dir / "samples" / "progress.png"
+        if not self._changed(progress) or prime:
             return
-        import wandb
-
         g = self._step(step)
         if g < self._starting_step:
             return
-        row: dict[str, Any] = {}
-        progress = samples / "progress.png"
-        if self._changed(progress):
-            row["samples/progress"] = wandb.Image(str(progress), caption=f"up to step {g}")
-        steps = sorted(samples.glob("step_*.png"))
-        if steps and self._changed(steps[-1]):
-            row["samples/step"] = wandb.Image(str(steps[-1]), caption=steps[-1].stem.replace("_", " "))
-        if row:
-            row["g_steps"] = g
-            self.experiment.log(row, step=g)
+        import wandb
+
+        row: dict[str, Any] = {"samples/progress": wandb.Image(str(progress), caption=f"up to step {g}"), "g_steps": g}
+        snapshot = progress.with_name(f"step_{g:07d}.png")
+        if snapshot.is_file():
+            row["samples/step"] = wandb.Image(str(snapshot), caption=f"step {g}")
+        self.experiment.log(row, step=g)
 
     # -- end of training --------------------------------------------------------------------------
 
@@ -376,30 +385,43 @@ class WandbSamples(L.Callback):
 
 def sync_command(run_dir: Path) -> str:
     """The command that uploads every offline segment of this run (in order of start time)."""
-    return f"wandb sync {Path(run_dir) / 'wandb'}"
+    return f"wandb sync {Path(run_dir).absolute() / 'wandb'}"
+
+
+def offline_line(reason: str, run_id: str, run_dir: Path) -> str:
+    """The one line printed when W&B runs offline."""
+    where = Path(run_dir).absolute() / "wandb"
+    return (f"ganforge: W&B is offline: {reason}. Run {run_id} is saved under {where}; "
+            f"upload it later with: {sync_command(run_dir)}")
 
 
 def make_wandb_logger(spec: Mapping[str, Any], cfg: Mapping[str, Any], run_dir: Path, module: Any,
                       resuming: bool) -> GanforgeWandbLogger:
     """The W&B logger for one run (see the module docstring)."""
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        from ganforge.plugins import ConfigError
+
+        raise ConfigError("logger wandb: the wandb package is not installed (pip install wandb), "
+                          "or remove wandb from the logger: section.") from None
     run_dir = Path(run_dir)
     is_zero = rank_zero_only.rank == 0
     if is_zero:
         mode, reason = decide_mode(str(spec.get("mode", "auto")))
     else:
         mode, reason = "disabled", "not rank 0"
-    run_id, _why = choose_run_id(cfg, module, resuming)
+    run_id = choose_run_id(cfg, module, resuming)
     extra = getattr(module, "extra_state", None)
     if isinstance(extra, dict):
         extra[RUN_ID_KEY] = run_id  # into every checkpoint from the first one on
     if is_zero and mode == "offline":
-        print(f"ganforge: W&B offline ({reason}); run {run_id} is saved in {run_dir / 'wandb'}; "
-              f"upload later with: {sync_command(run_dir)}", flush=True)
+        print(offline_line(reason, run_id, run_dir), flush=True)
     return GanforgeWandbLogger(
         run_dir=run_dir,
         mode=mode,
+        requested=str(spec.get("mode", "auto")),
         module=module,
-        cfg=cfg,
         project=spec.get("project") or "ganforge",
         entity=spec.get("entity") or None,
         tags=list(spec.get("tags") or []),
