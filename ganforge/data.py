@@ -87,7 +87,8 @@ class IterationSampler(Sampler[list[int]]):
 
 
 class _BatchFetch(Dataset):
-    """Fetch a whole batch at once; datasets with ``get_batch(indices)`` skip per-item Python."""
+    """Fetch a whole batch at once. Datasets may implement PyTorch's batched ``__getitems__``
+    (or ``get_batch``) to skip per-item Python."""
 
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
@@ -98,6 +99,8 @@ class _BatchFetch(Dataset):
     def __getitem__(self, indices: list[int]) -> Any:
         if hasattr(self.dataset, "get_batch"):
             return self.dataset.get_batch(indices)
+        if hasattr(self.dataset, "__getitems__"):
+            return default_collate(self.dataset.__getitems__(indices))
         return default_collate([self.dataset[i] for i in indices])
 
 
