@@ -112,7 +112,23 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Overrides may come before or after options (`fit --no-progress a.b=1`): take every
+    # `key=value` token that is not an option or an option's value out of argv first.
+    overrides: list[str] = []
+    if argv and argv[0] in ("fit", "config"):
+        rest: list[str] = []
+        takes_value = {"-c", "--config", "--resume"}
+        for i, tok in enumerate(argv):
+            prev = argv[i - 1] if i else ""
+            if "=" in tok and not tok.startswith("-") and prev not in takes_value:
+                overrides.append(tok)
+            else:
+                rest.append(tok)
+        argv = rest
     args = parser().parse_args(argv)
+    if hasattr(args, "overrides"):
+        args.overrides = list(args.overrides) + overrides
     try:
         if args.command == "fit":
             return cmd_fit(args)

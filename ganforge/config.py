@@ -434,5 +434,17 @@ def load_config(path: Optional[str], overrides: list[str], registry: Registry) -
     return resolve(data, registry, source)
 
 
+class _Dumper(yaml.SafeDumper):
+    """Block style for sections, flow style for short lists of scalars (``betas: [0.5, 0.999]``)."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list) -> Any:
+    flow = all(not isinstance(v, (dict, list)) for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_Dumper.add_representer(list, _represent_list)
+
+
 def dump(cfg: dict[str, Any]) -> str:
-    return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None)
+    return yaml.dump(cfg, Dumper=_Dumper, sort_keys=False, default_flow_style=False)

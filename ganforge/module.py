@@ -206,10 +206,12 @@ class GANModule(L.LightningModule):
 
     def _guard(self, which: str, loss: torch.Tensor, net: nn.Module, opt: Any) -> bool:
         """Check a loss before backward. Returns False when the step is to be skipped."""
-        bad = self._any_rank(not bool(torch.isfinite(loss.detach()).all()))
-        if not bad:
+        here = not bool(torch.isfinite(loss.detach()).all())
+        if not self._any_rank(here):
             return True
-        return self._nonfinite(which, f"{which} loss is {loss.detach().float().item()}")
+        what = (f"{which} loss is {loss.detach().float().item()}" if here
+                else f"{which} loss is not finite on another rank (here {loss.detach().float().item():.6g})")
+        return self._nonfinite(which, what)
 
     def _guard_grads(self, which: str, net: nn.Module, opt: Any, loss: torch.Tensor) -> bool:
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
@@ -218,11 +220,13 @@ class GANModule(L.LightningModule):
         grads = [p.grad for p in net.parameters() if p.grad is not None]
         # one fused reduction: any NaN/inf makes its tensor's norm non-finite
         finite = not grads or bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
-        bad = self._any_rank(not finite)
-        if not bad:
+        if not self._any_rank(not finite):
             return True
         opt.zero_grad(set_to_none=True)
-        return self._nonfinite(which, f"{which} gradient is not finite (loss {loss.detach().float().item():.6g})")
+        where = "" if not finite else " on this rank"
+        what = (f"{which} gradient is not finite{where} (loss {loss.detach().float().item():.6g})" if not finite
+                else f"{which} gradient is not finite on another rank")
+        return self._nonfinite(which, what)
 
     def _nonfinite(self, which: str, what: str) -> bool:
         where = f"iteration {self.iterations} (generator step {self.g_steps}, discriminator step {self.d_steps})"

@@ -100,3 +100,11 @@ def test_config_show_prints_the_resolved_config():
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     assert "ganforge: error: objective.name: unknown objective 'hing'. Did you mean 'hinge'" in bad.stderr
+
+
+def test_overrides_may_follow_options(capsys):
+    from ganforge.cli import main
+
+    assert main(["config", "show", "--strict-plugins", "seed=3", "-c", "grid25", "train.max_steps=7"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["seed"] == 3 and cfg["train"]["max_steps"] == 7 and cfg["name"] == "grid25"
