@@ -58,7 +58,8 @@ class GANCheckpoint(L.Callback):
             self.save(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: GANModule) -> None:
-        self.save(trainer, pl_module)
+        if not pl_module.requeued:
+            self.save(trainer, pl_module)
 
 
 def _conditions_for(pl_module: GANModule, datamodule: Any, n: int, seed: int) -> Optional[torch.Tensor]:
@@ -151,6 +152,8 @@ class Evaluation(L.Callback):
                 pl_module.log(k, v, prog_bar=True, logger=False, on_step=True, on_epoch=False)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: GANModule) -> None:
+        if pl_module.requeued:  # the requeued attempt evaluates at its own end
+            return
         if pl_module.g_steps != self._last_step:
             self.evaluate(trainer, pl_module)
         if trainer.is_global_zero:
@@ -256,4 +259,5 @@ class SamplePictures(L.Callback):
             self.snap(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: GANModule) -> None:
-        self.snap(trainer, pl_module)
+        if not pl_module.requeued:
+            self.snap(trainer, pl_module)

@@ -76,6 +76,7 @@ class GANModule(L.LightningModule):
         self.last_logs: dict[str, float] = {}
         self.extra_state: dict[str, Any] = {}  # other components' resumable state (e.g. logger run id)
         self.run_config: Optional[dict[str, Any]] = None  # the resolved config, saved in checkpoints
+        self.requeued = False  # set when a SLURM requeue stopped training (no final evaluation)
 
     # -- networks -------------------------------------------------------------------------------------
 

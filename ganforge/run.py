@@ -174,6 +174,20 @@ def make_trainer(cfg: dict[str, Any], run_dir: Path, built: Built, loggers: list
         *built.callbacks,
     ]
     callbacks += [cb for lg in loggers for cb in getattr(lg, "extra_callbacks", list)()]  # W&B sample pictures
+    plugins: list[Any] = [AtomicCheckpointIO()]
+    from ganforge.slurm import SlurmRequeue, in_slurm_job
+
+    if in_slurm_job():
+        from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+        # Lightning's handler saves inside the signal handler (deadlock-prone under DDP); ours waits
+        # for the step boundary. Lightning still reads ranks and addresses from SLURM.
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+        callbacks.append(SlurmRequeue(callbacks[0]))
+        ntasks = os.environ.get("SLURM_NTASKS_PER_NODE")
+        if ntasks and ntasks.isdigit() and str(cfg["trainer"].get("devices")) not in (ntasks, "auto", "-1"):
+            print(f"ganforge: warning: trainer.devices={cfg['trainer'].get('devices')} but SLURM_NTASKS_PER_NODE="
+                  f"{ntasks}; use one task per device (see configs/slurm/ganforge.sbatch).")
     if progress is None:
         progress = os.environ.get("GANFORGE_PROGRESS", "1") != "0"
     if progress:
@@ -199,7 +213,7 @@ def make_trainer(cfg: dict[str, Any], run_dir: Path, built: Built, loggers: list
         log_every_n_steps=1,  # GANModule decides when to log (train.log_every_n_steps, in G steps)
         num_sanity_val_steps=0,
         enable_model_summary=False,
-        plugins=[AtomicCheckpointIO()],
+        plugins=plugins,
         **kwargs,
     )
 
@@ -252,10 +266,12 @@ def _fit(cfg: dict[str, Any], run_dir: Path, ckpt: Optional[Path], progress: Opt
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", config_mod.dump(cfg))
+        strategy = getattr(trainer.strategy, "strategy_name", type(trainer.strategy).__name__)
+        world = f"{trainer.world_size} process{'es' if trainer.world_size > 1 else ''}, strategy {strategy}"
         if ckpt is None:
-            print(f"ganforge: run directory {run_dir}")
+            print(f"ganforge: run directory {run_dir} ({world})", flush=True)
         else:
-            print(f"ganforge: resuming from {ckpt} in {run_dir}")
+            print(f"ganforge: resuming from {ckpt} in {run_dir} ({world})", flush=True)
     trainer.fit(built.module, datamodule=built.datamodule, ckpt_path=str(ckpt) if ckpt else None,
                 weights_only=False)  # our own checkpoints carry RNG states (numpy arrays)
     evaluation = next(c for c in trainer.callbacks if isinstance(c, Evaluation))
