@@ -158,7 +158,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             from ganforge.imaging import save_png
 
             out_png = Path(args.checkpoint).resolve().parent.parent / f"{name}.png"
-            save_png(Image.fromarray(metric.figure()), out_png)
+            fig = np.asarray(metric.figure())
+            if fig.ndim == 3 and fig.shape[2] == 1:  # greyscale
+                fig = fig[..., 0]
+            save_png(Image.fromarray(fig), out_png)
             results[name]["figure"] = str(out_png)
     header = {"checkpoint": str(args.checkpoint), "g_steps": module.g_steps,
               "generator": "raw" if args.no_ema or module.generator_ema is None else "ema", "seed": args.seed}
