@@ -44,7 +44,7 @@ def _registry(args: argparse.Namespace):
     from ganforge.plugins import get_registry
 
     if getattr(args, "strict_plugins", False):
-        os.environ["GANFORGE_STRICT_PLUGINS"] = "1"
+        return get_registry(strict=True)  # not via os.environ: it would outlive this call
     return get_registry()
 
 
@@ -90,9 +90,7 @@ def plugins_report(reg: Any) -> dict[str, Any]:
 def cmd_plugins(args: argparse.Namespace) -> int:
     from ganforge.plugins import load_registry
 
-    if args.strict_plugins:
-        os.environ["GANFORGE_STRICT_PLUGINS"] = "1"
-    reg = load_registry(warn=False)
+    reg = load_registry(warn=False, strict=True if args.strict_plugins else None)
     report = plugins_report(reg)
     if args.json:
         print(json.dumps(report, indent=2))
