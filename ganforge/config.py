@@ -34,6 +34,8 @@ def train_section(
     ema_halflife_images: Optional[float] = None,
     ema_rampup: Optional[float] = None,
     grad_clip: Optional[float] = None,
+    lr_decay: Literal["none", "linear"] = "none",
+    lr_decay_start: float = 0.5,
     on_nonfinite: Literal["stop", "skip"] = "stop",
     checkpoint_every_n_steps: int = 1000,
     log_every_n_steps: int = 10,
@@ -50,6 +52,9 @@ def train_section(
             ``null`` disables the EMA.
         ema_rampup: Half-life ramp-up: the half-life is ``min(halflife, images_seen * rampup)``.
         grad_clip: Clip each network's gradient norm to this value (after unscaling under AMP).
+        lr_decay: ``linear``: both learning rates decay linearly to 0 from ``lr_decay_start`` of
+            ``max_steps`` to the end (as SNGAN); a function of the generator step, so resume-exact.
+        lr_decay_start: Fraction of ``train.max_steps`` at which the decay starts.
         on_nonfinite: ``stop`` (save the last good state and stop) or ``skip`` the step.
         checkpoint_every_n_steps: Write ``checkpoints/last.ckpt`` every N generator steps.
         log_every_n_steps: Log losses every N generator steps.
@@ -411,6 +416,10 @@ def resolve(data: dict[str, Any], registry: Registry, source: str = "<config>") 
         raise ConfigError(f"train.batch_size: must be >= 1, got {t['batch_size']}.")
     if t["n_critic"] < 1:
         raise ConfigError(f"train.n_critic: must be >= 1, got {t['n_critic']}.")
+    if t["lr_decay"] != "none" and t["max_steps"] is None:
+        raise ConfigError("train.lr_decay: needs train.max_steps (the decay ends there); set it, or lr_decay: none.")
+    if not 0.0 <= t["lr_decay_start"] < 1.0:
+        raise ConfigError(f"train.lr_decay_start: must be in [0, 1), got {t['lr_decay_start']}.")
     if t["max_steps"] is None and t["max_images"] is None:
         raise ConfigError("train: set train.max_steps (generator steps) or train.max_images; both are null.")
     metrics = []

@@ -143,8 +143,25 @@ class GANModule(L.LightningModule):
             return -1
         return None
 
+    def lr_factor(self) -> float:
+        """Learning-rate multiplier at the current generator step (``train.lr_decay``)."""
+        t = self.train_cfg
+        if t.get("lr_decay", "none") != "linear" or not t.get("max_steps"):
+            return 1.0
+        start = float(t.get("lr_decay_start", 0.5)) * t["max_steps"]
+        if self.g_steps <= start:
+            return 1.0
+        return max(0.0, (t["max_steps"] - self.g_steps) / max(t["max_steps"] - start, 1.0))
+
+    def _apply_lr(self, opt_g: Any, opt_d: Any) -> None:
+        f = self.lr_factor()
+        for opt, net in ((opt_g, "generator"), (opt_d, "discriminator")):
+            for group in opt.param_groups:
+                group["lr"] = float(self.optim_cfg[net]["lr"]) * f
+
     def training_step(self, batch: Any, batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
+        self._apply_lr(opt_g, opt_d)
         x, y = as_pair(batch)
         it = self.iterations
         chunks_x = x.chunk(self.n_critic)

@@ -155,3 +155,23 @@ def test_bf16_mixed_precision_runs(tiny, registry):
     out = _fit(registry, tiny + ["trainer.precision=bf16-mixed", "train.max_steps=4", "train.grad_clip=10",
                                   "metrics.list=[]"])
     assert out["module"].g_steps == 4
+
+
+def test_linear_lr_decay_is_a_function_of_the_generator_step():
+    m = GANModule.__new__(GANModule)
+    m.train_cfg = {"lr_decay": "linear", "lr_decay_start": 0.5, "max_steps": 100}
+    for g, f in [(0, 1.0), (50, 1.0), (75, 0.5), (100, 0.0)]:
+        m.g_steps = g
+        assert m.lr_factor() == pytest.approx(f)
+    m.train_cfg["lr_decay"] = "none"
+    assert m.lr_factor() == 1.0
+
+
+def test_lr_decay_applies_to_both_optimizers(tiny, registry):
+    out = _fit(registry, tiny + ["train.lr_decay=linear", "train.lr_decay_start=0.0", "train.max_steps=10",
+                                  "metrics.list=[]"])
+    opt_g, opt_d = out["module"].optimizers(use_pl_optimizer=False)
+    base = out["module"].optim_cfg["generator"]["lr"]
+    assert opt_g.param_groups[0]["lr"] == pytest.approx(base * 1 / 10)  # set before the 10th step
+    with pytest.raises(ConfigError, match="train.lr_decay: needs train.max_steps"):
+        load_config(None, ["train.lr_decay=linear", "train.max_steps=null", "train.max_images=100"], registry)
