@@ -137,9 +137,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     results: dict[str, Any] = {}
     for name in names:
         spec = dict(configured.get(name, {"name": name}))
-        spec.update(params.get(name, {}))
         if args.num_samples is not None:
             spec["num_samples"] = args.num_samples
+        spec.update(params.get(name, {}))  # a metric's own --set wins over the global --num-samples
         metric = reg.build("metric", spec, f"--metrics {name}", info=module.info)
         if hasattr(metric, "to"):
             metric.to(args.device)
@@ -161,7 +161,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             fig = np.asarray(metric.figure())
             if fig.ndim == 3 and fig.shape[2] == 1:  # greyscale
                 fig = fig[..., 0]
-            save_png(Image.fromarray(fig), out_png)
+            img = Image.fromarray(fig)
+            scale = max(1, 512 // max(img.width, 1))  # small images: enlarge, pixels kept sharp
+            save_png(img.resize((img.width * scale, img.height * scale), Image.NEAREST), out_png)
             results[name]["figure"] = str(out_png)
     header = {"checkpoint": str(args.checkpoint), "g_steps": module.g_steps,
               "generator": "raw" if args.no_ema or module.generator_ema is None else "ema", "seed": args.seed}

@@ -83,6 +83,8 @@ def test_evaluate_prints_values_with_protocols_and_saves_the_neighbour_picture(c
     assert res["metrics"]["fid"]["protocol"]["feature_extractor"] == "digits-cnn"
     assert res["metrics"]["fid"]["protocol"]["num_samples"] == 300
     fig = Path(res["metrics"]["nearest-neighbours"]["figure"])
-    assert fig.is_file() and Image.open(fig).height > 0
+    assert res["metrics"]["nearest-neighbours"]["protocol"]["num_samples"] == 4  # its own --set wins
+    img = Image.open(fig)
+    assert fig.is_file() and 0 < img.height < 2 * img.width  # 4 rows of 1 + k images
     bad = run(["evaluate", str(cgan_ckpt), "--metrics", "fidd"], cwd=tmp_path)
     assert bad.returncode == 2 and "unknown metric 'fidd'. Did you mean 'fid'" in bad.stderr
