@@ -13,11 +13,30 @@ import torch
 
 import lightning as L
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import RichProgressBar
 
 from ganforge.components import as_pair
 from ganforge.imaging import hstack, points_extent, samples_picture, save_png
 from ganforge.io import atomic_torch_save, write_json
 from ganforge.module import GANModule, log_to_loggers, noise_seed
+
+
+class GANProgressBar(RichProgressBar):
+    """Rich progress bar over the whole run, in training iterations, with the D/G losses and the
+    latest metric (Lightning's epoch counter and ``v_num`` mean nothing for a GAN run)."""
+
+    def __init__(self) -> None:
+        super().__init__(leave=False)
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        return "training"
+
+    def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        if hasattr(pl_module, "g_steps"):
+            items["G steps"] = pl_module.g_steps
+        return items
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -108,7 +108,7 @@ class GANDataModule(L.LightningDataModule):
     """Wraps a :class:`ganforge.components.GANDataset` for the alternating loop."""
 
     def __init__(self, dataset: Any, batch_size: int, n_critic: int, seed: int, num_workers: int = 0,
-                 start: Optional[Callable[[], int]] = None) -> None:
+                 start: Optional[Callable[[], int]] = None, total_iterations: Optional[int] = None) -> None:
         super().__init__()
         self.dataset = dataset
         self.info = dataset.info
@@ -117,6 +117,9 @@ class GANDataModule(L.LightningDataModule):
         self.seed = seed
         self.num_workers = num_workers
         self.start = start or (lambda: 0)
+        # One Lightning "epoch" spans the whole run when its length is known, so the progress bar
+        # counts iterations to the end; the order itself never depends on epochs.
+        self.total_iterations = total_iterations
 
     def world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
@@ -126,7 +129,7 @@ class GANDataModule(L.LightningDataModule):
 
     def sampler(self) -> IterationSampler:
         rank, world = self.world()
-        epoch_length = max(1, len(self.dataset) // (self.batch_size * self.n_critic))
+        epoch_length = self.total_iterations or max(1, len(self.dataset) // (self.batch_size * self.n_critic))
         return IterationSampler(len(self.dataset), self.batch_size, self.n_critic, self.seed, rank, world,
                                 self.start, epoch_length)
 

@@ -137,8 +137,13 @@ def build_components(cfg: dict[str, Any], registry: Optional[Registry] = None) -
     objective = reg.build("objective", cfg["objective"], "objective", info=info)
     module = GANModule(G, D, objective, info, cfg["train"], cfg["optim"], seed=cfg["seed"])
     module.run_config = cfg
-    dm = GANDataModule(dataset, cfg["train"]["batch_size"], module.n_critic, cfg["seed"],
-                       cfg["train"]["num_workers"], start=lambda: module.iterations)
+    t = cfg["train"]
+    total = t["max_steps"]
+    if t["max_images"] is not None:
+        by_images = -(-t["max_images"] // (t["batch_size"] * module.n_critic))
+        total = by_images if total is None else min(total, by_images)
+    dm = GANDataModule(dataset, t["batch_size"], module.n_critic, cfg["seed"], t["num_workers"],
+                       start=lambda: module.iterations, total_iterations=total)
     metrics = [(m["name"], reg.build("metric", m, f"metrics.list[{i}]", info=info))
                for i, m in enumerate(cfg["metrics"]["list"])]
     callbacks = [reg.build("callback", c, f"callbacks[{i}]", info=info) for i, c in enumerate(cfg["callbacks"])]
@@ -191,9 +196,9 @@ def make_trainer(cfg: dict[str, Any], run_dir: Path, built: Built, loggers: list
     if progress is None:
         progress = os.environ.get("GANFORGE_PROGRESS", "1") != "0"
     if progress:
-        from lightning.pytorch.callbacks import RichProgressBar
+        from ganforge.callbacks import GANProgressBar
 
-        callbacks.append(RichProgressBar(leave=True))
+        callbacks.append(GANProgressBar())
     kwargs = dict(cfg["trainer"])
     kwargs.setdefault("enable_progress_bar", bool(progress))
     world = _world_size_hint(kwargs)
