@@ -177,12 +177,11 @@ class GANModule(L.LightningModule):
                 with torch.no_grad():
                     fake = G(self.noise(real.shape[0], it, k), yk)
                 out = self.objective.discriminator_loss(d_train, real, fake.detach(), yk)
-                if self._guard("discriminator", out.loss, D, opt_d):
-                    self.manual_backward(out.loss)
-                    if self._guard_grads("discriminator", D, opt_d, out.loss):
-                        opt_d.step()
-                        self._after_d_step()
-                        self.d_steps += 1
+                self.manual_backward(out.loss)
+                if self._step_ok("discriminator", out.loss, D, opt_d):
+                    opt_d.step()
+                    self._after_d_step()
+                    self.d_steps += 1
                 opt_d.zero_grad(set_to_none=True)
                 logs.update({"d_loss": out.loss.detach(), **{f"d/{k_}": v for k_, v in out.logs.items()}})
 
@@ -197,11 +196,10 @@ class GANModule(L.LightningModule):
                     reg = G.regularization_loss()
                     loss = loss + reg
                     logs["g/regularization"] = reg.detach()
-                if self._guard("generator", loss, G, opt_g):
-                    self.manual_backward(loss)
-                    if self._guard_grads("generator", G, opt_g, loss):
-                        opt_g.step()
-                        self.g_steps += 1
+                self.manual_backward(loss)
+                if self._step_ok("generator", loss, G, opt_g):
+                    opt_g.step()
+                    self.g_steps += 1
                 opt_g.zero_grad(set_to_none=True)
             finally:
                 D.requires_grad_(True)
@@ -222,28 +220,33 @@ class GANModule(L.LightningModule):
         t = torch.tensor(1.0 if flag else 0.0, device=self.device)
         return bool(self.trainer.strategy.reduce(t, reduce_op="max").item() > 0)
 
-    def _guard(self, which: str, loss: torch.Tensor, net: nn.Module, opt: Any) -> bool:
-        """Check a loss before backward. Returns False when the step is to be skipped."""
-        here = not bool(torch.isfinite(loss.detach()).all())
-        if not self._any_rank(here):
-            return True
-        what = (f"{which} loss is {loss.detach().float().item()}" if here
-                else f"{which} loss is not finite on another rank (here {loss.detach().float().item():.6g})")
-        return self._nonfinite(which, what)
+    def _step_ok(self, which: str, loss: torch.Tensor, net: nn.Module, opt: Any) -> bool:
+        """After backward: are the loss and the gradients finite on every rank?
 
-    def _guard_grads(self, which: str, net: nn.Module, opt: Any, loss: torch.Tensor) -> bool:
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-        if scaler is not None:  # fp16: the GradScaler skips inf/nan steps itself and lowers the scale
-            return True
-        grads = [p.grad for p in net.parameters() if p.grad is not None]
-        # one fused reduction: any NaN/inf makes its tensor's norm non-finite
-        finite = not grads or bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
-        if not self._any_rank(not finite):
+        One host sync and (under DDP) one all-reduce per optimizer step. A non-finite loss on one
+        rank reaches every rank's gradients through DDP's all-reduce, so all ranks decide alike.
+        Under fp16 the GradScaler skips steps with inf/nan gradients itself: only the loss counts.
+        """
+        flags = [~torch.isfinite(loss.detach()).all()]
+        if getattr(self.trainer.precision_plugin, "scaler", None) is None:
+            grads = [p.grad for p in net.parameters() if p.grad is not None]
+            if grads:  # one fused reduction: any NaN/inf makes its tensor's norm non-finite
+                flags.append(~torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
+        local = torch.stack(flags).float()
+        total = local if self.world_size == 1 else self.trainer.strategy.reduce(local.clone(), reduce_op="max")
+        bad_here, bad_any = local.tolist(), total.tolist()
+        if not any(bad_any):
             return True
         opt.zero_grad(set_to_none=True)
-        where = "" if not finite else " on this rank"
-        what = (f"{which} gradient is not finite{where} (loss {loss.detach().float().item():.6g})" if not finite
-                else f"{which} gradient is not finite on another rank")
+        value = loss.detach().float().item()
+        if bad_here[0]:
+            what = f"{which} loss is {value}"
+        elif bad_any[0]:  # the root cause; its NaN reached our gradients through DDP's all-reduce
+            what = f"{which} loss is not finite on another rank (here: {value:.6g})"
+        elif bad_here[1]:
+            what = f"{which} gradient is not finite (loss {value:.6g})"
+        else:
+            what = f"{which} gradient is not finite on another rank (here: loss {value:.6g})"
         return self._nonfinite(which, what)
 
     def _nonfinite(self, which: str, what: str) -> bool:
@@ -313,8 +316,9 @@ class GANModule(L.LightningModule):
         if self.generator_ema is None:
             return
         beta = self.ema_beta()
-        for p_ema, p in zip(self.generator_ema.parameters(), self.generator.parameters()):
-            p_ema.copy_(p.detach().lerp(p_ema, beta))
+        # ema <- beta * ema + (1 - beta) * p, fused over all parameters
+        torch._foreach_lerp_(list(self.generator_ema.parameters()), [p.detach() for p in self.generator.parameters()],
+                             1.0 - beta)
         for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
             b_ema.copy_(b)
 
