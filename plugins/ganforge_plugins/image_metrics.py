@@ -556,7 +556,34 @@ def mmd2_unbiased(x: Tensor, y: Tensor, degree: int = 3) -> Tensor:
     return sxx + syy - 2 * kxy.mean()
 
 
-class KID(FeatureMetric):
+class FeatureSetMetric(FeatureMetric):
+    """A metric on the whole sets of real and generated features (KID, PRDC).
+
+    Real features: gathered from every rank once per run (or read from the cache), kept as a plain
+    attribute. Generated features: a ``cat`` state, gathered across ranks in ``compute()``.
+    """
+
+    def __init__(self, extractor: Any, **kwargs: Any) -> None:
+        super().__init__(extractor, **kwargs)
+        self.add_state("fake_features", [], dist_reduce_fx="cat")
+        self.real_features: Optional[Tensor] = None
+
+    def prepare_real(self, batches: Callable[[], Iterable[Any]], data_protocol: dict[str, Any]) -> None:
+        feats, self.cache_hit = cached_real(
+            self.real_key(data_protocol, "features"), lambda: self._gather_real_features(batches)
+        )
+        self.set_real_features(feats)
+
+    def set_real_features(self, feats: Tensor) -> None:
+        self.real_features = feats.cpu()
+        self.real_count = int(feats.shape[0])
+        self.reset()
+
+    def update(self, x: Tensor, y: Optional[Tensor] = None) -> None:
+        self.fake_features.append(self._extract(x, "generated"))
+
+
+class KID(FeatureSetMetric):
     """Kernel Inception Distance (Bińkowski et al. 2018): unbiased MMD² with the cubic polynomial
     kernel, averaged over ``subsets`` random subsets of ``subset_size`` from each set.
 
@@ -574,22 +601,6 @@ class KID(FeatureMetric):
         if subsets < 1 or subset_size < 2:
             raise ValueError(f"kid: need subsets >= 1 and subset_size >= 2, got {subsets}, {subset_size}")
         self.subsets, self.subset_size, self.seed = int(subsets), int(subset_size), int(seed)
-        self.add_state("fake_features", [], dist_reduce_fx="cat")
-        self.real_features: Optional[Tensor] = None
-
-    def prepare_real(self, batches: Callable[[], Iterable[Any]], data_protocol: dict[str, Any]) -> None:
-        feats, self.cache_hit = cached_real(
-            self.real_key(data_protocol, "features"), lambda: self._gather_real_features(batches)
-        )
-        self.set_real_features(feats)
-
-    def set_real_features(self, feats: Tensor) -> None:
-        self.real_features = feats.cpu()
-        self.real_count = int(feats.shape[0])
-        self.reset()
-
-    def update(self, x: Tensor, y: Optional[Tensor] = None) -> None:
-        self.fake_features.append(self._extract(x, "generated"))
 
     def effective_subset_size(self, n_fake: int) -> int:
         assert self.real_features is not None
@@ -766,7 +777,7 @@ def prdc_from_features(real: Tensor, fake: Tensor, k: int, real_radii: Optional[
     }
 
 
-class PRDC(FeatureMetric):
+class PRDC(FeatureSetMetric):
     """Precision, recall, density and coverage on extractor features (see :func:`prdc_from_features`).
 
     Naeem et al. (2020) recommend k = 5 and 10,000 real and fake samples. Real features are shared
@@ -781,25 +792,12 @@ class PRDC(FeatureMetric):
         if nearest_k < 1:
             raise ValueError(f"prdc: nearest_k must be >= 1, got {nearest_k}")
         self.nearest_k = int(nearest_k)
-        self.add_state("fake_features", [], dist_reduce_fx="cat")
-        self.real_features: Optional[Tensor] = None
         self._real_radii: Optional[Tensor] = None
         self.fake_count: Optional[int] = None
 
-    def prepare_real(self, batches: Callable[[], Iterable[Any]], data_protocol: dict[str, Any]) -> None:
-        feats, self.cache_hit = cached_real(
-            self.real_key(data_protocol, "features"), lambda: self._gather_real_features(batches)
-        )
-        self.set_real_features(feats)
-
     def set_real_features(self, feats: Tensor) -> None:
-        self.real_features = feats.cpu()
-        self.real_count = int(feats.shape[0])
-        self._real_radii: Optional[Tensor] = None  # O(N²): computed at the first compute, then kept
-        self.reset()
-
-    def update(self, x: Tensor, y: Optional[Tensor] = None) -> None:
-        self.fake_features.append(self._extract(x, "generated"))
+        self._real_radii = None  # O(N²): computed at the first compute, then kept
+        super().set_real_features(feats)
 
     def compute(self) -> dict[str, float]:
         if self.real_features is None:
