@@ -327,10 +327,46 @@ class ConditionMap(nn.Module):
         return self.embed(y).reshape(-1, 1, self.resolution, self.resolution)
 
 
+class _ProjectingGenerator(nn.Module):
+    """What the ``dcgan`` and ``resnet`` generators share: parameter checks, conditioning by an
+    embedding concatenated to ``z`` (``concat``) or by conditional batch norm (``cbn``), and the
+    start of ``forward`` up to the 4x4 projection."""
+
+    def _setup(self, info: DataInfo, owner: str, latent_dim: int, width: int, embed_dim: int, conditioning: str,
+               choices: tuple[str, ...], init: Init) -> tuple[int, int, int, int]:
+        """Validate and build the conditioning; returns ``(channels, stages, cbn_features, input_dim)``."""
+        c, h, stages = image_geometry(info, owner)
+        _check_int(latent_dim, "latent_dim")
+        _check_int(width, "width")
+        _check_int(embed_dim, "embed_dim")
+        _check_choice(conditioning, "conditioning", choices)
+        self.info = info
+        self.owner = owner
+        self.latent_shape: tuple[int, ...] = (latent_dim,)
+        self.sample_shape: tuple[int, ...] = (c, h, h)
+        self.conditioning = conditioning if info.conditional else "none"
+        # Concat: the conditional GAN of Mirza & Osindero 2014, an embedding of y joins z.
+        self.embed = ConditionEmbedding(info, embed_dim, init) if self.conditioning == "concat" else None
+        cbn = _cond_features(info) if self.conditioning == "cbn" else 0
+        return c, stages, cbn, latent_dim + (embed_dim if self.embed is not None else 0)
+
+    def _start(self, z: torch.Tensor, y: Optional[torch.Tensor]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The projected 4x4 feature map and the CBN condition vector (``None`` unless ``cbn``)."""
+        _check_input(z, self.latent_shape, self.owner, "noise")
+        n = z.shape[0]
+        y = prepare_y(y, self.info, n, self.owner)
+        cond = None
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(y).to(z.dtype)], dim=1)
+        elif self.conditioning == "cbn":
+            cond = condition_vector(y, self.info, z.dtype)
+        return self.project(z).reshape(n, self.chans[0], 4, 4), cond
+
+
 # -- DCGAN ----------------------------------------------------------------------------------------
 
 
-class DCGANGenerator(nn.Module):
+class DCGANGenerator(_ProjectingGenerator):
     """DCGAN generator (Radford et al. 2016, figure 1).
 
     ``z`` is projected and reshaped to ``(width * 2^(s-1), 4, 4)``; ``s = log2(H) - 2`` stride-2
@@ -350,23 +386,10 @@ class DCGANGenerator(nn.Module):
         embed_dim: int = 32,
     ) -> None:
         super().__init__()
-        owner = "generator 'dcgan'"
-        c, h, stages = image_geometry(info, owner)
-        _check_int(latent_dim, "latent_dim")
-        _check_int(width, "width")
-        _check_int(embed_dim, "embed_dim")
-        _check_choice(conditioning, "conditioning", ("concat", "cbn"))
-        self.info = info
-        self.owner = owner
-        self.latent_shape: tuple[int, ...] = (latent_dim,)
-        self.sample_shape: tuple[int, ...] = (c, h, h)
-        self.conditioning = conditioning if info.conditional else "none"
+        c, stages, cbn, in_dim = self._setup(info, "generator 'dcgan'", latent_dim, width, embed_dim, conditioning,
+                                             ("concat", "cbn"), "normal")
         chans = [width * 2 ** (stages - 1 - j) for j in range(stages)]  # at 4, 8, ..., H/2
         self.chans = chans
-        # Concat: the conditional GAN of Mirza & Osindero 2014, an embedding of y joins z.
-        self.embed = ConditionEmbedding(info, embed_dim, "normal") if self.conditioning == "concat" else None
-        cbn = _cond_features(info) if self.conditioning == "cbn" else 0
-        in_dim = latent_dim + (embed_dim if self.embed is not None else 0)
         # Bias-free where batch norm follows: BN's shift makes a bias redundant.
         self.project = _linear(in_dim, chans[0] * 16, "normal", False, bias=False)
         self.norms = nn.ModuleList(_norm(ch, cbn, "normal", "zeros", False) for ch in chans)
@@ -377,15 +400,7 @@ class DCGANGenerator(nn.Module):
         self.to_image = _layer(nn.ConvTranspose2d(chans[-1], c, 4, 2, 1), "normal", False)
 
     def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        _check_input(z, self.latent_shape, self.owner, "noise")
-        n = z.shape[0]
-        y = prepare_y(y, self.info, n, self.owner)
-        cond = None
-        if self.embed is not None:
-            z = torch.cat([z, self.embed(y).to(z.dtype)], dim=1)
-        elif self.conditioning == "cbn":
-            cond = condition_vector(y, self.info, z.dtype)
-        h = self.project(z).reshape(n, self.chans[0], 4, 4)
+        h, cond = self._start(z, y)
         for j, norm in enumerate(self.norms):
             h = F.relu(norm(h, cond))
             if j < len(self.ups):
@@ -508,7 +523,7 @@ def generator_channels(width: int, stages: int) -> list[int]:
     return [width * 2 ** max(stages - 1 - j, 0) for j in range(stages + 1)]
 
 
-class SNGANGenerator(nn.Module):
+class SNGANGenerator(_ProjectingGenerator):
     """ResNet generator of SNGAN (Miyato et al. 2018, appendix B.4; Gulrajani et al. 2017).
 
     ``z`` → linear → ``(width * 2^(s-1), 4, 4)`` → ``s`` residual up-blocks → BN, ReLU, 3x3 conv,
@@ -529,23 +544,11 @@ class SNGANGenerator(nn.Module):
         embed_dim: int = 32,
     ) -> None:
         super().__init__()
-        owner = "generator 'resnet'"
-        c, h, stages = image_geometry(info, owner)
-        _check_int(latent_dim, "latent_dim")
-        _check_int(width, "width")
-        _check_int(embed_dim, "embed_dim")
-        _check_choice(conditioning, "conditioning", ("cbn", "concat"))
-        self.info = info
-        self.owner = owner
-        self.latent_shape: tuple[int, ...] = (latent_dim,)
-        self.sample_shape: tuple[int, ...] = (c, h, h)
-        self.conditioning = conditioning if info.conditional else "none"
+        c, stages, cbn, in_dim = self._setup(info, "generator 'resnet'", latent_dim, width, embed_dim, conditioning,
+                                             ("cbn", "concat"), "xavier")
         chans = generator_channels(width, stages)
         self.chans = chans
         relu_gain = math.sqrt(2.0)
-        self.embed = ConditionEmbedding(info, embed_dim, "xavier") if self.conditioning == "concat" else None
-        cbn = _cond_features(info) if self.conditioning == "cbn" else 0
-        in_dim = latent_dim + (embed_dim if self.embed is not None else 0)
         self.project = _linear(in_dim, chans[0] * 16, "xavier", False)
         self.blocks = nn.ModuleList(
             GBlock(chans[j], chans[j + 1], cbn, "xavier", "zeros", False, relu_gain) for j in range(stages)
@@ -554,15 +557,7 @@ class SNGANGenerator(nn.Module):
         self.to_image = _conv(chans[-1], c, 3, "xavier", False)
 
     def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        _check_input(z, self.latent_shape, self.owner, "noise")
-        n = z.shape[0]
-        y = prepare_y(y, self.info, n, self.owner)
-        cond = None
-        if self.embed is not None:
-            z = torch.cat([z, self.embed(y).to(z.dtype)], dim=1)
-        elif self.conditioning == "cbn":
-            cond = condition_vector(y, self.info, z.dtype)
-        h = self.project(z).reshape(n, self.chans[0], 4, 4)
+        h, cond = self._start(z, y)
         for block in self.blocks:
             h = block(h, cond)
         return torch.tanh(self.to_image(F.relu(self.out_bn(h))))
