@@ -52,8 +52,8 @@ def main() -> None:
         sd = (lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0)
         print(f"\n{name}: {len(rows)} seeds, {cfg['train']['max_steps']} generator steps, objective "
               f"{cfg['objective']['name']}")
-        print(f"| | modes (mean ± sd) | high-quality % (mean ± sd) | all seeds |")
-        print(f"|---|---|---|---|")
+        print("| | modes (mean ± sd) | high-quality % (mean ± sd) | all seeds |")
+        print("|---|---|---|---|")
         print(f"| ganforge `{name}` | {statistics.mean(modes):.1f} ± {sd(modes):.1f} | {statistics.mean(hq):.1f} ± "
               f"{sd(hq):.1f} | " + ", ".join(f"{m:.0f}/{h:.1f}" for m, h in zip(modes, hq)) + " |")
         for label, m, h in PACGAN.get(name, []):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from argparse import Namespace
 from pathlib import Path
 from typing import Any, Optional, Union

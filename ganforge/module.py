@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import random
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any, Iterator, Optional
 
 import numpy as np
@@ -23,7 +23,7 @@ from torch import nn
 
 import lightning as L
 
-from ganforge.components import DataInfo, LossOutput, Objective, as_pair
+from ganforge.components import DataInfo, Objective, as_pair
 
 
 class NonFiniteError(RuntimeError):

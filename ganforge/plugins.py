@@ -17,7 +17,6 @@ import sys
 import traceback
 import types
 import typing
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 

@@ -140,7 +140,6 @@ def test_noise_differs_per_rank_and_step_and_is_reproducible():
 
 
 def test_ema_halflife_in_images():
-    import ganforge.module as M
 
     m = GANModule.__new__(GANModule)
     m.train_cfg = {"ema_halflife_images": 1000.0, "batch_size": 100, "ema_rampup": None}
