@@ -288,7 +288,8 @@ def _check_checkpoint(path: Path) -> dict[str, Any]:
     """Fail early and clearly on a file that is not a loadable ganforge checkpoint; returns its
     ``ganforge`` section (counters, RNG states, extra state)."""
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
+        # mmap: only the small 'ganforge' section is actually read; Lightning loads the file for real
+        blob = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as exc:  # noqa: BLE001
         raise ConfigError(f"checkpoint '{path}' cannot be read ({type(exc).__name__}: {exc}); it is corrupt or "
                           "not a checkpoint. ganforge writes checkpoints atomically, so an older "

@@ -3,7 +3,7 @@
 Lightning's own SIGUSR1 handler saves the checkpoint inside the signal handler, wherever each
 rank happens to be; the save ends in a barrier, so a rank that got the signal a step later is in
 a different collective and both hang (seen on a local cluster, tests/cluster/README.md). Here the
-handler only sets a flag; at the end of every iteration the ranks take the max of their flags,
+handler only sets a flag; every 10 iterations the ranks take the max of their flags,
 so all of them save ``checkpoints/last.ckpt`` (atomically) after the same step; then rank 0 runs
 ``scontrol requeue``. The requeued attempt runs in the same ``runs/<name>/slurm_<job id>/`` and
 resumes from that checkpoint (:func:`ganforge.run.choose_run_dir`): no step is done twice or lost.
@@ -30,6 +30,8 @@ def in_slurm_job() -> bool:
 class SlurmRequeue(L.Callback):
     """On ``signum`` (SIGUSR1, sent by ``#SBATCH --signal=SIGUSR1@<secs>``): checkpoint and requeue."""
 
+    CHECK_EVERY = 10
+
     def __init__(self, checkpoint: Any, signum: int = signal.SIGUSR1) -> None:
         self.checkpoint = checkpoint
         self.signum = signum
@@ -44,7 +46,9 @@ class SlurmRequeue(L.Callback):
         self.flag = True  # act at the next step boundary, on every rank at once
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
-        if self.requeued or not pl_module._any_rank(self.flag):
+        # The agreement is an all-reduce and a host sync: every CHECK_EVERY iterations (the same
+        # iteration on every rank) is enough for a signal that comes a minute or more before the end.
+        if self.requeued or pl_module.iterations % self.CHECK_EVERY or not pl_module._any_rank(self.flag):
             return
         self.checkpoint.save(trainer, pl_module)
         self.requeued = True
