@@ -129,6 +129,9 @@ def build_components(cfg: dict[str, Any], registry: Optional[Registry] = None) -
     reg = registry or get_registry()
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
     dataset = reg.build("dataset", cfg["dataset"], "dataset", seed=cfg["seed"])
+    if len(dataset) == 0:
+        raise ConfigError(f"dataset ({cfg['dataset']['name']}): the dataset is empty (0 samples); check the "
+                          "dataset section's parameters (path, split, num_samples).")
     info = dataset.info
     if not info.name:
         info.name = cfg["dataset"]["name"]
@@ -268,6 +271,11 @@ def _fit(cfg: dict[str, Any], run_dir: Path, ckpt: Optional[Path], progress: Opt
         if resumed_step is not None and hasattr(lg, "truncate_after"):
             lg.truncate_after(resumed_step)
     trainer = make_trainer(cfg, run_dir, built, loggers, progress)
+    batch, world = cfg["train"]["batch_size"], trainer.world_size
+    if batch % world:
+        raise ConfigError(f"train.batch_size={batch} is the global batch and must divide by the {world} processes "
+                          f"(trainer.devices x trainer.num_nodes); use a multiple of {world}, e.g. "
+                          f"{(batch // world + 1) * world}.")
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", config_mod.dump(cfg))

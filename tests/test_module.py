@@ -174,3 +174,37 @@ def test_lr_decay_applies_to_both_optimizers(tiny, registry):
     assert opt_g.param_groups[0]["lr"] == pytest.approx(base * 1 / 10)  # set before the 10th step
     with pytest.raises(ConfigError, match="train.lr_decay: needs train.max_steps"):
         load_config(None, ["train.lr_decay=linear", "train.max_steps=null", "train.max_images=100"], registry)
+
+
+def test_batch_size_must_divide_by_the_world_size(tiny, registry, monkeypatch):
+    import lightning as L
+
+    monkeypatch.setattr(L.Trainer, "world_size", property(lambda self: 3))
+    with pytest.raises(ConfigError, match=r"train.batch_size=64 is the global batch and must divide by the 3 "
+                                          r"processes .* e.g. 66"):
+        _fit(registry, tiny)
+
+
+def test_empty_dataset_is_a_config_error(tiny, tmp_path):
+    """A third-party dataset that comes back empty fails before training, naming the section."""
+    import types
+
+    import torch
+
+    from ganforge import DataInfo, hookimpl
+    from ganforge.plugins import load_registry
+
+    class Empty(torch.utils.data.Dataset):
+        info = DataInfo(sample_shape=(2,))
+
+        def __len__(self):
+            return 0
+
+        def __getitem__(self, i):
+            raise IndexError(i)
+
+    plugin = types.SimpleNamespace(ganforge_register_datasets=hookimpl(lambda register: register("empty", Empty)))
+    reg = load_registry(extra=[("empty-plugin", plugin)], warn=False)
+    with pytest.raises(ConfigError, match=r"dataset \(empty\): the dataset is empty \(0 samples\); check the "
+                                          r"dataset section's parameters"):
+        _fit(reg, [o for o in tiny if not o.startswith("dataset.")] + ["dataset.name=empty", "metrics.list=[]"])
