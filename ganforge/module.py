@@ -74,6 +74,7 @@ class GANModule(L.LightningModule):
         self.ddp: dict[str, nn.Module] = {}
         self._world: Optional[int] = None
         self.last_logs: dict[str, float] = {}
+        self.last_grad_norm: Optional[float] = None  # set when train.grad_clip clips
         self.extra_state: dict[str, Any] = {}  # other components' resumable state (e.g. logger run id)
         self.run_config: Optional[dict[str, Any]] = None  # the resolved config, saved in checkpoints
         self.requeued = False  # set when a SLURM requeue stopped training (no final evaluation)
