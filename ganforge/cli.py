@@ -33,6 +33,12 @@ def parser() -> argparse.ArgumentParser:
     plugins = sub.add_parser("plugins", help="list plugins, their components and parameters, and failures")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
     plugins.add_argument("--strict-plugins", action="store_true")
+    report = sub.add_parser("report", help="write one self-contained HTML page for one or several runs")
+    report.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                        help="run directories (runs/ring8/version_0), or a folder of runs (runs/ring8: all versions)")
+    report.add_argument("--out", default=None, metavar="FILE.html",
+                        help="where to write the page; default RUN_DIR/report.html for one run, "
+                             "./ganforge-report.html for several")
     from ganforge import cli_images
 
     cli_images.add_parsers(sub)
@@ -108,6 +114,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from ganforge.report import write_report
+
+    out = write_report(args.runs, args.out)
+    print(f"ganforge: report written to {out}")
+    return 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Overrides may come before or after options (`fit --no-progress a.b=1`): take every
@@ -133,6 +147,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             return cmd_config_show(args)
         if args.command == "plugins":
             return cmd_plugins(args)
+        if args.command == "report":
+            return cmd_report(args)
         from ganforge import cli_images
 
         return cli_images.run(args)
