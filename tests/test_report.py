@@ -142,10 +142,9 @@ def _chromium() -> str:
     return exe
 
 
-def _browser(exe: str, *args: str) -> None:
+def _browser(exe: str, profile: Path, *args: str) -> None:
     cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--disable-dev-shm-usage",
-           "--no-first-run", "--user-data-dir=" + str(Path(args[-1]).parent / "chromium-profile"), *args[:-1],
-           args[-1]]
+           "--no-first-run", f"--user-data-dir={profile}", *args]
     subprocess.run(cmd, capture_output=True, timeout=180, check=True)
 
 
@@ -155,8 +154,9 @@ def test_report_renders_in_headless_chromium(two_runs, tmp_path):
     out = tmp_path / "report.html"
     assert main(["report", str(two_runs[0]), str(two_runs[1]), "--out", str(out)]) == 0
     shot, pdf = tmp_path / "shot.png", tmp_path / "page.pdf"
-    _browser(exe, f"--screenshot={shot}", "--window-size=1400,1400", out.as_uri())
-    _browser(exe, f"--print-to-pdf={pdf}", "--no-pdf-header-footer", out.as_uri())
+    profile = tmp_path / "chromium-profile"
+    _browser(exe, profile, f"--screenshot={shot}", "--window-size=1400,1400", out.as_uri())
+    _browser(exe, profile, f"--print-to-pdf={pdf}", "--no-pdf-header-footer", out.as_uri())
 
     import numpy as np
     from PIL import Image
