@@ -13,13 +13,15 @@ computes the same gradients as one process on the global batch.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Protocol, Union, runtime_checkable
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data._utils.collate import default_collate
 
 import lightning as L
+
+from ganforge.components import as_pair
 
 
 def _perm(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -104,12 +106,63 @@ class _BatchFetch(Dataset):
         return default_collate([self.dataset[i] for i in indices])
 
 
+@runtime_checkable
+class InMemoryDataset(Protocol):
+    """A dataset held in memory as tensors (the declared capability ``train.data_on_device: auto`` uses).
+
+    ``tensors()`` returns ``(x, y)``: the batch the data loader would give for the indices
+    ``0..len-1`` (same dtypes, same values; ``y`` is ``None`` for unconditional data). Views of the
+    stored tensors, no copy where possible.
+    """
+
+    def tensors(self) -> tuple[torch.Tensor, Optional[torch.Tensor]]: ...
+
+
+DEVICE_MEMORY_FRACTION = 0.25  # auto: keep the data on the device when it takes under this of the free memory
+
+
+def materialize(dataset: Any, chunk: int = 4096) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """The whole dataset as ``(x, y)`` tensors, exactly as the data loader batches it."""
+    if isinstance(dataset, InMemoryDataset):
+        return dataset.tensors()
+    fetch = _BatchFetch(dataset)
+    xs, ys = [], []
+    for i in range(0, len(dataset), chunk):
+        x, y = as_pair(fetch[list(range(i, min(i + chunk, len(dataset))))])
+        xs.append(x)
+        ys.append(y)
+    return torch.cat(xs), (None if ys[0] is None else torch.cat(ys))
+
+
+class _DeviceBatches(Dataset):
+    """Batches gathered from tensors that already sit on the training device (one index per batch)."""
+
+    def __init__(self, x: torch.Tensor, y: Optional[torch.Tensor]) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def __getitem__(self, indices: list[int]) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        idx = torch.as_tensor(indices, dtype=torch.long).to(self.x.device, non_blocking=True)
+        if self.y is None:
+            return self.x[idx]
+        return self.x[idx], self.y[idx]
+
+
 class GANDataModule(L.LightningDataModule):
-    """Wraps a :class:`ganforge.components.GANDataset` for the alternating loop."""
+    """Wraps a :class:`ganforge.components.GANDataset` for the alternating loop.
+
+    ``on_device`` (``train.data_on_device``): ``auto``, ``True`` or ``False``; see
+    :meth:`device_tensors`. The order of the batches is the sampler's either way.
+    """
 
     def __init__(self, dataset: Any, batch_size: int, n_critic: int, seed: int, num_workers: int = 0,
-                 start: Optional[Callable[[], int]] = None, total_iterations: Optional[int] = None) -> None:
+                 start: Optional[Callable[[], int]] = None, total_iterations: Optional[int] = None,
+                 on_device: Union[str, bool] = "auto") -> None:
         super().__init__()
+        self.on_device = on_device
+        self._device_data: Optional[tuple[torch.Tensor, Optional[torch.Tensor]]] = None
         self.dataset = dataset
         self.info = dataset.info
         self.batch_size = batch_size
@@ -133,7 +186,34 @@ class GANDataModule(L.LightningDataModule):
         return IterationSampler(len(self.dataset), self.batch_size, self.n_critic, self.seed, rank, world,
                                 self.start, epoch_length)
 
+    def device(self) -> torch.device:
+        trainer = getattr(self, "trainer", None)
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    def device_tensors(self) -> Optional[tuple[torch.Tensor, Optional[torch.Tensor]]]:
+        """The dataset as tensors on the training device, or ``None`` for the data-loader path.
+
+        ``auto``: an :class:`InMemoryDataset` whose tensors take under a quarter of the free device
+        memory (on the CPU: always, they are in memory already). ``True``: any dataset, read once
+        through its batched fetch. ``False``: never.
+        """
+        if self.on_device is False or (self.on_device == "auto" and not isinstance(self.dataset, InMemoryDataset)):
+            return None
+        if self._device_data is not None:
+            return self._device_data
+        device = self.device()
+        x, y = materialize(self.dataset)
+        if self.on_device == "auto" and device.type == "cuda":
+            size = sum(t.numel() * t.element_size() for t in (x, y) if t is not None)
+            if size > DEVICE_MEMORY_FRACTION * torch.cuda.mem_get_info(device)[0]:
+                return None
+        self._device_data = (x.to(device), None if y is None else y.to(device))
+        return self._device_data
+
     def train_dataloader(self) -> DataLoader:
+        on_device = self.device_tensors()
+        if on_device is not None:  # no workers: a gather on the device per batch
+            return DataLoader(_DeviceBatches(*on_device), sampler=self.sampler(), batch_size=None, num_workers=0)
         return DataLoader(
             _BatchFetch(self.dataset),
             sampler=self.sampler(),

@@ -78,6 +78,7 @@ class GANModule(L.LightningModule):
         self.extra_state: dict[str, Any] = {}  # other components' resumable state (e.g. logger run id)
         self.run_config: Optional[dict[str, Any]] = None  # the resolved config, saved in checkpoints
         self.requeued = False  # set when a SLURM requeue stopped training (no final evaluation)
+        self.fast_paths: dict[str, bool] = {}  # what ganforge.fastpaths applied in setup (compile, channels_last)
 
     # -- networks -------------------------------------------------------------------------------------
 
@@ -92,6 +93,11 @@ class GANModule(L.LightningModule):
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [make_optimizer(self.generator.parameters(), self.optim_cfg["generator"]),
                 make_optimizer(self.discriminator.parameters(), self.optim_cfg["discriminator"])]
+
+    def setup(self, stage: str) -> None:
+        from ganforge import fastpaths  # train.compile, train.channels_last: before DDP wraps G and D
+
+        self.fast_paths = fastpaths.apply(self, self.trainer.strategy.root_device)
 
     # -- noise ----------------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import torch
 import lightning as L
 
 from ganforge import config as config_mod
+from ganforge import fastpaths
 from ganforge.callbacks import AtomicCheckpointIO, Evaluation, GANCheckpoint, SamplePictures
 from ganforge.data import GANDataModule
 from ganforge.io import atomic_write_text
@@ -138,6 +139,7 @@ def build_components(cfg: dict[str, Any], registry: Optional[Registry] = None) -
     G = reg.build("generator", cfg["generator"], "generator", info=info, seed=cfg["seed"])
     D = reg.build("discriminator", cfg["discriminator"], "discriminator", info=info, seed=cfg["seed"])
     objective = reg.build("objective", cfg["objective"], "objective", info=info)
+    fastpaths.check(cfg, objective)  # train.compile with a gradient penalty: refused before training
     module = GANModule(G, D, objective, info, cfg["train"], cfg["optim"], seed=cfg["seed"])
     module.run_config = cfg
     t = cfg["train"]
@@ -146,7 +148,7 @@ def build_components(cfg: dict[str, Any], registry: Optional[Registry] = None) -
         by_images = -(-t["max_images"] // (t["batch_size"] * module.n_critic))
         total = by_images if total is None else min(total, by_images)
     dm = GANDataModule(dataset, t["batch_size"], module.n_critic, cfg["seed"], t["num_workers"],
-                       start=lambda: module.iterations, total_iterations=total)
+                       start=lambda: module.iterations, total_iterations=total, on_device=t["data_on_device"])
     metrics = [(m["name"], reg.build("metric", m, f"metrics.list[{i}]", info=info))
                for i, m in enumerate(cfg["metrics"]["list"])]
     callbacks = [reg.build("callback", c, f"callbacks[{i}]", info=info) for i, c in enumerate(cfg["callbacks"])]

@@ -166,6 +166,11 @@ class ImageTensorDataset(Dataset):
             return x
         return x, self.labels[index]
 
+    def tensors(self) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """All images at once, mapped as ``__getitem__`` maps them (``ganforge.data.InMemoryDataset``)."""
+        x = self.images if self._half is None else self.images.to(torch.float32) / self._half - 1.0
+        return x, self.labels
+
 
 def digits(resolution: int = 8, split: Split = "all", labels: bool = True) -> ImageTensorDataset:
     """scikit-learn's handwritten digits (1,797 greyscale 8×8 images, 10 classes) in [-1, 1].

@@ -99,6 +99,10 @@ class MixtureDataset(Dataset):
         # Python-level loop over rows.
         return list(self.data[torch.as_tensor(indices, dtype=torch.long)].unbind(0))
 
+    def tensors(self) -> tuple[torch.Tensor, None]:
+        """All samples at once (``ganforge.data.InMemoryDataset``: ``train.data_on_device``)."""
+        return self.data, None
+
 
 def _check_int(value: Any, param: str, minimum: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:

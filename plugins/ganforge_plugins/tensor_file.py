@@ -91,6 +91,10 @@ class TensorFileDataset(Dataset):
             return list(xs)
         return list(zip(xs, self.targets[idx].unbind(0)))
 
+    def tensors(self) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """All samples at once (``ganforge.data.InMemoryDataset``: ``train.data_on_device``)."""
+        return self.data, self.targets
+
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         """Map samples from the training scale back to the units stored in the file."""
         return x * self.scale.to(x.device, x.dtype) + self.shift.to(x.device, x.dtype)
