@@ -21,7 +21,7 @@ import io
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Iterator, Literal, Optional
 
 import numpy as np
 import torch
@@ -276,20 +276,44 @@ RESIZE_RULE = "centre crop to a square (shorter side), then Pillow BICUBIC (anti
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
+def _walk(root: Path, skipped: Optional[list[str]] = None) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk(root, followlinks=True)`` that enters every real folder once: a symlink back to a
+    parent (a loop: endless, or one copy of every image per turn) or to a folder already scanned is
+    skipped, and ``skipped`` gets ``"link -> target"`` for it."""
+    seen = {os.path.realpath(root)}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        keep = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            full = os.path.join(dirpath, d)
+            real = os.path.realpath(full)
+            if real in seen:
+                if skipped is not None:
+                    skipped.append(f"{full} -> {real}")
+                continue
+            seen.add(real)
+            keep.append(d)
+        dirnames[:] = keep
+        yield dirpath, dirnames, filenames
+
+
 def _scan(root: Path) -> list[Path]:
     """Image files under ``root`` (recursively, hidden entries skipped), sorted by relative path."""
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    skipped: list[str] = []
+    for dirpath, dirnames, filenames in _walk(root, skipped):
         for f in filenames:
             if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS:
                 found.append(Path(dirpath) / f)
+    if skipped:
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        print(f"ganforge: note: image-folder: skipped symlinked folder(s) already scanned (a loop or a second "
+              f"link to the same folder): {'; '.join(skipped[:3])}{more}", flush=True)
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
 def _other_extensions(root: Path, limit: int = 8) -> list[str]:
     exts: set[str] = set()
-    for _, _, filenames in os.walk(root, followlinks=True):
+    for _, _, filenames in _walk(root):
         exts.update(os.path.splitext(f)[1].lower() or "(none)" for f in filenames if not f.startswith("."))
     return sorted(exts)[:limit]
 

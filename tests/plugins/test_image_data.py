@@ -276,3 +276,22 @@ def test_registered_and_built_through_the_registry(tmp_path):
         reg.build("dataset", {"name": "digits", "split": "val"})
     with pytest.raises(ConfigError, match="does not exist"):
         reg.build("dataset", {"name": "image-folder", "root": str(tmp_path / "missing")})
+
+
+@pytest.mark.timeout(60)
+def test_image_folder_symlink_loops_scan_each_image_once(tmp_path, capsys):
+    root = tmp_path / "imgs"
+    _png(root / "a.png")
+    _png(root / "sub" / "b.png")
+    _png(root / "sub" / "deeper" / "c.png")
+    (root / "sub" / "loop").symlink_to(root, target_is_directory=True)  # one loop: was 41 copies of each
+    ds = image_folder(str(root))
+    assert len(ds) == 3
+    assert "skipped" in capsys.readouterr().out
+    (root / "sub" / "deeper" / "back").symlink_to(root / "sub", target_is_directory=True)  # two loops: hung
+    (root / "twin").symlink_to(root / "sub", target_is_directory=True)  # the same folder under a second name
+    ds = image_folder(str(root))
+    assert len(ds) == 3
+    out = capsys.readouterr().out
+    assert "image-folder: skipped" in out and f"{root / 'sub' / 'loop'} -> {root}" in out
+    assert f"{root / 'sub' / 'deeper' / 'back'} -> {root / 'sub'}" in out
