@@ -13,6 +13,7 @@ import lightning as L
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import RichProgressBar
 
+from ganforge.checkpoint import load_checkpoint_file
 from ganforge.components import as_pair
 from ganforge.imaging import hstack, points_extent, samples_picture, save_png
 from ganforge.io import atomic_torch_save, write_json
@@ -38,10 +39,15 @@ class GANProgressBar(RichProgressBar):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints are written to a temporary file, fsynced, then renamed: never half-written."""
+    """Checkpoints are written to a temporary file, fsynced, then renamed: never half-written. They
+    are read back as data only (``weights_only=True``), whatever the caller asks for."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
         atomic_torch_save(checkpoint, path)
+
+    def load_checkpoint(self, path: Any, map_location: Optional[Any] = None,
+                        weights_only: Optional[bool] = None) -> dict[str, Any]:
+        return load_checkpoint_file(path, map_location=map_location or "cpu")
 
 
 def _is_eval_step(g_steps: int, every: int) -> bool:

@@ -2,14 +2,52 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
 from ganforge.components import DataInfo
+from ganforge.io import NEVER_EXECUTES, UnsafeFileError, torch_load_data
 from ganforge.module import GANModule
 from ganforge.plugins import ConfigError, Registry, get_registry
+
+# What numpy arrays pickle to: ganforge before checkpoints became plain data kept numpy's RNG state so.
+_OLD_FORMAT = re.compile(r"numpy\.(_core\.|core\.)?(multiarray\._reconstruct|ndarray|dtype|dtypes\.\w+)")
+
+
+def checkpoint_error(path: str | Path, exc: BaseException, hint: str = "") -> ConfigError:
+    """The one-line error for a checkpoint that cannot be loaded as plain data."""
+    if isinstance(exc, UnsafeFileError):
+        if exc.found and all(_OLD_FORMAT.fullmatch(g) for g in exc.found):
+            return ConfigError(
+                f"checkpoint '{path}' was written by a ganforge from before checkpoints became plain data (it holds "
+                f"numpy arrays: {', '.join(exc.found)}), and {NEVER_EXECUTES}, so it is not loaded. No released "
+                "ganforge wrote such files and there is nothing to migrate: start the run again with this version "
+                "(`ganforge fit` without --resume), whose checkpoints load safely."
+            )
+        return ConfigError(
+            f"checkpoint {exc} — code or objects other than tensors, numbers and strings; {NEVER_EXECUTES}, so it "
+            "was not loaded and nothing in it ran. Use a checkpoint written by ganforge itself "
+            "(runs/<name>/version_<n>/checkpoints/last.ckpt), from a source you trust."
+        )
+    return ConfigError(f"checkpoint '{path}' cannot be read ({type(exc).__name__}: {exc}); it is corrupt or not a "
+                       f"checkpoint.{hint}")
+
+
+def load_checkpoint_file(path: str | Path, *, mmap: bool = False, map_location: Any = "cpu",
+                         hint: str = "") -> Any:
+    """A checkpoint file's contents, loaded as data only (``torch.load(weights_only=True)``).
+
+    Raises:
+        ConfigError: naming the file: it holds objects other than plain data (nothing is run), it was
+            written before checkpoints were plain data, or it is corrupt; ``hint`` ends the last message.
+    """
+    try:
+        return torch_load_data(path, mmap=mmap, map_location=map_location)
+    except Exception as exc:  # noqa: BLE001 - every failure is reported the same way, naming the file
+        raise checkpoint_error(path, exc, hint) from None
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -17,11 +55,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"checkpoint '{path}' not found (relative to {Path.cwd()}); runs keep theirs in "
                           "runs/<name>/<version>/checkpoints/last.ckpt.")
-    try:
-        blob = torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001
-        raise ConfigError(f"checkpoint '{path}' cannot be read ({type(exc).__name__}: {exc}); it is corrupt or not a "
-                          "checkpoint.") from None
+    blob = load_checkpoint_file(p)
     if not isinstance(blob, dict) or "ganforge" not in blob or not blob["ganforge"].get("config"):
         raise ConfigError(f"checkpoint '{path}' was not written by ganforge (no 'ganforge' config section).")
     return blob

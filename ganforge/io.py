@@ -1,4 +1,5 @@
-"""Atomic file writes and the on-disk cache: nothing half-written is ever left behind."""
+"""Atomic file writes, safe loading and the on-disk cache: nothing half-written is ever left behind,
+and nothing read from a file is ever executed (checkpoints and caches are data, never code)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,14 @@ import contextlib
 import hashlib
 import json
 import os
+import pickletools
+import re
+import sys
 import tempfile
+import warnings
+import zipfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 PathLike = Union[str, os.PathLike]
 
@@ -60,6 +66,116 @@ def atomic_torch_save(obj: Any, path: PathLike) -> None:
         torch.save(obj, tmp)
 
 
+NEVER_EXECUTES = "ganforge never executes code from files"
+
+
+class UnsafeFileError(ValueError):
+    """A file holds pickled Python objects other than plain data (tensors, numbers, strings, lists,
+    dicts): unpickling them could run any code, so ganforge does not load it.
+
+    ``found`` names the offending globals (``module.name``) where they can be read without loading.
+    """
+
+    def __init__(self, path: PathLike, found: list[str]) -> None:
+        self.path = Path(path)
+        self.found = list(found)
+        what = ", ".join(self.found[:5]) + (", ..." if len(self.found) > 5 else "") if self.found else "unnamed"
+        super().__init__(f"'{path}' contains pickled Python objects that are not plain data ({what})")
+
+
+def _stream_globals(path: PathLike, limit: int = 1 << 24) -> Optional[list[str]]:
+    """The globals a plain (non-zip) pickle file imports, found by disassembling it without running
+    anything; ``None`` when the file is not a complete pickle stream (a text file, random bytes)."""
+    found: list[str] = []
+    complete = False
+    strings: list[str] = []
+    try:
+        with open(path, "rb") as f:
+            while f.tell() < limit:  # a legacy torch file is several pickles in a row
+                ops = 0
+                for op, arg, _ in pickletools.genops(f):
+                    ops += 1
+                    if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                        strings.append(str(arg))
+                    elif op.name == "GLOBAL":
+                        found.append(str(arg).replace(" ", "."))
+                    elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                        found.append(f"{strings[-2]}.{strings[-1]}")
+                if not ops:
+                    break
+                complete = True
+    except Exception:  # noqa: BLE001 - the bytes after the last complete pickle are not our business
+        pass
+    return found if complete else None
+
+
+def _unsafe_globals(path: PathLike, message: str) -> Optional[list[str]]:
+    """The globals that made ``torch.load(weights_only=True)`` refuse ``path``, or ``None`` when the
+    refusal was about something else (the file is corrupt or not a torch file at all)."""
+    import torch
+
+    from torch import _weights_only_unpickler as wo
+
+    try:
+        allowed = set(wo._get_allowed_globals()) | set(wo._get_user_allowed_globals())
+    except Exception:  # noqa: BLE001 - private API; report every global then
+        allowed = set()
+    if zipfile.is_zipfile(path):
+        try:
+            found = torch.serialization.get_unsafe_globals_in_checkpoint(os.fspath(path))
+        except Exception:  # noqa: BLE001
+            found = []
+        named = re.findall(r"GLOBAL (\S+?)[ ,]|for unrecognized function (\S+)|but got <class '([^']+)'>", message)
+        found += [n for groups in named for n in groups if n and n not in found]
+        return found
+    found = _stream_globals(path)
+    if found is None:
+        return None
+    found = [g for g in found if g not in allowed]
+    return found or None
+
+
+def torch_load_data(path: PathLike, *, mmap: bool = False, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors, numbers, strings and containers, nothing else.
+
+    Raises:
+        UnsafeFileError: ``path`` holds pickled objects that are not plain data (a hostile file, or
+            one written by code that stored arbitrary Python objects); nothing in it was run.
+        Exception: whatever ``torch.load`` raises for a missing, truncated or foreign file.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of a file it then refuses
+            warnings.filterwarnings("ignore", message=".*pickle protocol.*")
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as exc:
+        found = _unsafe_globals(path, str(exc)) if "Weights only load failed" in str(exc) else None
+        if found is None:
+            raise pickle.UnpicklingError(str(exc).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]) from None
+        raise UnsafeFileError(path, found) from None
+    except RuntimeError as exc:
+        if mmap and "mmap can only be used" in str(exc):  # not a zip file: an old format, a pickle, or junk
+            return torch_load_data(path, mmap=False, map_location=map_location)
+        raise
+
+
+def json_safe(obj: Any, where: str = "", bad: dict[str, str] | None = None) -> Any:
+    """``obj`` with every NaN/inf float replaced by ``None`` (JSON has no NaN: Python's bare ``NaN``
+    makes the file unreadable for strict parsers); ``bad`` collects ``{dotted.key: "nan"}``."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        if bad is not None:
+            bad[where or "(top)"] = str(obj)
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v, f"{where}.{k}" if where else str(k), bad) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v, f"{where}[{i}]", bad) for i, v in enumerate(obj)]
+    return obj
+
+
 def write_json(path: PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
@@ -90,16 +206,21 @@ def cached_torch(key: dict[str, Any], compute: Callable[[], Any], subdir: str = 
     """Load ``compute()``'s result from the cache under ``stable_hash(key)`` or compute and store it.
 
     Returns ``(value, path, hit)``. The key is stored beside the value, so a cache entry says
-    what it was computed from.
+    what it was computed from. ``value`` must be plain data (tensors, numbers, strings, lists,
+    dicts): entries are read with ``torch.load(weights_only=True)``. An entry holding anything
+    else is deleted unread, with a one-line warning naming it, and recomputed.
     """
-    import torch
-
     path = cache_dir() / subdir / f"{stable_hash(key)}.pt"
     if path.exists():
         try:
-            blob = torch.load(path, map_location="cpu", weights_only=False)
-            if blob.get("key") == json.loads(json.dumps(key, sort_keys=True, default=str)):
+            blob = torch_load_data(path)
+            if isinstance(blob, dict) and blob.get("key") == json.loads(json.dumps(key, sort_keys=True, default=str)):
                 return blob["value"], path, True
+        except UnsafeFileError as exc:
+            print(f"ganforge: warning: cache entry {exc} and was not loaded ({NEVER_EXECUTES}); deleted, the "
+                  "statistics are recomputed.", file=sys.stderr)
+            with contextlib.suppress(OSError):
+                path.unlink()
         except Exception:  # noqa: BLE001 - a corrupt cache entry is recomputed, never trusted
             pass
     value = compute()

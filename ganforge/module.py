@@ -380,8 +380,8 @@ class GANModule(L.LightningModule):
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
+                "numpy": numpy_rng_to_data(np.random.get_state()),
+                "python": python_rng_to_data(random.getstate()),
             },
             "n_critic": self.n_critic,
             "extra": dict(self.extra_state),
@@ -402,10 +402,35 @@ class GANModule(L.LightningModule):
         if rng.get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
         if rng.get("numpy") is not None:
-            np.random.set_state(rng["numpy"])
+            np.random.set_state(numpy_rng_from_data(rng["numpy"]))
         if rng.get("python") is not None:
-            random.setstate(rng["python"])
+            random.setstate(python_rng_from_data(rng["python"]))
         self.extra_state.update(state.get("extra") or {})
+
+
+# Checkpoints are plain data (tensors, numbers, strings), loadable with torch.load(weights_only=True):
+# numpy's and Python's RNG states are converted to that and back, bit for bit.
+
+
+def numpy_rng_to_data(state: tuple) -> dict[str, Any]:
+    """``np.random.get_state()`` (legacy tuple, MT19937) as plain data."""
+    name, key, pos, has_gauss, cached = state
+    return {"bit_generator": str(name), "key": torch.from_numpy(np.asarray(key, dtype=np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def numpy_rng_from_data(d: dict[str, Any]) -> tuple:
+    return (d["bit_generator"], d["key"].numpy().astype(np.uint32), d["pos"], d["has_gauss"], d["cached_gaussian"])
+
+
+def python_rng_to_data(state: tuple) -> dict[str, Any]:
+    """``random.getstate()`` (version, 625 words of Mersenne Twister state, cached gaussian) as plain data."""
+    version, internal, gauss_next = state
+    return {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64), "gauss_next": gauss_next}
+
+
+def python_rng_from_data(d: dict[str, Any]) -> tuple:
+    return (d["version"], tuple(int(v) for v in d["internal"].tolist()), d["gauss_next"])
 
 
 def log_to_loggers(trainer: Any, row: dict[str, float], step: int) -> None:

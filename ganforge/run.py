@@ -16,6 +16,7 @@ import lightning as L
 from ganforge import config as config_mod
 from ganforge import fastpaths
 from ganforge.callbacks import AtomicCheckpointIO, Evaluation, GANCheckpoint, SamplePictures
+from ganforge.checkpoint import load_checkpoint_file
 from ganforge.data import GANDataModule
 from ganforge.io import atomic_write_text
 from ganforge.module import GANModule
@@ -288,7 +289,7 @@ def _fit(cfg: dict[str, Any], run_dir: Path, ckpt: Optional[Path], progress: Opt
         else:
             print(f"ganforge: resuming from {ckpt} in {run_dir} ({world})", flush=True)
     trainer.fit(built.module, datamodule=built.datamodule, ckpt_path=str(ckpt) if ckpt else None,
-                weights_only=False)  # our own checkpoints carry RNG states (numpy arrays)
+                weights_only=True)  # checkpoints are data, never code (AtomicCheckpointIO loads them so anyway)
     evaluation = next(c for c in trainer.callbacks if isinstance(c, Evaluation))
     return {"run_dir": run_dir, "summary": evaluation.summary(built.module), "module": built.module,
             "trainer": trainer}
@@ -297,13 +298,9 @@ def _fit(cfg: dict[str, Any], run_dir: Path, ckpt: Optional[Path], progress: Opt
 def _check_checkpoint(path: Path) -> dict[str, Any]:
     """Fail early and clearly on a file that is not a loadable ganforge checkpoint; returns its
     ``ganforge`` section (counters, RNG states, extra state)."""
-    try:
-        # mmap: only the small 'ganforge' section is actually read; Lightning loads the file for real
-        blob = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as exc:  # noqa: BLE001
-        raise ConfigError(f"checkpoint '{path}' cannot be read ({type(exc).__name__}: {exc}); it is corrupt or "
-                          "not a checkpoint. ganforge writes checkpoints atomically, so an older "
-                          "checkpoints/last.ckpt of the run is intact — resume from that one.") from None
+    # mmap: only the small 'ganforge' section is actually read; Lightning loads the file for real
+    blob = load_checkpoint_file(path, mmap=True, hint=" ganforge writes checkpoints atomically, so an older "
+                                "checkpoints/last.ckpt of the run is intact — resume from that one.")
     if not isinstance(blob, dict) or "ganforge" not in blob:
         raise ConfigError(f"checkpoint '{path}' was not written by ganforge (no 'ganforge' section).")
     return blob["ganforge"]

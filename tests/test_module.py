@@ -15,7 +15,7 @@ from ganforge.run import fit
 
 
 def _state(path):
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _fit(registry, overrides, resume=None):

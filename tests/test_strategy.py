@@ -103,7 +103,7 @@ class Ranks:
 
     def _state(self, r: int) -> Optional[dict[str, Any]]:
         p = self.dir / f"rank{r}.pt"
-        return torch.load(p, map_location="cpu", weights_only=False) if p.exists() else None
+        return torch.load(p, map_location="cpu", weights_only=True) if p.exists() else None
 
     def assert_ok(self, log: Path) -> None:
         for r, res in enumerate(self.results):
@@ -341,7 +341,7 @@ def test_nonfinite_on_one_rank_stops_all(cpu_runs: tuple[Path, Path]) -> None:
         assert not res["ok"] and res["error_type"] == "NonFiniteError", res
         assert "iteration 3" in res["error"]
     assert (job.dir / "run" / "checkpoints" / "last.ckpt").is_file()  # the last good state, saved collectively
-    blob = torch.load(job.dir / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    blob = torch.load(job.dir / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert blob["ganforge"]["counters"]["iterations"] == 3
 
 
@@ -367,7 +367,7 @@ def test_torchrun_standalone_cli(tmp_path: Path) -> None:
                                            dirs[0]), dirs
     run = root / "tr" / dirs[0]
     assert (run / "config.yaml").is_file() and (run / "metrics.csv").is_file()
-    blob = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    blob = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert blob["ganforge"]["counters"]["g_steps"] == 30
     assert f"run directory {run}" in log.read_text()
 

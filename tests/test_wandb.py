@@ -129,7 +129,7 @@ def test_offline_run_logs_everything(wandb_home, registry, with_sample_callback,
     # W&B's folder is in the run directory; one offline run with the persisted id.
     (seg,) = offline_runs(run_dir)
     assert seg.name.endswith(f"-{run_id}") and (seg / f"run-{run_id}.wandb").is_file()
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["ganforge"]["extra"][wl.RUN_ID_KEY] == run_id
 
     records = read_records(seg)

@@ -29,7 +29,7 @@ from torch import nn
 
 from ganforge import hookimpl
 from ganforge.components import DataInfo
-from ganforge.io import sha256_file
+from ganforge.io import NEVER_EXECUTES, UnsafeFileError, sha256_file, torch_load_data
 
 
 class FrozenExtractor(nn.Module):
@@ -176,7 +176,7 @@ def load_digits_cnn(path: Optional[Path] = None, expected_sha256: Optional[str] 
             "old weights are then no longer comparable)."
         )
     net = DigitsCNN()
-    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    net.load_state_dict(torch_load_data(path))  # SHA-256 checked above; still data only
     net.weights_sha256 = actual
     net.freeze()
     return net
@@ -480,7 +480,12 @@ def inception_v3(weights: Optional[str] = None, quantize: bool = True) -> FIDInc
     """
     path = find_inception_weights(weights)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch_load_data(path)
+    except UnsafeFileError as exc:
+        raise ValueError(
+            f"inception-v3: weights file {exc}; {NEVER_EXECUTES}, so it was not loaded and nothing in it ran. "
+            f"Replace it with {INCEPTION_FILE} from {INCEPTION_URL}."
+        ) from None
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
         # Only the first line of torch's message: the rest suggests weights_only=False, which is
         # the wrong advice for a damaged file (and unsafe for an untrusted one).

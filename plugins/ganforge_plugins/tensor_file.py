@@ -42,7 +42,7 @@ from torch.utils.data import Dataset
 
 from ganforge import DataInfo, hookimpl
 from ganforge.hookspecs import Register
-from ganforge.io import sha256_file
+from ganforge.io import NEVER_EXECUTES, UnsafeFileError, sha256_file, torch_load_data
 
 Normalize = Literal["none", "minmax", "standard"]
 
@@ -142,8 +142,14 @@ def _read(path: str, resolved: Path) -> _Contents:
                 "(np.savez(path, x=samples, y=labels))."
             ) from exc
     try:
-        obj = torch.load(resolved, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+        obj = torch_load_data(resolved)
+    except UnsafeFileError as exc:
+        raise ValueError(
+            f"path: {path} {str(exc).split(' ', 1)[1]}; {NEVER_EXECUTES}, so it was not loaded and nothing in it ran. "
+            "Save a tensor or a dict of tensors (torch.save({'x': samples, 'y': labels}, path)); for NumPy arrays "
+            "use .npz."
+        ) from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, KeyError) as exc:
         raise ValueError(
             f"path: could not read {path} with torch.load(weights_only=True): {exc}. Save a tensor or a dict "
             "of tensors (torch.save({'x': samples, 'y': labels}, path)); for NumPy arrays use .npz."

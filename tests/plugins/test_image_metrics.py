@@ -442,7 +442,7 @@ def test_two_process_gloo_matches_single_process(tmp_path):
 
     cache = str(tmp_path / "cache")
     mp.start_processes(_gloo_worker, args=(2, _free_port(), cache, str(tmp_path)), nprocs=2, join=True, start_method="spawn")
-    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
 
     real, fake = two_sets(n=201, d=8, seed=15)
     real_t, fake_t = torch.from_numpy(real), torch.from_numpy(fake)
