@@ -127,3 +127,18 @@ def test_cli_plugins_lists_components_parameters_and_failures(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert strict.returncode == 2
     assert "plugin 'broken' from ganforge-broken 0.0.1 failed to load" in strict.stderr
+
+
+def test_disabling_a_first_party_plugin_says_what_went_and_unknown_names_warn(monkeypatch, capsys):
+    from ganforge import plugins
+
+    monkeypatch.setattr(plugins, "_ANNOUNCED", set())
+    monkeypatch.setenv("GANFORGE_DISABLE_PLUGINS", "mixtures,relativistc")
+    reg = load_registry()
+    err = capsys.readouterr().err
+    assert "gaussian-ring" not in reg.names("dataset")
+    assert "first-party plugin 'mixtures' disabled (dataset gaussian-ring, dataset gaussian-grid)" in err
+    assert "names no installed plugin: 'relativistc' (did you mean 'relativistic'?)" in err
+    assert "plugins are: " in err and "mlp" in err.split("plugins are: ")[1]
+    load_registry()  # said once per process
+    assert capsys.readouterr().err == ""
