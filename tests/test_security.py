@@ -216,3 +216,17 @@ def test_rng_states_round_trip_through_a_plain_data_checkpoint(real_ckpt):
     module.on_load_checkpoint(torch.load(buf, weights_only=True))
     got = (np.random.normal(size=3).tolist(), random.gauss(0, 1), random.random(), torch.rand(2))
     assert got[:3] == expected[:3] and torch.equal(got[3], expected[3])
+
+
+def test_inception_weights_file_with_pickled_objects_runs_nothing(tmp_path):
+    from ganforge_plugins.feature_extractors import INCEPTION_FILE, inception_v3
+
+    marker = tmp_path / "ran"
+    bad = tmp_path / INCEPTION_FILE
+    torch.save({"conv.weight": torch.zeros(1), "hook": Payload(marker)}, bad)
+    with pytest.raises(ValueError) as e:
+        inception_v3(weights=str(bad))
+    msg = str(e.value)
+    assert f"inception-v3: weights file '{bad}' contains pickled Python objects that are not plain data" in msg
+    assert "posix.system" in msg and NEVER in msg and f"Replace it with {INCEPTION_FILE}" in msg
+    assert not marker.exists()

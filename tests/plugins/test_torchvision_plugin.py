@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata as md
+import os
+import pickle
 import sys
 import types
 
@@ -58,6 +60,24 @@ def _fake_torchvision(monkeypatch, n=6):
     return calls
 
 
+def _put_cifar(root, n=6, payload=None):
+    """CIFAR-10 python batches as the real ones are stored: pickled dicts, 'data' uint8 (N, 3072)
+    channel-major rows, 'labels' a list. ``payload`` is put into test_batch (a tampered file)."""
+    folder = root / gtv.SOURCES["cifar10"].folder
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(gtv.SOURCES["cifar10"].files):
+        hwc = np.random.RandomState(i).randint(0, 256, (n, 32, 32, 3)).astype(np.uint8)
+        hwc[0, 0, 0] = (255, 0, 128)
+        entry = {"batch_label": f, "labels": [(k + i) % 10 for k in range(n)],
+                 "data": hwc.transpose(0, 3, 1, 2).reshape(n, 3072), "filenames": [f"{k}.png" for k in range(n)]}
+        if f == "batches.meta":
+            entry = {"label_names": list(gtv.SOURCES["cifar10"].classes)}
+        if f == "test_batch" and payload is not None:
+            entry["filenames"] = payload
+        (folder / f).write_bytes(pickle.dumps(entry, protocol=2))
+    return folder
+
+
 def _put_files(root, name, skip=()):
     src = gtv.SOURCES[name]
     folder = root / src.folder
@@ -71,7 +91,7 @@ def _put_files(root, name, skip=()):
 # -- torchvision missing --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(DATASETS))
+@pytest.mark.parametrize("name", ["fashion-mnist", "mnist"])
 def test_torchvision_missing_error(name, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torchvision", None)  # `import torchvision` now fails, installed or not
     with pytest.raises(gtv.TorchvisionMissing) as e:
@@ -177,13 +197,41 @@ def test_resolution_and_unlabelled(tmp_path, monkeypatch):
 
 
 def test_cifar_is_channels_first(tmp_path, monkeypatch):
-    _fake_torchvision(monkeypatch)
-    _put_files(tmp_path, "cifar10")
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # CIFAR-10 is read here, without torchvision
+    _put_cifar(tmp_path)
     ds = gtv.cifar10(root=str(tmp_path))
     x, y = ds[0]
-    assert x.shape == (3, 32, 32) and ds.info.sample_shape == (3, 32, 32)
+    assert len(ds) == 5 * 6 and x.shape == (3, 32, 32) and ds.info.sample_shape == (3, 32, 32)
     assert x[:, 0, 0].tolist() == [1.0, -1.0, pytest.approx(128 / 127.5 - 1, abs=1e-6)]
-    assert ds.info.protocol["classes"][0] == "airplane"
+    assert ds[6][1] == 1 and ds[7][1] == 2  # data_batch_2's labels follow data_batch_1's
+    assert ds.info.protocol["classes"][0] == "airplane" and ds.info.protocol["torchvision_version"] == "not used"
+    test = gtv.cifar10(root=str(tmp_path), train=False)
+    assert len(test) == 6 and test[0][1] == 5
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_tampered_cifar_batch_runs_nothing(tmp_path):
+    """torchvision.datasets.CIFAR10 would pickle.load this file and run the command; we refuse it."""
+    marker = tmp_path / "ran"
+    folder = _put_cifar(tmp_path, payload=_Payload(marker))
+    with pytest.raises(ValueError) as e:
+        gtv.cifar10(root=str(tmp_path), train=False)
+    msg = str(e.value)
+    assert f"dataset 'cifar10': {folder / 'test_batch'} contains pickled Python objects that are not plain data " \
+           "(global posix.system)" in msg
+    assert "never executes code from files" in msg and "cifar-10-python.tar.gz" in msg
+    assert not marker.exists()
+    assert len(gtv.cifar10(root=str(tmp_path))) == 30  # the training batches are intact and load
+    (folder / "test_batch").write_text("not a pickle")
+    with pytest.raises(ValueError, match=r"test_batch is not a CIFAR-10 batch .*replace it: download"):
+        gtv.cifar10(root=str(tmp_path), train=False)
 
 
 def test_legacy_mnist_layout_is_accepted(tmp_path, monkeypatch):

@@ -8,6 +8,11 @@ torchvision is imported only when one of these datasets is built, so ``ganforge 
 every other dataset work without it. Nothing is ever downloaded (``download=False``): when the
 files are missing, the error lists which files to put where.
 
+CIFAR-10's files are read here, not by ``torchvision.datasets.CIFAR10``: they are pickles, and
+torchvision unpickles them with ``pickle.load``, which runs whatever code a tampered file holds.
+:func:`read_cifar10` resolves only what a numpy array needs, so the files are read as data (and
+CIFAR-10 needs no torchvision).
+
 Items are ``(x, y)`` (``x`` float32 ``(C, H, W)`` in ``[-1, 1]``, ``y`` the class as ``long``), or
 just ``x`` with ``labels=False``.
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -131,6 +137,77 @@ def check_files(source: Source, root: str) -> Path:
     return folder
 
 
+# -- CIFAR-10 as data ------------------------------------------------------------------------------
+
+
+def _numpy_reconstruct() -> Any:
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    return _reconstruct
+
+
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    """What Python 3 pickles of ``bytes`` call (``_codecs.encode``), for latin-1 only."""
+    if encoding != "latin1":
+        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, numbers, strings and numpy arrays; any other global is refused before
+    it is imported, so nothing in the file runs (the "restricting globals" recipe of the pickle docs)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if name == "_reconstruct" and module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+            return _numpy_reconstruct()
+        if (module, name) == ("numpy", "ndarray"):
+            return np.ndarray
+        if (module, name) == ("numpy", "dtype"):
+            return np.dtype
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode
+        raise pickle.UnpicklingError(f"global {module}.{name}")
+
+
+def read_cifar10(folder: Path, train: bool) -> tuple[np.ndarray, list[int]]:
+    """CIFAR-10's python batches as uint8 images ``(N, 32, 32, 3)`` (torchvision's layout) and labels.
+
+    Raises:
+        ValueError: naming the file: it holds objects other than arrays and plain data (nothing in it
+            ran), or it is not a CIFAR-10 batch.
+    """
+    names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    how = SOURCES["cifar10"].how
+    images, labels = [], []
+    for name in names:
+        path = folder / name
+        try:
+            with open(path, "rb") as f:
+                entry = _ArrayUnpickler(f, encoding="latin1").load()
+        except pickle.UnpicklingError as exc:
+            if str(exc).startswith(("global ", "_codecs")):
+                raise ValueError(
+                    f"dataset 'cifar10': {path} contains pickled Python objects that are not plain data ({exc}); "
+                    "ganforge never executes code from files, so it was not read and nothing in it ran. Replace it "
+                    f"with the original: {how}."
+                ) from None
+            raise ValueError(f"dataset 'cifar10': {path} is not a CIFAR-10 batch ({exc}); replace it: {how}.") from None
+        except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OSError) as exc:
+            raise ValueError(f"dataset 'cifar10': {path} is not a CIFAR-10 batch ({type(exc).__name__}: {exc}); "
+                             f"replace it: {how}.") from None
+        data = entry.get("data") if isinstance(entry, dict) else None
+        target = entry.get("labels") if isinstance(entry, dict) else None
+        if (not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072
+                or not isinstance(target, list) or len(target) != data.shape[0]):
+            raise ValueError(f"dataset 'cifar10': {path} is not a CIFAR-10 batch (expected 'data': uint8 (N, 3072) and "
+                             f"N 'labels'); replace it: {how}.")
+        images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        labels.extend(int(t) for t in target)
+    return np.ascontiguousarray(np.concatenate(images)), labels
+
+
 class TorchvisionImages(Dataset):
     """uint8 images ``(N, C, H, W)`` mapped to ``[-1, 1]`` (and resized) per item."""
 
@@ -156,13 +233,19 @@ def build(name: str, root: str, train: bool, labels: bool, resolution: Optional[
     source = SOURCES[name]
     if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1):
         raise ValueError(f"dataset '{name}': resolution={resolution!r}; expected a positive integer or null (native size).")
-    tv = import_torchvision(name)
-    check_files(source, root)
-    ds = getattr(tv.datasets, source.cls)(root=root, train=train, download=False)
-    data = torch.as_tensor(np.asarray(ds.data))
+    if name == "cifar10":  # read as data here: torchvision would pickle.load the files (see the module docstring)
+        tv = None
+        folder = check_files(source, root)
+        raw, raw_targets = read_cifar10(folder, train)
+    else:
+        tv = import_torchvision(name)
+        check_files(source, root)
+        ds = getattr(tv.datasets, source.cls)(root=root, train=train, download=False)
+        raw, raw_targets = ds.data, ds.targets
+    data = torch.as_tensor(np.asarray(raw))
     images = data.unsqueeze(1) if data.ndim == 3 else data.permute(0, 3, 1, 2)  # CIFAR is stored (N, H, W, C)
     images = images.to(torch.uint8).contiguous()
-    targets = torch.as_tensor(np.asarray(ds.targets), dtype=torch.long)
+    targets = torch.as_tensor(np.asarray(raw_targets), dtype=torch.long)
     c, h, w = images.shape[1:]
     side_h, side_w = (resolution, resolution) if resolution is not None else (int(h), int(w))
     digest = hashlib.sha256(images.numpy().tobytes())
@@ -174,8 +257,9 @@ def build(name: str, root: str, train: bool, labels: bool, resolution: Optional[
         value_range=(-1.0, 1.0),
         name=name,
         protocol={
-            "source": f"torchvision.datasets.{source.cls}",
-            "torchvision_version": str(getattr(tv, "__version__", "?")),
+            "source": f"torchvision.datasets.{source.cls}" if tv is not None else
+                      f"{source.folder} (torchvision.datasets.{source.cls}'s files, read by ganforge-torchvision)",
+            "torchvision_version": str(getattr(tv, "__version__", "?")) if tv is not None else "not used",
             "split": "train" if train else "test",
             "num_samples": int(images.shape[0]),
             "data_sha256": digest.hexdigest(),
