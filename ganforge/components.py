@@ -140,11 +140,16 @@ class Objective:
             gradient (gradient penalties, R1); such a discriminator must not be compiled.
         weight_clip: If set, the engine clamps every discriminator parameter to
             ``[-weight_clip, weight_clip]`` after each discriminator step (WGAN).
+        reg_every: Lazy regularization (StyleGAN2's ``Dreg`` phase): when ``> 1``, the engine
+            adds :meth:`discriminator_regularization` to the discriminator loss of every
+            ``reg_every``-th discriminator step (and :meth:`discriminator_loss` leaves the
+            regularizer out). ``1``: the regularizer, if any, is part of ``discriminator_loss``.
     """
 
     n_critic: int = 1
     needs_double_backward: bool = False
     weight_clip: Optional[float] = None
+    reg_every: int = 1
 
     def discriminator_loss(
         self, d: DiscriminatorFn, real: torch.Tensor, fake: torch.Tensor, y: Optional[torch.Tensor]
@@ -157,6 +162,16 @@ class Objective:
     ) -> LossOutput:
         """Loss the generator minimizes. ``real`` is given for objectives that pair samples."""
         raise NotImplementedError
+
+    def discriminator_regularization(
+        self, d: DiscriminatorFn, real: torch.Tensor, fake: torch.Tensor, y: Optional[torch.Tensor]
+    ) -> LossOutput:
+        """``Dreg``: the regularizer of a lazy objective, already multiplied by :attr:`reg_every`.
+
+        Called by the engine every ``reg_every`` discriminator steps (only when ``reg_every > 1``);
+        its loss is added to that step's :meth:`discriminator_loss` before the one backward.
+        """
+        raise NotImplementedError(f"{type(self).__name__} sets reg_every > 1 but has no discriminator_regularization")
 
     def protocol(self) -> dict[str, Any]:
         """Parameters that define this objective (logged with the run)."""

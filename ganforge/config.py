@@ -37,6 +37,7 @@ def train_section(
     lr_decay: Literal["none", "linear"] = "none",
     lr_decay_start: float = 0.5,
     on_nonfinite: Literal["stop", "skip"] = "stop",
+    max_consecutive_skips: Optional[int] = 100,
     checkpoint_every_n_steps: int = 1000,
     log_every_n_steps: int = 10,
     num_workers: int = 0,
@@ -58,7 +59,10 @@ def train_section(
         lr_decay: ``linear``: both learning rates decay linearly to 0 from ``lr_decay_start`` of
             ``max_steps`` to the end (as SNGAN); a function of the generator step, so resume-exact.
         lr_decay_start: Fraction of ``train.max_steps`` at which the decay starts.
-        on_nonfinite: ``stop`` (save the last good state and stop) or ``skip`` the step.
+        on_nonfinite: ``stop`` (save the last good state and stop) or ``skip`` the step. The
+            decision is taken on the device; skipped steps are reported at the next logging step.
+        max_consecutive_skips: With ``on_nonfinite: skip``, stop as ``stop`` does when more than this
+            many optimizer steps in a row are not finite (``null``: never stop).
         checkpoint_every_n_steps: Write ``checkpoints/last.ckpt`` every N generator steps.
         log_every_n_steps: Log losses every N generator steps.
         num_workers: Data-loader worker processes.

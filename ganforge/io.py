@@ -127,7 +127,7 @@ def _unsafe_globals(path: PathLike, message: str) -> Optional[list[str]]:
             found = []
         named = re.findall(r"GLOBAL (\S+?)[ ,]|for unrecognized function (\S+)|but got <class '([^']+)'>", message)
         found += [n for groups in named for n in groups if n and n not in found]
-        return found
+        return found or None  # refused for another reason: corrupt, not named here
     found = _stream_globals(path)
     if found is None:
         return None

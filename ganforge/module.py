@@ -1,8 +1,14 @@
 """GANModule: the alternating discriminator/generator loop.
 
-One training step is one *iteration*: ``n_critic`` discriminator steps, then one generator
-step, then the EMA update. ganforge keeps its own counters (generator steps, discriminator
-steps, images seen) because Lightning's ``global_step`` counts every optimizer step.
+One training step is one *iteration*: ``n_critic`` discriminator steps (StyleGAN2-ADA's
+``Dmain``, plus ``Dreg`` every ``objective.reg_every`` steps), then one generator step
+(``Gmain``), then the EMA update. ganforge keeps its own counters (generator steps,
+discriminator steps, images seen) because Lightning's ``global_step`` counts every optimizer step.
+
+No host sync in an ordinary iteration: whether a step is finite is decided on the device
+(:mod:`ganforge.nonfinite`); the host settles that, and reads the losses, only at *sync points*:
+logging, checkpoint, evaluation and picture steps, and the end. Between sync points the
+counters count every step as if it ran; a sync point corrects them for the steps that did not.
 
 Distributed training: :mod:`ganforge.strategy` may wrap G and D in separate DDP instances and
 put them in ``self.ddp``; the loop calls the wrapper of the network being trained and the raw
@@ -23,7 +29,8 @@ from torch import nn
 
 import lightning as L
 
-from ganforge.components import DataInfo, Objective, as_pair
+from ganforge.components import DataInfo, LossOutput, Objective, as_pair
+from ganforge.nonfinite import NonFiniteGuard, Verdict
 
 
 class NonFiniteError(RuntimeError):
@@ -73,8 +80,13 @@ class GANModule(L.LightningModule):
         # Filled by the GAN strategy with DDP wrappers: {"generator": DDP(G), "discriminator": DDP(D)}.
         self.ddp: dict[str, nn.Module] = {}
         self._world: Optional[int] = None
+        self._rank: Optional[int] = None
         self.last_logs: dict[str, float] = {}
-        self.last_grad_norm: Optional[float] = None  # set when train.grad_clip clips
+        self._grad_norm: Optional[torch.Tensor] = None  # set when train.grad_clip clips (read: last_grad_norm)
+        self.guard = NonFiniteGuard(train.get("on_nonfinite", "stop"), train.get("max_consecutive_skips", 100))
+        self._noise_generators: dict[torch.device, torch.Generator] = {}
+        self._loop: dict[str, Any] = {}  # per-fit lists the loop reuses (on_train_start)
+        self._outputs: dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}  # last losses, read on logging steps
         self.extra_state: dict[str, Any] = {}  # other components' resumable state (e.g. logger run id)
         self.run_config: Optional[dict[str, Any]] = None  # the resolved config, saved in checkpoints
         self.requeued = False  # set when a SLURM requeue stopped training (no final evaluation)
@@ -103,7 +115,11 @@ class GANModule(L.LightningModule):
 
     @property
     def rank(self) -> int:
-        return self.trainer.global_rank if self._trainer is not None else 0
+        if self._trainer is None:
+            return 0
+        if self._rank is None:
+            self._rank = self.trainer.global_rank
+        return self._rank
 
     @property
     def world_size(self) -> int:
@@ -116,10 +132,11 @@ class GANModule(L.LightningModule):
     def noise(self, n: int, iteration: int, slot: int, device: Optional[torch.device] = None) -> torch.Tensor:
         """Latent noise for one draw, a pure function of (seed, rank, iteration, slot)."""
         device = device or self.device
-        g = torch.Generator(device=device)
+        g = self._noise_generators.get(device)  # one generator per device, re-seeded for each draw
+        if g is None:
+            g = self._noise_generators[device] = torch.Generator(device=device)
         g.manual_seed(noise_seed(self.seed, self.rank, iteration, slot))
-        shape = tuple(self.generator.latent_shape)
-        return torch.randn((n, *shape), generator=g, device=device)
+        return torch.randn((n, *self.generator.latent_shape), generator=g, device=device)
 
     @contextmanager
     def _seeded_globals(self, iteration: int) -> Iterator[None]:
@@ -166,57 +183,90 @@ class GANModule(L.LightningModule):
             for group in opt.param_groups:
                 group["lr"] = float(self.optim_cfg[net]["lr"]) * f
 
+    def on_train_start(self) -> None:
+        """Look up once per fit what every iteration needs (Lightning's and nn.Module's lookups
+        cost more than the small networks' steps)."""
+        G, D = self.generator, self.discriminator
+        cfg, t = self.run_config or {}, self.train_cfg
+        metrics_every = (cfg.get("metrics") or {}).get("every_n_steps", 0)
+        samples_every = (cfg.get("samples") or {}).get("every_n_steps", 0) or metrics_every
+        self._loop = {
+            "params": {"generator": list(G.parameters()), "discriminator": list(D.parameters())},
+            "ema": None if self.generator_ema is None else (
+                list(self.generator_ema.parameters()), list(G.parameters()),
+                list(self.generator_ema.buffers()), list(G.buffers())),
+            "fp16": getattr(self.trainer.precision_plugin, "scaler", None) is not None,
+            "lr_decay": t.get("lr_decay", "none") != "none",
+            # Sync points: where the host reads losses or counters (logging, checkpoints, evaluation, pictures).
+            "sync_every": sorted({int(t.get("log_every_n_steps", 10)), int(t.get("checkpoint_every_n_steps") or 0),
+                                  int(metrics_every or 0), int(samples_every or 0)} - {0}),
+            "g_regularization": callable(getattr(G, "regularization_loss", None)),
+        }
+
     def training_step(self, batch: Any, batch_idx: int) -> None:
+        """One iteration: Dmain (+ Dreg) ``n_critic`` times, Gmain, the EMA; at a sync point, settle
+        the non-finite guard, then stop and log."""
         opt_g, opt_d = self.optimizers()
-        self._apply_lr(opt_g, opt_d)
+        if self._loop["lr_decay"]:
+            self._apply_lr(opt_g, opt_d)
         x, y = as_pair(batch)
         it = self.iterations
-        chunks_x = x.chunk(self.n_critic)
-        chunks_y = y.chunk(self.n_critic) if y is not None else [None] * self.n_critic
-        G, D = self.generator, self.discriminator
-        d_train = self.trained("discriminator")
-        g_train = self.trained("generator")
-        logs: dict[str, torch.Tensor] = {}
+        reals = x.chunk(self.n_critic)
+        conds = y.chunk(self.n_critic) if y is not None else [None] * self.n_critic
         with self._seeded_globals(it):
-            # Discriminator phase(s): G frozen (no graph), D trained.
             for k in range(self.n_critic):
-                real, yk = chunks_x[k], chunks_y[k]
-                with torch.no_grad():
-                    fake = G(self.noise(real.shape[0], it, k), yk)
-                out = self.objective.discriminator_loss(d_train, real, fake.detach(), yk)
-                self.manual_backward(out.loss)
-                if self._step_ok("discriminator", out.loss, D, opt_d):
-                    opt_d.step()
-                    self._after_d_step()
-                    self.d_steps += 1
-                opt_d.zero_grad(set_to_none=True)
-                logs.update({"d_loss": out.loss.detach(), **{f"d/{k_}": v for k_, v in out.logs.items()}})
-
-            # Generator phase: D frozen (its raw module: no DDP bookkeeping), G trained.
-            real, yk = chunks_x[-1], chunks_y[-1]
-            D.requires_grad_(False)
-            try:
-                fake = g_train(self.noise(real.shape[0], it, self.n_critic), yk)
-                out = self.objective.generator_loss(D, real, fake, yk)
-                loss = out.loss
-                if hasattr(G, "regularization_loss"):
-                    reg = G.regularization_loss()
-                    loss = loss + reg
-                    logs["g/regularization"] = reg.detach()
-                self.manual_backward(loss)
-                if self._step_ok("generator", loss, G, opt_g):
-                    opt_g.step()
-                    self.g_steps += 1
-                opt_g.zero_grad(set_to_none=True)
-            finally:
-                D.requires_grad_(True)
-        logs.update({"g_loss": loss.detach(), **{f"g/{k_}": v for k_, v in out.logs.items()}})
+                self.discriminator_step(opt_d, reals[k], conds[k], it, k)
+            self.generator_step(opt_g, reals[-1], conds[-1], it)
         self.iterations += 1
         self.images_seen += x.shape[0] * self.world_size
         self.update_ema()
+        if self._sync_due():
+            self._settle()
         if self.stop_reached():
             self.trainer.should_stop = True
-        self._log_step(logs)
+        self._log_step()
+
+    def discriminator_step(self, opt: Any, real: torch.Tensor, y: Optional[torch.Tensor], it: int, k: int) -> None:
+        """Dmain, plus Dreg every ``objective.reg_every`` steps: G frozen (no graph), D trained."""
+        with torch.no_grad():
+            fake = self.generator(self.noise(real.shape[0], it, k), y)
+        d = self.trained("discriminator")
+        out = self.objective.discriminator_loss(d, real, fake, y)
+        loss = out.loss
+        reg_every = self.objective.reg_every
+        # Lazy regularization (StyleGAN2): its k-weighted penalty on every k-th step, counted over
+        # iterations (not successful steps) so that it is the same on every rank and after resume.
+        if reg_every > 1 and (it * self.n_critic + k) % reg_every == 0:
+            reg = self.objective.discriminator_regularization(d, real, fake, y)
+            loss = loss + reg.loss
+            self._outputs["d_reg"] = (reg.loss, reg.logs)
+        self.manual_backward(loss)
+        self._guarded_step("discriminator", loss, opt)
+        self._after_d_step()
+        opt.zero_grad(set_to_none=True)
+        self._outputs["d"] = (out.loss, out.logs)
+
+    def generator_step(self, opt: Any, real: torch.Tensor, y: Optional[torch.Tensor], it: int) -> None:
+        """Gmain: D frozen (its raw module: no DDP bookkeeping), G trained."""
+        G, D = self.generator, self.discriminator
+        d_params = self._loop["params"]["discriminator"]
+        for p in d_params:
+            p.requires_grad_(False)
+        try:
+            fake = self.trained("generator")(self.noise(real.shape[0], it, self.n_critic), y)
+            out = self.objective.generator_loss(D, real, fake, y)
+            loss = out.loss
+            if self._loop["g_regularization"]:
+                reg = G.regularization_loss()
+                loss = loss + reg
+                self._outputs["g_reg"] = (reg, {})
+            self.manual_backward(loss)
+            self._guarded_step("generator", loss, opt)
+            opt.zero_grad(set_to_none=True)
+        finally:
+            for p in d_params:
+                p.requires_grad_(True)
+        self._outputs["g"] = (loss, out.logs)
 
     # -- guards ---------------------------------------------------------------------------------------
 
@@ -227,66 +277,85 @@ class GANModule(L.LightningModule):
         t = torch.tensor(1.0 if flag else 0.0, device=self.device)
         return bool(self.trainer.strategy.reduce(t, reduce_op="max").item() > 0)
 
-    def _step_ok(self, which: str, loss: torch.Tensor, net: nn.Module, opt: Any) -> bool:
-        """After backward: are the loss and the gradients finite on every rank?
+    def _guarded_step(self, which: str, loss: torch.Tensor, opt: Any) -> None:
+        """The optimizer step, made a no-op on the device when the loss or a gradient is not finite
+        on any rank (or the run has halted): :class:`ganforge.nonfinite.NonFiniteGuard`.
 
-        One host sync and (under DDP) one all-reduce per optimizer step. A non-finite loss on one
-        rank reaches every rank's gradients through DDP's all-reduce, so all ranks decide alike.
         Under fp16 the GradScaler skips steps with inf/nan gradients itself: only the loss counts.
         """
-        flags = [~torch.isfinite(loss.detach()).all()]
-        if getattr(self.trainer.precision_plugin, "scaler", None) is None:
-            grads = [p.grad for p in net.parameters() if p.grad is not None]
-            if grads:  # one fused reduction: any NaN/inf makes its tensor's norm non-finite
-                flags.append(~torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
-        local = torch.stack(flags).float()
-        total = local if self.world_size == 1 else self.trainer.strategy.reduce(local.clone(), reduce_op="max")
-        bad_here, bad_any = local.tolist(), total.tolist()
-        if not any(bad_any):
-            return True
-        opt.zero_grad(set_to_none=True)
-        value = loss.detach().float().item()
-        if bad_here[0]:
-            what = f"{which} loss is {value}"
-        elif bad_any[0]:  # the root cause; its NaN reached our gradients through DDP's all-reduce
-            what = f"{which} loss is not finite on another rank (here: {value:.6g})"
-        elif bad_here[1]:
-            what = f"{which} gradient is not finite (loss {value:.6g})"
+        fp16 = self._loop["fp16"]
+        grads = [p.grad for p in self._loop["params"][which] if p.grad is not None]
+        record = {"which": which, "iteration": self.iterations, "g_steps": self.g_steps, "d_steps": self.d_steps,
+                  "images_seen": self.images_seen}
+        skip = self.guard.check(loss, grads, self.world_size, loss_only=fp16, record=record)
+        synced = self.guard.step(opt, skip, on_host=fp16)
+        if which == "generator":  # as if it ran; the next sync point corrects
+            self.g_steps += 1
         else:
-            what = f"{which} gradient is not finite on another rank (here: loss {value:.6g})"
-        return self._nonfinite(which, what)
+            self.d_steps += 1
+        if synced:  # the host has decided already (no found_inf support): report now
+            self._settle()
 
-    def _nonfinite(self, which: str, what: str) -> bool:
-        where = f"iteration {self.iterations} (generator step {self.g_steps}, discriminator step {self.d_steps})"
-        if self.train_cfg.get("on_nonfinite", "stop") == "skip":
+    def _sync_due(self) -> bool:
+        """Is the end of this iteration a sync point? (Logging, checkpoint, evaluation and picture
+        steps, the end of training, and any iteration after the guard halted.)"""
+        g = self.g_steps
+        return (any(g % every == 0 for every in self._loop["sync_every"]) or self.stop_reached()
+                or self.guard.halted is not None)
+
+    def _settle(self, final: bool = True) -> None:
+        """A sync point: learn which steps since the last one were no-ops (one transfer), correct
+        the counters, warn about skipped steps; on a halt roll the counters back to the last good
+        state and, when ``final``, save it and stop."""
+        result = self.guard.settle()
+        for v in result.skipped:
             self.skipped_steps += 1
+            if v.record.which == "generator":
+                self.g_steps -= 1
+            else:
+                self.d_steps -= 1
             if self.rank == 0:
-                print(f"ganforge: warning: {what} at {where}; step skipped (train.on_nonfinite=skip).")
-            return False
+                print(f"ganforge: warning: {v.describe()} at {v.where()}; step skipped (train.on_nonfinite=skip).")
+        if result.halt is None:
+            return
+        c = result.halt.counters
+        self.iterations, self.g_steps, self.d_steps, self.images_seen = (
+            c["iterations"], c["g_steps"], c["d_steps"], c["images_seen"])
+        if final:
+            self._nonfinite_stop(result.halt)
+
+    def _nonfinite_stop(self, v: Verdict) -> None:
+        what = f"{v.describe()} at {v.where()}"
+        fix = "Lower the learning rates, set train.grad_clip, or set train.on_nonfinite=skip to skip such steps."
+        if self.guard.policy == "skip":
+            what += (f", after {v.run - 1} skipped {v.record.which} steps in a row (train.max_consecutive_skips="
+                     f"{self.guard.max_consecutive_skips})")
+            fix = "Lower the learning rates, set train.grad_clip, or raise train.max_consecutive_skips."
         saved = ""
         path = getattr(self.trainer, "ganforge_last_ckpt", None)
         if path is not None:
-            self.trainer.save_checkpoint(path, weights_only=False)  # weights and optimizers are still the last good ones
+            self.trainer.save_checkpoint(path, weights_only=False)  # the guard kept weights and optimizers as they were
             saved = f" The last good state was saved to {path}; resume with --resume {path}."
-        raise NonFiniteError(
-            f"{what} at {where}.{saved} Lower the learning rates, set train.grad_clip, or set "
-            "train.on_nonfinite=skip to skip such steps."
-        )
+        raise NonFiniteError(f"{what}.{saved} {fix}")
 
     def _after_d_step(self) -> None:
-        clip = getattr(self.objective, "weight_clip", None)
-        if clip:
+        clip = self.objective.weight_clip
+        if clip:  # after a skipped step too: clamping clamped weights changes nothing
             with torch.no_grad():
-                for p in self.discriminator.parameters():
-                    p.clamp_(-clip, clip)
+                torch._foreach_clamp_min_(self._loop["params"]["discriminator"], -clip)
+                torch._foreach_clamp_max_(self._loop["params"]["discriminator"], clip)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Called by Lightning after the AMP scaler has unscaled the gradients: the place for clipping.
         clip = self.train_cfg.get("grad_clip")
         if clip:
             params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-            norm = torch.nn.utils.clip_grad_norm_(params, clip)
-            self.last_grad_norm = float(norm)
+            self._grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)  # stays on the device
+
+    @property
+    def last_grad_norm(self) -> Optional[float]:
+        """The gradient norm before the latest clipping (``train.grad_clip``); reading it is a host sync."""
+        return None if self._grad_norm is None else float(self._grad_norm)
 
     # -- distributed consistency ----------------------------------------------------------------------
 
@@ -322,22 +391,36 @@ class GANModule(L.LightningModule):
     def update_ema(self) -> None:
         if self.generator_ema is None:
             return
-        beta = self.ema_beta()
+        ema_params, params, ema_buffers, buffers = self._loop.get("ema") or (
+            list(self.generator_ema.parameters()), list(self.generator.parameters()),
+            list(self.generator_ema.buffers()), list(self.generator.buffers()))
+        weight: Any = 1.0 - self.ema_beta()
+        if self.guard.live is not None:  # 0 once the run has halted: the EMA stays at the last good state
+            weight = self.guard.live * weight
         # ema <- beta * ema + (1 - beta) * p, fused over all parameters
-        torch._foreach_lerp_(list(self.generator_ema.parameters()), [p.detach() for p in self.generator.parameters()],
-                             1.0 - beta)
-        for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
-            b_ema.copy_(b)
+        torch._foreach_lerp_(ema_params, params, weight)
+        if buffers:
+            torch._foreach_copy_(ema_buffers, buffers)
 
     # -- logging --------------------------------------------------------------------------------------
 
-    def _log_step(self, logs: dict[str, torch.Tensor]) -> None:
+    def _log_step(self) -> None:
         """Losses to the progress bar and the loggers every ``train.log_every_n_steps``
-        generator steps, with ``step = g_steps`` (Lightning's own step counts optimizer steps)."""
+        generator steps, with ``step = g_steps`` (Lightning's own step counts optimizer steps).
+        Only here do the losses leave the device: in one transfer."""
         every = max(1, int(self.train_cfg.get("log_every_n_steps", 10)))
         if self.g_steps % every and not self.stop_reached():
             return  # self.log costs ~2 ms a call: only on logging steps
-        scalars = {k: float(v) for k, v in logs.items()}
+        logs: dict[str, torch.Tensor] = {}
+        for phase, (loss, parts) in self._outputs.items():
+            if phase in ("d", "g"):
+                logs[f"{phase}_loss"] = loss
+            elif phase == "g_reg":
+                logs["g/regularization"] = loss
+            prefix = "d" if phase.startswith("d") else "g"
+            logs.update({f"{prefix}/{k}": v for k, v in parts.items()})
+        values = torch.stack([v.detach().float().reshape(()) for v in logs.values()]).tolist()
+        scalars = dict(zip(logs, values))
         self.last_logs = scalars
         self.log("d_loss", scalars["d_loss"], prog_bar=True, logger=False, on_step=True, on_epoch=False)
         self.log("g_loss", scalars["g_loss"], prog_bar=True, logger=False, on_step=True, on_epoch=False)
@@ -348,6 +431,10 @@ class GANModule(L.LightningModule):
         log_to_loggers(self.trainer, row, self.g_steps)
 
     def counters(self, float_values: bool = False) -> dict[str, Any]:
+        """The counters, exact: steps since the last sync point are settled first (a host sync),
+        without stopping a halted run (the loop does that at its next sync point)."""
+        if self.guard.records:
+            self._settle(final=False)
         c = {"g_steps": self.g_steps, "d_steps": self.d_steps, "images_seen": self.images_seen,
              "iterations": self.iterations, "skipped_steps": self.skipped_steps}
         return {k: float(v) for k, v in c.items()} if float_values else c

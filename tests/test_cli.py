@@ -63,7 +63,7 @@ def test_sample_writes_grid_single_images_and_npz(cgan_ckpt, tmp_path):
     out = run(["sample", str(cgan_ckpt), "--num", "12", "--class", "3", "--out", str(tmp_path / "s")], cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "wrote 12 samples (EMA generator, seed 0)" in out.stdout
-    data = np.load(tmp_path / "s" / "samples.npz")
+    data = np.load(tmp_path / "s" / "samples.npz", allow_pickle=False)
     assert data["x"].shape == (12, 1, 8, 8) and (data["y"] == 3).all()
     assert len(list((tmp_path / "s" / "images").glob("*.png"))) == 12
     assert (tmp_path / "s" / "grid.png").is_file()

@@ -128,6 +128,88 @@ def test_nonfinite_skip_policy_skips_and_counts(tiny, registry, monkeypatch):
     assert all(torch.isfinite(p).all() for p in m.parameters())
 
 
+def test_consecutive_skips_are_capped(tiny, registry, monkeypatch):
+    """Broken data from iteration 2 on: every discriminator step skips; the 4th in a row stops the run."""
+    original = GANModule.training_step
+    monkeypatch.setattr(GANModule, "training_step",
+                        lambda self, b, i: original(self, b * float("nan") if self.iterations >= 2 else b, i))
+    with pytest.raises(NonFiniteError) as exc:
+        _fit(registry, tiny + ["name=cap", "train.on_nonfinite=skip", "train.max_consecutive_skips=3",
+                               "train.max_steps=20", "metrics.list=[]"])
+    msg = str(exc.value)
+    assert ("discriminator loss is nan at iteration 5 (generator step 5, discriminator step 2), after 3 skipped "
+            "discriminator steps in a row (train.max_consecutive_skips=3)") in msg
+    assert "raise train.max_consecutive_skips" in msg
+    c = _state(msg.split("saved to ")[1].split(";")[0])["ganforge"]["counters"]
+    assert (c["iterations"], c["g_steps"], c["d_steps"], c["skipped_steps"]) == (5, 5, 2, 3)
+    with pytest.raises(ConfigError, match=r"train.max_consecutive_skips"):
+        load_config(None, ["train.max_consecutive_skips=-1"], registry)
+
+
+class _SyncCounter:
+    """Counts host syncs (``item``, ``tolist``, ``bool``, ``float``, ``int`` of a tensor) per training step."""
+
+    METHODS = ("item", "tolist", "__bool__", "__float__", "__int__")
+
+    def __init__(self, monkeypatch):
+        self.active, self.count, self.per_step = False, 0, []
+        for name in self.METHODS:
+            original = getattr(torch.Tensor, name)
+            monkeypatch.setattr(torch.Tensor, name, self._counting(original))
+        step = GANModule.training_step
+
+        def training_step(module, batch, batch_idx):
+            self.active, self.count = True, 0
+            try:
+                return step(module, batch, batch_idx)
+            finally:
+                self.active = False
+                self.per_step.append((module.g_steps, self.count))
+
+        monkeypatch.setattr(GANModule, "training_step", training_step)
+
+    def _counting(self, original):
+        def method(t, *args, **kwargs):
+            if self.active:
+                self.count += 1
+            return original(t, *args, **kwargs)
+        return method
+
+
+@pytest.mark.parametrize("policy", ["stop", "skip"])
+def test_no_host_sync_in_a_non_logging_iteration(tiny, registry, monkeypatch, policy):
+    """Finiteness is decided on the device: only sync points (every 5th step here: logging,
+    evaluation and pictures; the end) read tensors on the host, bad steps included."""
+    counter = _SyncCounter(monkeypatch)
+    if policy == "skip":
+        _poison(monkeypatch, 3)
+    out = _fit(registry, tiny + [f"train.on_nonfinite={policy}", "train.max_steps=12", "train.grad_clip=10",
+                                  "train.ema_halflife_images=500", "objective.name=non-saturating",
+                                  "objective.r1_weight=0.1", "objective.r1_every=4"])
+    assert out["module"].skipped_steps == (1 if policy == "skip" else 0)
+    assert [g for g, _ in counter.per_step] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+    syncs = dict(counter.per_step)
+    assert all(n == 0 for g, n in syncs.items() if g % 5 and g != 12), syncs
+    assert all(syncs[g] >= 1 for g in (5, 10, 12)), syncs  # the counter does see the sync points
+
+
+def test_lazy_r1_runs_dreg_every_k_discriminator_steps(tiny, registry, monkeypatch):
+    from ganforge_plugins.objectives import NonSaturating
+
+    calls = []
+    original = NonSaturating.discriminator_regularization
+
+    def spy(self, d, real, fake, y):
+        calls.append(len(calls))
+        return original(self, d, real, fake, y)
+
+    monkeypatch.setattr(NonSaturating, "discriminator_regularization", spy)
+    out = _fit(registry, tiny + ["objective.name=non-saturating", "objective.r1_weight=0.1", "objective.r1_every=4",
+                                  "train.n_critic=2", "train.max_steps=6", "metrics.list=[]"])
+    assert out["module"].d_steps == 12 and len(calls) == 3  # D steps 0, 4 and 8
+    assert "train/d/r1" in open(out["run_dir"] / "metrics.csv").readline()
+
+
 def test_grad_clip_limits_the_gradient_norm(tiny, registry):
     out = _fit(registry, tiny + ["train.grad_clip=1e-3", "train.max_steps=3", "metrics.list=[]"])
     assert out["module"].last_grad_norm is not None

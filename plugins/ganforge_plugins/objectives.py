@@ -12,6 +12,10 @@ Conventions shared by every objective here:
   followed by the engine's one ordinary backward (DDP does not support
   ``backward(create_graph=True)``, pytorch#63812). They run under ``torch.enable_grad()``
   so an evaluation-time call in ``no_grad`` still computes them.
+* Lazy regularization (Karras et al. 2020, StyleGAN2 §B): with ``r1_every``/``gp_every`` = k > 1
+  the penalty leaves ``discriminator_loss`` (Dmain) and becomes ``discriminator_regularization``
+  (Dreg), which the engine adds to every k-th discriminator step with the weight multiplied by k:
+  the same penalty on average at 1/k of its double-backward cost.
 """
 
 from typing import Any, Callable, Optional
@@ -31,6 +35,12 @@ Tensor = torch.Tensor
 def _check_nonnegative(name: str, value: float, hint: str) -> None:
     if not value >= 0:  # also rejects NaN
         raise ValueError(f"{name} must be >= 0, got {value!r}; {hint}")
+
+
+def _check_every(name: str, value: int, hint: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1 (discriminator steps between penalty evaluations), got "
+                         f"{value!r}; {hint}")
 
 
 def _check_n_critic(n_critic: int) -> None:
@@ -76,18 +86,25 @@ def _logits_and_r1(d: DiscriminatorFn, real: Tensor, y: Optional[Tensor], r1_wei
 class _RealFakeObjective(Objective):
     """Objectives whose D loss is ``E a(D(x)) + E b(D(G(z)))`` plus an optional R1 penalty.
 
-    R1 (Mescheder et al. 2018): ``γ/2 · E_real ‖∇ₓD(x)‖²``, ``γ = r1_weight``.
+    R1 (Mescheder et al. 2018): ``γ/2 · E_real ‖∇ₓD(x)‖²``, ``γ = r1_weight``; with
+    ``r1_every = k > 1`` it is lazy: ``k · γ/2 · E‖∇ₓD(x)‖²`` every k-th discriminator step (Dreg).
     """
 
     name = ""
 
-    def __init__(self, r1_weight: float = 0.0) -> None:
+    def __init__(self, r1_weight: float = 0.0, r1_every: int = 1) -> None:
         _check_nonnegative(
             "r1_weight", r1_weight, "use 0 to disable R1, or a positive γ (StyleGAN2 uses 10 at 1024 px)"
         )
+        _check_every("r1_every", r1_every, "use 1 for R1 on every step or 16 (StyleGAN2's lazy R1)")
         self.r1_weight = float(r1_weight)
+        self.r1_every = int(r1_every)
         # an instance attribute, so protocol() records it and the engine sees it per instance
         self.needs_double_backward = self.r1_weight > 0
+
+    @property
+    def reg_every(self) -> int:  # type: ignore[override]
+        return self.r1_every if self.r1_weight > 0 else 1
 
     def real_term(self, real_logits: Tensor) -> Tensor:
         """Per-sample D loss on real samples."""
@@ -102,7 +119,7 @@ class _RealFakeObjective(Objective):
         raise NotImplementedError
 
     def discriminator_loss(self, d: DiscriminatorFn, real: Tensor, fake: Tensor, y: Optional[Tensor]) -> LossOutput:
-        real_logits, r1 = _logits_and_r1(d, real, y, self.r1_weight)
+        real_logits, r1 = _logits_and_r1(d, real, y, self.r1_weight if self.reg_every == 1 else 0.0)
         fake_logits = adversarial_logits(d(fake, y))
         adv = self.real_term(real_logits).mean() + self.fake_term(fake_logits).mean()
         extra = {"d_loss_adv": adv}
@@ -111,6 +128,13 @@ class _RealFakeObjective(Objective):
             loss = loss + 0.5 * self.r1_weight * r1
             extra["r1"] = r1
         return LossOutput(loss, _logs(real_logits, fake_logits, **extra))
+
+    def discriminator_regularization(self, d: DiscriminatorFn, real: Tensor, fake: Tensor,
+                                     y: Optional[Tensor]) -> LossOutput:
+        """Dreg, lazy R1: ``k · γ/2 · E‖∇ₓD(x)‖²`` with ``k = r1_every`` (its own forward on ``real``)."""
+        _, r1 = _logits_and_r1(d, real, y, self.r1_weight)
+        assert r1 is not None
+        return LossOutput(self.r1_every * 0.5 * self.r1_weight * r1, _logs(r1=r1))
 
     def generator_loss(self, d: DiscriminatorFn, real: Tensor, fake: Tensor, y: Optional[Tensor]) -> LossOutput:
         fake_logits = adversarial_logits(d(fake, y))
@@ -128,6 +152,8 @@ class Minimax(_RealFakeObjective):
 
     Args:
         r1_weight: γ of the R1 penalty ``γ/2 E‖∇ₓD(x)‖²`` on real data (0 disables it).
+        r1_every: Evaluate R1 every this many discriminator steps, weighted by it (lazy R1;
+            1: every step).
     """
 
     name = "minimax"
@@ -151,6 +177,8 @@ class NonSaturating(Minimax):
 
     Args:
         r1_weight: γ of the R1 penalty ``γ/2 E‖∇ₓD(x)‖²`` on real data (0 disables it).
+        r1_every: Evaluate R1 every this many discriminator steps, weighted by it (lazy R1;
+            1: every step).
     """
 
     name = "non-saturating"
@@ -167,6 +195,8 @@ class Hinge(_RealFakeObjective):
 
     Args:
         r1_weight: γ of the R1 penalty ``γ/2 E‖∇ₓD(x)‖²`` on real data (0 disables it).
+        r1_every: Evaluate R1 every this many discriminator steps, weighted by it (lazy R1;
+            1: every step).
     """
 
     name = "hinge"
@@ -189,6 +219,8 @@ class LeastSquares(_RealFakeObjective):
 
     Args:
         r1_weight: γ of the R1 penalty ``γ/2 E‖∇ₓD(x)‖²`` on real data (0 disables it).
+        r1_every: Evaluate R1 every this many discriminator steps, weighted by it (lazy R1;
+            1: every step).
     """
 
     name = "lsgan"
@@ -262,17 +294,25 @@ class WGANGP(WGAN):
         n_critic: Critic steps per generator step.
         eps_drift: ε, the weight of the drift term that keeps critic outputs near 0
             (Karras et al. use 0.001).
+        gp_every: Evaluate the gradient penalty every this many critic steps, weighted by it
+            (lazy; 1: every step, as in the paper).
     """
 
     name = "wgan-gp"
     needs_double_backward = True
 
-    def __init__(self, gp_weight: float = 10.0, n_critic: int = 5, eps_drift: float = 0.0) -> None:
+    def __init__(self, gp_weight: float = 10.0, n_critic: int = 5, eps_drift: float = 0.0, gp_every: int = 1) -> None:
         super().__init__(weight_clip=None, n_critic=n_critic)
         _check_nonnegative("gp_weight", gp_weight, "use 10.0 (Gulrajani et al.)")
         _check_nonnegative("eps_drift", eps_drift, "use 0 to disable it or 0.001 (Karras et al.)")
+        _check_every("gp_every", gp_every, "use 1 (Gulrajani et al.) or e.g. 4 for a lazy penalty")
         self.gp_weight = float(gp_weight)
         self.eps_drift = float(eps_drift)
+        self.gp_every = int(gp_every)
+
+    @property
+    def reg_every(self) -> int:  # type: ignore[override]
+        return self.gp_every
 
     def gradient_penalty(self, d: DiscriminatorFn, real: Tensor, fake: Tensor, y: Optional[Tensor]) -> tuple[Tensor, Tensor]:
         """``E (‖∇D(x̂)‖₂ − 1)²`` (unweighted) and the critic's outputs on the interpolates."""
@@ -291,15 +331,24 @@ class WGANGP(WGAN):
 
     def discriminator_loss(self, d: DiscriminatorFn, real: Tensor, fake: Tensor, y: Optional[Tensor]) -> LossOutput:
         real_logits, fake_logits, w = self._critic(d, real, fake, y)
-        gp, hat_logits = self.gradient_penalty(d, real, fake, y)
-        # 0 * logits keeps every critic parameter in the graph of the one backward (DDP)
-        loss = -w + self.gp_weight * gp + 0.0 * hat_logits.sum()
-        extra = {"wasserstein": w, "gp": gp}
+        loss = -w
+        extra = {"wasserstein": w}
+        if self.gp_every == 1:
+            gp, hat_logits = self.gradient_penalty(d, real, fake, y)
+            # 0 * logits keeps every critic parameter in the graph of the one backward (DDP)
+            loss = loss + self.gp_weight * gp + 0.0 * hat_logits.sum()
+            extra["gp"] = gp
         if self.eps_drift > 0:
             drift = _upcast(real_logits).pow(2).mean()
             loss = loss + self.eps_drift * drift
             extra["drift"] = drift
         return LossOutput(loss, _logs(real_logits, fake_logits, **extra))
+
+    def discriminator_regularization(self, d: DiscriminatorFn, real: Tensor, fake: Tensor,
+                                     y: Optional[Tensor]) -> LossOutput:
+        """Dreg, lazy gradient penalty: ``k · λ · E(‖∇D(x̂)‖₂ − 1)²`` with ``k = gp_every``."""
+        gp, _ = self.gradient_penalty(d, real, fake, y)
+        return LossOutput(self.gp_every * self.gp_weight * gp, _logs(gp=gp))
 
 
 # -- auxiliary classifier ---------------------------------------------------------------------------
@@ -385,6 +434,15 @@ class ACGAN(Objective):
         self.n_critic = self.inner.n_critic
         self.needs_double_backward = self.inner.needs_double_backward
         self.weight_clip = self.inner.weight_clip
+
+    @property
+    def reg_every(self) -> int:  # type: ignore[override]
+        return self.inner.reg_every
+
+    def discriminator_regularization(self, d: DiscriminatorFn, real: Tensor, fake: Tensor,
+                                     y: Optional[Tensor]) -> LossOutput:
+        """Dreg of the base objective (the class terms are not regularizers)."""
+        return self.inner.discriminator_regularization(d, real, fake, y)
 
     @staticmethod
     def _check_labels(y: Optional[Tensor]) -> Tensor:

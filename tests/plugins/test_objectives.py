@@ -210,6 +210,41 @@ def test_r1_penalty_on_a_linear_discriminator(cls):
     assert torch.allclose(d_r1.w.grad, d_plain.w.grad + 4.0 * torch.tensor(w), atol=1e-10)
 
 
+@pytest.mark.parametrize("cls", [Minimax, NonSaturating, Hinge, LeastSquares])
+def test_lazy_r1_moves_the_penalty_to_dreg_with_weight_times_k(cls):
+    """r1_every = k: Dmain has no R1; Dreg is k · γ/2 · E‖∇ₓD‖², so over k steps the same penalty."""
+    w = [0.5, -1.0, 2.0]
+    real, fake = torch.randn(4, 3), torch.randn(4, 3)
+    eager, lazy = cls(r1_weight=4.0), cls(r1_weight=4.0, r1_every=16)
+    assert lazy.needs_double_backward and lazy.reg_every == 16 and eager.reg_every == 1
+    d_main = lazy.discriminator_loss(Linear(w), real, fake, None)
+    assert "r1" not in d_main.logs
+    assert close(d_main.loss, cls().discriminator_loss(Linear(w), real, fake, None).loss.item())
+    d = Linear(w)
+    reg = lazy.discriminator_regularization(d, real, fake, None)
+    sq = sum(v * v for v in w)
+    assert close(reg.logs["r1"], sq) and close(reg.loss, 16 * 0.5 * 4.0 * sq)
+    reg.loss.backward()
+    assert torch.allclose(d.w.grad, 16 * 4.0 * torch.tensor(w), atol=1e-10)
+    # the eager penalty is what Dreg adds at k = 1
+    e = eager.discriminator_loss(Linear(w), real, fake, None)
+    assert close(e.loss, d_main.loss.item() + reg.loss.item() / 16)
+
+
+def test_lazy_gradient_penalty():
+    lazy = WGANGP(gp_every=4)
+    d = Linear([3.0, 4.0])
+    real, fake = torch.randn(2, 2), torch.randn(2, 2)
+    main = lazy.discriminator_loss(d, real, fake, None)
+    assert "gp" not in main.logs and close(main.loss, WGAN().discriminator_loss(d, real, fake, None).loss.item())
+    reg = lazy.discriminator_regularization(d, real, fake, None)
+    assert close(reg.logs["gp"], 16.0) and close(reg.loss, 4 * 10.0 * 16.0)  # ‖∇D‖ = 5: (5 − 1)² = 16
+    acgan = ACGAN(base="minimax", base_params={"r1_weight": 1.0, "r1_every": 4})
+    d2, y = ACDisc(), torch.tensor([0, 1])
+    out = acgan.discriminator_regularization(d2, torch.randn(2, 3), torch.randn(2, 3), y)
+    assert "r1" in out.logs and out.loss.item() > 0
+
+
 def test_penalties_are_computed_under_no_grad():
     with torch.no_grad():
         out = NonSaturating(r1_weight=1.0).discriminator_loss(Linear([3.0, 4.0]), torch.randn(2, 2), torch.randn(2, 2), None)
@@ -228,7 +263,10 @@ def test_engine_attributes():
     assert (gp.n_critic, gp.weight_clip, gp.needs_double_backward, gp.gp_weight, gp.eps_drift) == (5, None, True, 10.0, 0.0)
     for cls in (Minimax, NonSaturating, Hinge, LeastSquares):
         assert (cls().n_critic, cls().weight_clip, cls().needs_double_backward) == (1, None, False)
-    assert Minimax(r1_weight=2.0).protocol() == {"r1_weight": 2.0, "needs_double_backward": True}
+    assert Minimax(r1_weight=2.0).protocol() == {"r1_weight": 2.0, "r1_every": 1, "needs_double_backward": True}
+    assert (Minimax(r1_weight=2.0, r1_every=16).reg_every, Minimax(r1_every=16).reg_every) == (16, 1)  # no R1: no Dreg
+    assert (WGANGP().reg_every, WGANGP(gp_every=4).reg_every, WGAN().reg_every) == (1, 4, 1)
+    assert ACGAN(base="minimax", base_params={"r1_weight": 1.0, "r1_every": 8}).reg_every == 8
 
 
 @pytest.mark.parametrize(
@@ -239,6 +277,8 @@ def test_engine_attributes():
         (lambda: WGANGP(gp_weight=-1.0), r"gp_weight must be >= 0, got -1.0; use 10.0"),
         (lambda: WGANGP(eps_drift=float("nan")), r"eps_drift must be >= 0, got nan"),
         (lambda: Hinge(r1_weight=-3.0), r"r1_weight must be >= 0, got -3.0; use 0 to disable"),
+        (lambda: Hinge(r1_weight=1.0, r1_every=0), r"r1_every must be an integer >= 1 .*got 0; use 1 .* or 16"),
+        (lambda: WGANGP(gp_every=2.5), r"gp_every must be an integer >= 1 .*got 2.5; use 1"),
     ],
 )
 def test_bad_parameters_name_the_parameter_value_and_fix(build, text):
@@ -398,6 +438,7 @@ def test_registry_discovers_the_objectives_through_the_entry_point():
         ("gp_weight", 10.0),
         ("n_critic", 5),
         ("eps_drift", 0.0),
+        ("gp_every", 1),
     ]
     assert reg.get("objective", "acgan").injected() == ["info"]
     obj = reg.build("objective", {"name": "wgan-gp", "gp_weight": "5"})  # YAML 1.1 strings become floats
