@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import torch
@@ -106,8 +106,9 @@ class Evaluation(L.Callback):
     """
 
     def __init__(self, metrics: list[tuple[str, Any]], every_n_steps: int, use_ema: bool, run_dir: Path,
-                 seed: int, config_name: str = "") -> None:
+                 seed: int, config_name: str = "", sources: Optional[list[str]] = None) -> None:
         self.metrics = metrics
+        self.sources = sources or [f"metrics.list[{i}] (metric '{n}')" for i, (n, _) in enumerate(metrics)]
         self.every = every_n_steps
         self.use_ema = use_ema
         self.run_dir = Path(run_dir)
@@ -148,7 +149,7 @@ class Evaluation(L.Callback):
         pl_module.sync_buffers()
         rank, world = trainer.global_rank, trainer.world_size
         values: dict[str, float] = {}
-        for name, metric in self.metrics:
+        for entry, (name, metric) in enumerate(self.metrics):
             metric.reset()
             total = int(getattr(metric, "num_samples", 1000))
             # every rank evaluates at least one sample: collective states need a batch everywhere
@@ -158,14 +159,40 @@ class Evaluation(L.Callback):
             x = pl_module.sample(n, y=y, seed=seed, ema=self.use_ema)
             for i in range(0, n, 500):
                 metric.update(x[i : i + 500], None if y is None else y[i : i + 500])
-            for k, v in metric.compute().items():
-                values[f"{name}/{k}"] = float(v)
+            for k, v in self._checked(trainer, pl_module, entry, metric.compute()).items():
+                values[f"{name}/{k}"] = v
         self.latest = values
         self._last_step = pl_module.g_steps
         row = {"g_steps": pl_module.g_steps, "images_seen": pl_module.images_seen, **values}
         self.history.append(row)
         log_to_loggers(trainer, {f"metrics/{k}": v for k, v in values.items()}, pl_module.g_steps)
         return values
+
+    def _checked(self, trainer: L.Trainer, pl_module: GANModule, index: int, result: Any) -> dict[str, float]:
+        """``compute()``'s result as ``{name: float}``, or a ComponentError naming the metric entry, its
+        plugin, and the checkpoint training can be resumed from (a wrong result stops training)."""
+        problem = ""
+        if not isinstance(result, Mapping):
+            problem = f"returned {type(result).__name__} {_short(result)}"
+        else:
+            for k, v in result.items():
+                if not isinstance(k, str):
+                    problem = f"returned key {k!r} ({type(k).__name__}), not a string name"
+                elif isinstance(v, torch.Tensor) and v.numel() != 1 or isinstance(v, np.ndarray) and v.size != 1:
+                    problem = f"returned '{k}' with shape {tuple(v.shape)}, not a scalar"
+                elif isinstance(v, bool) or not isinstance(v, (int, float, np.number, torch.Tensor, np.ndarray)):
+                    problem = f"returned '{k}' = {_short(v)} ({type(v).__name__}), not a number"
+                if problem:
+                    break
+        if not problem:
+            return {k: float(v) for k, v in result.items()}
+        ckpt = next((c.last for c in trainer.callbacks if isinstance(c, GANCheckpoint)), None)
+        saved = (f"the last checkpoint is {ckpt} (resume with --resume {ckpt} after fixing the metric, or drop it "
+                 "from metrics.list)" if ckpt is not None and ckpt.is_file() else "no checkpoint was written yet")
+        from ganforge.components import ComponentError
+
+        raise ComponentError(f"{self.sources[index]}: compute() {problem}; expected a dict of name → number. "
+                             f"Training stopped at generator step {pl_module.g_steps}; {saved}.")
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: GANModule, *args: Any) -> None:
         if _is_eval_step(pl_module.g_steps, self.every) and pl_module.g_steps != self._last_step:
@@ -204,6 +231,11 @@ class Evaluation(L.Callback):
     def write_summary(self, trainer: L.Trainer, pl_module: GANModule) -> None:
         write_json(self.run_dir / "summary.json", self.summary(pl_module))
         print_table(self.latest, pl_module)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def print_table(values: dict[str, float], pl_module: GANModule) -> None:

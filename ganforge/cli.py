@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any, Optional
 
+from ganforge.components import ComponentError
 from ganforge.plugins import ConfigError, PluginError
 
 
@@ -152,7 +153,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         from ganforge import cli_images
 
         return cli_images.run(args)
-    except (ConfigError, PluginError) as exc:
+    except (ConfigError, PluginError, ComponentError) as exc:
         print(f"ganforge: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:

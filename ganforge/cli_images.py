@@ -33,7 +33,49 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--json", dest="json_out", default=None, help="also write the results to this JSON file")
 
 
+def check_device(flag: str, device: str) -> None:
+    """A torch device string that exists on this machine, or a ConfigError naming the flag."""
+    from ganforge.plugins import ConfigError
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"{flag} {device}: not a device; use cpu, cuda or cuda:<index>.") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"{flag} {device}: no CUDA GPU is visible on this machine; use {flag} cpu.")
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(f"{flag} {device}: only {count} CUDA GPU{'s' if count != 1 else ''} visible "
+                              f"(cuda:0..cuda:{count - 1}).")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ConfigError(f"{flag} {device}: Apple's MPS backend is not available here; use {flag} cpu.")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"{flag} {device}: unsupported device type '{dev.type}'; use cpu or cuda.")
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Bad flag values fail before the checkpoint is read, each naming the flag."""
+    from ganforge.constraints import SEED_RANGE
+    from ganforge.plugins import ConfigError
+
+    if args.command == "sample":
+        if args.num < 1:
+            raise ConfigError(f"--num {args.num}: the number of samples must be >= 1.")
+        out = Path(args.out)
+        blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise ConfigError(f"--out {args.out}: '{blocker}' is a file, not a directory; --out names the directory "
+                              "the samples go to (it is created when missing).")
+    if args.command == "evaluate" and args.num_samples is not None and args.num_samples < 1:
+        raise ConfigError(f"--num-samples {args.num_samples}: must be >= 1.")
+    if not SEED_RANGE(args.seed):
+        raise ConfigError(f"--seed {args.seed}: must be {SEED_RANGE.text}.")
+    check_device("--device", args.device)
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_args(args)
     if args.command == "sample":
         return cmd_sample(args)
     if args.command == "evaluate":

@@ -13,11 +13,12 @@ import difflib
 import inspect
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 
-from ganforge.plugins import Component, ConfigError, Registry, coerce, validate_params, _NO
+from ganforge.constraints import SEED_RANGE, NonNegative, Positive, Range, violated
+from ganforge.plugins import Component, ConfigError, Registry, coerce, plain, validate_params, _NO
 
 COMPONENT_SECTIONS = ("dataset", "generator", "discriminator", "objective")
 DEFAULT_CONFIG = "ring8.yaml"
@@ -27,20 +28,20 @@ DEFAULT_CONFIG = "ring8.yaml"
 
 
 def train_section(
-    batch_size: int = 64,
-    max_steps: Optional[int] = 1000,
-    max_images: Optional[int] = None,
-    n_critic: int = 1,
-    ema_halflife_images: Optional[float] = None,
-    ema_rampup: Optional[float] = None,
-    grad_clip: Optional[float] = None,
+    batch_size: Annotated[int, Positive] = 64,
+    max_steps: Annotated[Optional[int], NonNegative] = 1000,
+    max_images: Annotated[Optional[int], NonNegative] = None,
+    n_critic: Annotated[int, Positive] = 1,
+    ema_halflife_images: Annotated[Optional[float], Positive] = None,
+    ema_rampup: Annotated[Optional[float], Positive] = None,
+    grad_clip: Annotated[Optional[float], Positive] = None,
     lr_decay: Literal["none", "linear"] = "none",
-    lr_decay_start: float = 0.5,
+    lr_decay_start: Annotated[float, Range(0.0, 1.0, high_open=True)] = 0.5,
     on_nonfinite: Literal["stop", "skip"] = "stop",
-    max_consecutive_skips: Optional[int] = 100,
-    checkpoint_every_n_steps: int = 1000,
-    log_every_n_steps: int = 10,
-    num_workers: int = 0,
+    max_consecutive_skips: Annotated[Optional[int], NonNegative] = 100,
+    checkpoint_every_n_steps: Annotated[int, NonNegative] = 1000,
+    log_every_n_steps: Annotated[int, Positive] = 10,
+    num_workers: Annotated[int, NonNegative] = 0,
     data_on_device: Literal["auto", True, False] = "auto",
     compile: bool = False,
     channels_last: Literal["auto", True, False] = "auto",
@@ -76,7 +77,7 @@ def train_section(
     """
 
 
-def metrics_section(every_n_steps: int = 1000, use_ema: bool = True, list: list = []) -> None:  # noqa: A002,B006
+def metrics_section(every_n_steps: Annotated[int, NonNegative] = 1000, use_ema: bool = True, list: list = []) -> None:  # noqa: A002,B006
     """Evaluation settings.
 
     Args:
@@ -86,7 +87,8 @@ def metrics_section(every_n_steps: int = 1000, use_ema: bool = True, list: list 
     """
 
 
-def samples_section(every_n_steps: int = 0, num_samples: int = 0, snapshots: int = 6) -> None:
+def samples_section(every_n_steps: Annotated[int, NonNegative] = 0, num_samples: Annotated[int, NonNegative] = 0,
+                    snapshots: Annotated[int, Positive] = 6) -> None:
     """Sample pictures written to ``samples/`` during training.
 
     Args:
@@ -99,11 +101,11 @@ def samples_section(every_n_steps: int = 0, num_samples: int = 0, snapshots: int
 
 def optimizer_section(
     name: Literal["adam", "adamw", "rmsprop", "sgd"] = "adam",
-    lr: float = 2e-4,
-    betas: tuple[float, float] = (0.5, 0.999),
-    eps: float = 1e-8,
-    weight_decay: float = 0.0,
-    momentum: float = 0.0,
+    lr: Annotated[float, NonNegative] = 2e-4,
+    betas: Annotated[tuple[float, float], Range(0.0, 1.0, high_open=True)] = (0.5, 0.999),
+    eps: Annotated[float, Positive] = 1e-8,
+    weight_decay: Annotated[float, NonNegative] = 0.0,
+    momentum: Annotated[float, NonNegative] = 0.0,
 ) -> None:
     """One network's optimizer. ``betas`` apply to Adam(W); ``momentum`` to SGD and RMSprop."""
 
@@ -166,9 +168,18 @@ def load_yaml(path: Optional[Union[str, Path]]) -> tuple[dict[str, Any], str]:
             raise ConfigError(f"config file '{path}' not found (relative to {Path.cwd()}).{hint}")
         if p.is_dir():
             raise ConfigError(f"config path '{path}' is a directory; give a YAML file.")
-        text, source = p.read_text(), str(p)
+        raw, source = p.read_bytes(), str(p)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise ConfigError(f"{source}: not a UTF-8 text file (byte {exc.start} on line {line} is "
+                              f"0x{raw[exc.start]:02x}); save the config as UTF-8.") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{source}:{exc.line}: duplicate key '{exc.key}' (first set on line {exc.first}); "
+                          "YAML would silently keep the last one — remove one of them.") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -179,6 +190,31 @@ def load_yaml(path: Optional[Union[str, Path]]) -> tuple[dict[str, Any], str]:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {type(data).__name__}.")
     return data, source
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, line: int, first: int) -> None:
+        super().__init__(key)
+        self.key, self.line, self.first = key, line, first
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last silently).
+
+    Keys brought in by a ``<<: *anchor`` merge may be overridden; that is what merges are for.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = self.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise _DuplicateKey(key, line, seen[key])
+            seen[key] = line
+        return super().construct_mapping(node, deep)
 
 
 def resolve_config_path(path: Optional[str]) -> Optional[str]:
@@ -310,13 +346,7 @@ def _resolve_component(reg: Registry, kind: str, value: Any, path: str) -> dict[
     return _plain(full)
 
 
-def _plain(obj: Any) -> Any:
-    """YAML-friendly copy: tuples → lists."""
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
+_plain = plain  # YAML-friendly copy: tuples → lists, paths → strings
 
 
 def _resolve_section(name: str, value: Any) -> dict[str, Any]:
@@ -380,7 +410,46 @@ def _resolve_trainer(value: Any) -> dict[str, Any]:
 
             raise ConfigError(f"trainer.{key}: expected {type_name(ann)}, got {v!r} ({type(v).__name__}).")
         out[key] = v
+    devices = out.get("devices")
+    count = int(devices) if isinstance(devices, str) and devices.strip().lstrip("-").isdigit() else devices
+    if (isinstance(count, int) and (count == 0 or count < -1)) or count == []:
+        raise ConfigError(f"trainer.devices: must be >= 1, -1 (all) or 'auto', got {devices!r}.")
+    nodes = out.get("num_nodes", 1)
+    if isinstance(nodes, int) and nodes < 1:
+        raise ConfigError(f"trainer.num_nodes: must be >= 1, got {nodes!r}.")
     return out
+
+
+def check_hardware(trainer: dict[str, Any]) -> None:
+    """Fail before the trainer is built when this machine lacks what ``trainer.accelerator`` and
+    ``trainer.devices`` ask for (Lightning would raise from deep inside ``Trainer``).
+
+    Not part of :func:`resolve`: a config is prepared on one machine and run on another.
+    """
+    import os
+
+    import torch
+
+    acc = str(trainer.get("accelerator", "auto")).lower()
+    devices = trainer.get("devices", 1)
+    cuda = torch.cuda.is_available()
+    mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    where = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
+    if acc in ("gpu", "cuda") and not cuda and not (acc == "gpu" and mps):
+        raise ConfigError(f"trainer.accelerator={acc}: no CUDA GPU is visible on this machine{where}; use "
+                          "trainer.accelerator=cpu, or auto to take a GPU when there is one.")
+    if acc == "mps" and not mps:
+        raise ConfigError("trainer.accelerator=mps: Apple's MPS backend is not available here; use "
+                          "trainer.accelerator=cpu or auto.")
+    if acc in ("gpu", "cuda") and cuda:
+        count = torch.cuda.device_count()
+        want = int(devices) if isinstance(devices, str) and devices.strip().isdigit() else devices
+        if isinstance(want, int) and want > count:
+            raise ConfigError(f"trainer.devices={devices}: only {count} CUDA GPU{'s' if count != 1 else ''} "
+                              f"visible{where}; use trainer.devices={count} (or -1 for all of them).")
+        if isinstance(want, list) and any(not isinstance(i, int) or not 0 <= i < count for i in want):
+            raise ConfigError(f"trainer.devices={devices}: GPU indices must be in 0..{count - 1} on this machine{where}.")
 
 
 def resolve(data: dict[str, Any], registry: Registry, source: str = "<config>") -> dict[str, Any]:
@@ -399,6 +468,8 @@ def resolve(data: dict[str, Any], registry: Registry, source: str = "<config>") 
     seed = data.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"seed: expected int, got {seed!r} ({type(seed).__name__}).")
+    if violated(seed, (SEED_RANGE,)):
+        raise ConfigError(f"seed: must be {SEED_RANGE.text} (numpy's seed range), got {seed}.")
     cfg["seed"] = seed
     root = data.get("root_dir", "runs")
     if not isinstance(root, str):
@@ -426,14 +497,8 @@ def resolve(data: dict[str, Any], registry: Registry, source: str = "<config>") 
     for section in SECTIONS:
         cfg[section] = _resolve_section(section, data.get(section))
     t = cfg["train"]
-    if t["batch_size"] < 1:
-        raise ConfigError(f"train.batch_size: must be >= 1, got {t['batch_size']}.")
-    if t["n_critic"] < 1:
-        raise ConfigError(f"train.n_critic: must be >= 1, got {t['n_critic']}.")
     if t["lr_decay"] != "none" and t["max_steps"] is None:
         raise ConfigError("train.lr_decay: needs train.max_steps (the decay ends there); set it, or lr_decay: none.")
-    if not 0.0 <= t["lr_decay_start"] < 1.0:
-        raise ConfigError(f"train.lr_decay_start: must be in [0, 1), got {t['lr_decay_start']}.")
     if t["max_steps"] is None and t["max_images"] is None:
         raise ConfigError("train: set train.max_steps (generator steps) or train.max_images; both are null.")
     metrics = []

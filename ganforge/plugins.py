@@ -18,12 +18,15 @@ import traceback
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any, Callable, Iterable, Optional
 
 import pluggy
 
 from ganforge import hookspecs
 from ganforge.components import INJECTED_PARAMETERS, check_component
+from ganforge.constraints import Constraint, violated
+from ganforge.constraints import split as split_constraints
 
 ENTRY_POINT_GROUP = "ganforge"
 
@@ -42,10 +45,12 @@ class Param:
     annotation: Any
     default: Any
     required: bool
+    constraints: tuple[Constraint, ...] = ()
 
     @property
     def type_name(self) -> str:
-        return type_name(self.annotation)
+        text = type_name(self.annotation)
+        return f"{text} ({', '.join(c.text for c in self.constraints)})" if self.constraints else text
 
 
 @dataclass
@@ -67,16 +72,16 @@ class Component:
         # A class's own get_type_hints are its attribute annotations; its parameters are __init__'s.
         target = self.factory.__init__ if inspect.isclass(self.factory) else self.factory
         try:
-            hints = typing.get_type_hints(target)
+            hints = typing.get_type_hints(target, include_extras=True)  # extras: Annotated constraints
         except Exception:  # unresolved forward references: fall back to raw annotations
             hints = {}
         out = []
         for p in sig.parameters.values():
             if p.name in INJECTED_PARAMETERS or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 continue
-            ann = hints.get(p.name, p.annotation)
+            ann, constraints = split_constraints(hints.get(p.name, p.annotation))
             required = p.default is inspect.Parameter.empty
-            out.append(Param(p.name, ann, None if required else p.default, required))
+            out.append(Param(p.name, ann, None if required else p.default, required, constraints))
         return out
 
     def accepts_extra(self) -> bool:
@@ -159,6 +164,8 @@ def type_name(ann: Any) -> str:
     if ann is inspect.Parameter.empty or ann is Any:
         return "any"
     origin = typing.get_origin(ann)
+    if origin is typing.Annotated:
+        return type_name(typing.get_args(ann)[0])
     if origin is typing.Union or origin is types.UnionType:
         return " | ".join(type_name(a) for a in typing.get_args(ann))
     if origin is typing.Literal:
@@ -169,6 +176,8 @@ def type_name(ann: Any) -> str:
         return f"{base}[{args}]" if args else base
     if ann is type(None):
         return "null"
+    if origin is None and isinstance(ann, type) and issubclass(ann, PurePath):
+        return "path"
     return getattr(ann, "__name__", str(ann))
 
 
@@ -181,6 +190,10 @@ def coerce(value: Any, ann: Any) -> Any:
         return value
     origin = typing.get_origin(ann)
     args = typing.get_args(ann)
+    if origin is typing.Annotated:
+        return coerce(value, args[0])
+    if isinstance(ann, type) and issubclass(ann, PurePath):  # YAML writes paths as strings
+        return ann(value) if isinstance(value, (str, PurePath)) and str(value) else _NO
     if origin is typing.Union or origin is types.UnionType:
         # exact-type members first, so `int | str` keeps 3 an int and "3" a str
         for a in sorted(args, key=lambda a: 0 if (isinstance(a, type) and type(value) is a) else 1):
@@ -247,8 +260,11 @@ def validate_params(comp: Component, given: dict[str, Any], path: str) -> dict[s
         converted = coerce(value, p.annotation)
         if converted is _NO:
             raise ConfigError(
-                f"{path}.{key}: expected {p.type_name}, got {value!r} ({type(value).__name__})."
+                f"{path}.{key}: expected {type_name(p.annotation)}, got {value!r} ({type(value).__name__})."
             )
+        broken = violated(converted, p.constraints)
+        if broken is not None:
+            raise ConfigError(f"{path}.{key}: must be {broken.describe(converted)}, got {value!r}.")
         out[key] = converted
     missing = [p.name for p in params.values() if p.required and p.name not in out]
     if missing:
@@ -302,10 +318,15 @@ def load_registry(
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     meta: dict[str, tuple[str, str]] = {}
+    roots: dict[str, list[str]] = {}  # plugin name -> files/folders of its own code (for file:line)
 
-    def fail(name: str, dist: str, version: str, exc: BaseException, stage: str) -> None:
-        err = f"{type(exc).__name__}: {exc}"
-        reg.failures.append(PluginFailure(name, dist, version, f"{stage}: {err}", traceback.format_exc()))
+    def fail(name: str, dist: str, version: str, exc: BaseException, stage: str, where: str = "") -> None:
+        err = _describe(exc)
+        where = where or _plugin_frame(exc, roots.get(name, []))
+        if where:
+            err += f" (at {where})"
+        reg.failures.append(PluginFailure(name, dist, version, f"{stage}: {err}",
+                                          "".join(traceback.format_exception(exc))))
         if strict:
             raise PluginError(
                 f"plugin '{name}' from {dist} {version} failed to {stage}: {err}. "
@@ -326,15 +347,30 @@ def load_registry(
             continue
         dist, version = _dist_of(ep)
         candidates.append((ep.name, dist, version, ep.load))
+        roots[ep.name] = _module_roots(ep.module)
     for name, module in extra:
         candidates.append((name, "(registered in process)", "-", lambda m=module: m))
+        roots[name] = [f for f in [getattr(module, "__file__", None)] if f]
 
     for name, dist, version, loader in candidates:
         try:
             module = loader()
             pm.register(module, name=name)
-        except Exception as exc:  # noqa: BLE001 - any import error of a plugin is reported, not raised
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - even sys.exit() at import: report it, keep the others
             fail(name, dist, version, exc, "load")
+            continue
+        # A misspelt hook (ganforge_register_objective) would otherwise be silently ignored.
+        unknown = [hc for hc in pm.get_hookcallers(module) or [] if not hc.has_spec()]
+        if unknown:
+            hook = unknown[0].name
+            impl = next((i for i in unknown[0].get_hookimpls() if i.plugin is module), None)
+            pm.unregister(module)
+            close = difflib.get_close_matches(hook, list(hookspecs.KINDS.values()), n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'?" if close else f"hooks are: {', '.join(hookspecs.KINDS.values())}"
+            fail(name, dist, version, PluginError(f"'{hook}' is not a ganforge hook; {hint}"),
+                 "load", where=_code_location(impl.function if impl else None))
             continue
         meta[name] = (dist, version)
         reg.plugins.append(PluginRecord(name, dist, version, getattr(module, "__name__", repr(module))))
@@ -357,17 +393,131 @@ def load_registry(
                 if not callable(factory):
                     raise PluginError(f"plugin '{_p}' registered {_k} '{name}' with a factory that is not callable")
                 desc = description or (inspect.getdoc(factory) or "").split("\n")[0]
-                table[name] = Component(_k, name, factory, desc, _p, *meta.get(_p, ("unknown", "?")))
+                comp = Component(_k, name, factory, desc, _p, *meta.get(_p, ("unknown", "?")))
+                problem = schema_problem(comp)
+                if problem:  # refused now, naming the plugin, rather than crashing `fit` or blaming the user
+                    fail(_p, *meta.get(_p, ("unknown", "?")), PluginError(f"{_k} '{name}': {problem}"),
+                         f"register {_k}s", where=_code_location(factory))
+                    return
+                table[name] = comp
 
             try:
                 impl.function(register=register)
             except PluginError:
                 raise
-            except Exception as exc:  # noqa: BLE001
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001
                 fail(plugin, dist, version, exc, f"register {kind}s")
     return reg
 
 
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: the plugin called sys.exit({exc.code!r})"
+    if isinstance(exc, PluginError):  # found by ganforge: the message says it all
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _module_roots(module_name: str) -> list[str]:
+    """Files and folders holding a plugin's own code (its top-level package), found without importing it."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module_name.split(".")[0])
+    except (ImportError, ValueError):
+        return []
+    if spec is None:
+        return []
+    if spec.submodule_search_locations:
+        return [os.path.join(p, "") for p in spec.submodule_search_locations]
+    return [spec.origin] if spec.origin else []
+
+
+def _plugin_frame(exc: BaseException, roots: list[str]) -> str:
+    """``file:line`` of the last traceback frame in the plugin's own code (or of a syntax error)."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.filename}:{exc.lineno}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if any(f.filename == r or (r.endswith(os.sep) and f.filename.startswith(r)) for r in roots)]
+    return f"{own[-1].filename}:{own[-1].lineno}" if own else ""
+
+
+def _code_location(obj: Any) -> str:
+    """``file:line`` where a function or class is defined ('' when unknown)."""
+    try:
+        target = inspect.unwrap(obj)
+        return f"{inspect.getsourcefile(target)}:{inspect.getsourcelines(target)[1]}"
+    except (TypeError, OSError):
+        return ""
+
+
+_SCALARS = (bool, int, float, str, type(None))
+
+
+def _expressible(ann: Any) -> bool:
+    """Whether a config (YAML) can give a value of type ``ann``."""
+    if ann is inspect.Parameter.empty or ann is Any or isinstance(ann, (str, typing.ForwardRef)):
+        return True  # unannotated, or an unresolved forward reference: accepted as is
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is typing.Annotated:
+        return _expressible(args[0])
+    if origin is typing.Literal:
+        return all(isinstance(a, _SCALARS) for a in args)
+    if origin is typing.Union or origin is types.UnionType:
+        return all(_expressible(a) for a in args)
+    if origin is not None:
+        import collections.abc as abc
+
+        return origin in (list, tuple, dict, abc.Sequence, abc.Mapping) and all(
+            _expressible(a) for a in args if a is not Ellipsis)
+    return ann in _SCALARS or ann in (list, tuple, dict) or (isinstance(ann, type) and issubclass(ann, PurePath))
+
+
+def plain(obj: Any) -> Any:
+    """YAML-friendly copy: tuples → lists, paths → strings."""
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if isinstance(obj, PurePath):
+        return str(obj)
+    return obj
+
+
+def schema_problem(comp: Component) -> str:
+    """Why a factory's signature cannot be a config schema ('' when it can).
+
+    Every parameter must have a type YAML can write (bool, int, float, str, null, Literal, paths,
+    and lists, tuples, dicts and unions of those), and every default must fit its type, its
+    constraints, and survive a round trip through the resolved ``config.yaml``.
+    """
+    import yaml
+
+    try:
+        params = comp.parameters()
+    except (TypeError, ValueError) as exc:
+        return f"its signature cannot be read ({exc})"
+    for p in params:
+        if not _expressible(p.annotation):
+            return (f"parameter '{p.name}: {p.type_name}' cannot be given in a YAML config; annotate it with "
+                    "bool, int, float, str, Path, Literal[...], Optional[...], or a list/tuple/dict of those")
+        if p.required or isinstance(p.annotation, (str, typing.ForwardRef)):
+            continue
+        value = coerce(p.default, p.annotation)
+        if value is _NO:
+            return f"parameter '{p.name}': its default {p.default!r} is not a {p.type_name}"
+        broken = violated(value, p.constraints)
+        if broken is not None:
+            return f"parameter '{p.name}': its default {p.default!r} is not {broken.text}"
+        try:
+            back = yaml.safe_load(yaml.safe_dump(plain(value)))
+        except yaml.YAMLError:
+            return f"parameter '{p.name}': its default {p.default!r} cannot be written to config.yaml"
+        if coerce(back, p.annotation) is _NO:
+            return f"parameter '{p.name}': its default {p.default!r} does not read back from config.yaml as {p.type_name}"
+    return ""
 _ANNOUNCED: set[tuple[str, ...]] = set()  # what _announce_disabled has said in this process
 
 

@@ -125,6 +125,7 @@ class Built:
     datamodule: GANDataModule
     metrics: list[tuple[str, Any]] = field(default_factory=list)
     callbacks: list[Any] = field(default_factory=list)
+    metric_sources: list[str] = field(default_factory=list)  # "metrics.list[i] (metric 'x' from plugin ...)"
 
 
 def build_components(cfg: dict[str, Any], registry: Optional[Registry] = None) -> Built:
@@ -153,7 +154,9 @@ def build_components(cfg: dict[str, Any], registry: Optional[Registry] = None) -
     metrics = [(m["name"], reg.build("metric", m, f"metrics.list[{i}]", info=info))
                for i, m in enumerate(cfg["metrics"]["list"])]
     callbacks = [reg.build("callback", c, f"callbacks[{i}]", info=info) for i, c in enumerate(cfg["callbacks"])]
-    return Built(cfg, module, dm, metrics, callbacks)
+    sources = [f"metrics.list[{i}] (metric '{m['name']}' from {reg.get('metric', m['name']).provider})"
+               for i, m in enumerate(cfg["metrics"]["list"])]
+    return Built(cfg, module, dm, metrics, callbacks, metric_sources=sources)
 
 
 def make_loggers(cfg: dict[str, Any], run_dir: Path, module: GANModule, resuming: bool) -> list[Any]:
@@ -180,7 +183,8 @@ def make_trainer(cfg: dict[str, Any], run_dir: Path, built: Built, loggers: list
     num_samples = s["num_samples"] or (64 if built.module.info.kind == "image" else 1000)
     callbacks: list[Any] = [
         GANCheckpoint(run_dir / "checkpoints", t["checkpoint_every_n_steps"]),
-        Evaluation(built.metrics, metrics_every, cfg["metrics"]["use_ema"], run_dir, cfg["seed"], cfg["name"]),
+        Evaluation(built.metrics, metrics_every, cfg["metrics"]["use_ema"], run_dir, cfg["seed"], cfg["name"],
+                   sources=built.metric_sources),
         SamplePictures(run_dir, sample_every, num_samples, s["snapshots"], cfg["seed"], max_steps),
         *built.callbacks,
     ]
@@ -249,6 +253,7 @@ def fit(cfg: dict[str, Any], resume: Optional[str] = None, progress: Optional[bo
         registry: Optional[Registry] = None) -> dict[str, Any]:
     """Train a GAN from a resolved config. Returns ``{"run_dir", "summary", "module", "trainer"}``."""
     quiet_lightning()
+    config_mod.check_hardware(cfg["trainer"])  # trainer.accelerator=gpu on a machine without one
     run_dir, ckpt = choose_run_dir(cfg, resume)
     previous = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(run_dir)  # spawned ranks inherit it: one run directory for all

@@ -108,3 +108,127 @@ def test_overrides_may_follow_options(capsys):
     assert main(["config", "show", "--strict-plugins", "seed=3", "-c", "grid25", "train.max_steps=7"]) == 0
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert cfg["seed"] == 3 and cfg["train"]["max_steps"] == 7 and cfg["name"] == "grid25"
+
+
+# -- validation before anything starts (issue 11): each bad value next to a good one -------------------
+
+
+@pytest.mark.parametrize(
+    "bad, message, good",
+    [
+        ("optim.generator.lr=-0.001", r"^optim.generator.lr: must be >= 0, got -0.001\.$", "optim.generator.lr=0.001"),
+        ("optim.discriminator.lr=.nan", r"^optim.discriminator.lr: must be a finite number >= 0, got nan\.$",
+         "optim.discriminator.lr=0"),
+        ("optim.generator.lr=nan", r"^optim.generator.lr: must be a finite number >= 0, got 'nan'\.$",
+         "optim.generator.lr=1e-3"),
+        ("optim.generator.betas=[0.5,1.0]", r"betas: must be in \[0.0, 1.0\), got \[0.5, 1.0\]",
+         "optim.generator.betas=[0.0,0.99]"),
+        ("train.max_steps=-1", r"^train.max_steps: must be >= 0, got -1\.$", "train.max_steps=0"),
+        ("train.checkpoint_every_n_steps=-5", r"^train.checkpoint_every_n_steps: must be >= 0, got -5\.$",
+         "train.checkpoint_every_n_steps=0"),
+        ("metrics.every_n_steps=-1", r"^metrics.every_n_steps: must be >= 0, got -1\.$", "metrics.every_n_steps=0"),
+        ("train.num_workers=-2", r"^train.num_workers: must be >= 0, got -2\.$", "train.num_workers=0"),
+        ("train.ema_halflife_images=.nan", r"^train.ema_halflife_images: must be a finite number > 0, got nan\.$",
+         "train.ema_halflife_images=500"),
+        ("train.ema_halflife_images=.inf", r"must be a finite number > 0, got inf", "train.ema_halflife_images=null"),
+        ("train.batch_size=0", r"^train.batch_size: must be > 0, got 0\.$", "train.batch_size=1"),
+        ("train.lr_decay_start=1.0", r"^train.lr_decay_start: must be in \[0.0, 1.0\), got 1.0\.$",
+         "train.lr_decay_start=0.0"),
+        ("seed=-1", r"^seed: must be in \[0, 4294967295\] \(numpy's seed range\), got -1\.$", "seed=0"),
+        ("seed=4294967296", r"^seed: must be in \[0, 4294967295\].*got 4294967296\.$", "seed=4294967295"),
+        ("trainer.devices=0", r"^trainer.devices: must be >= 1, -1 \(all\) or 'auto', got 0\.$", "trainer.devices=1"),
+        ("trainer.devices=-2", r"^trainer.devices: must be >= 1, -1 \(all\) or 'auto', got -2\.$", "trainer.devices=-1"),
+        ("trainer.devices='0'", r"^trainer.devices: must be >= 1, -1 \(all\) or 'auto', got '0'\.$",
+         "trainer.devices=auto"),
+    ],
+)
+def test_bad_numbers_fail_at_resolution_next_to_good_ones(registry, bad, message, good):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [bad], registry)
+    key, _, value = good.partition("=")
+    cfg = load_config(None, [good], registry)
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    expected = yaml.safe_load(value)
+    if isinstance(expected, str) and expected != "auto":
+        expected = float(expected)  # YAML 1.1 reads 1e-3 as a string; the config coerces it
+    assert node == expected
+
+
+def test_duplicate_yaml_keys_name_file_line_and_key(tmp_path, registry):
+    from ganforge.config import default_config_text
+
+    base = default_config_text()
+    dup = tmp_path / "dup.yaml"
+    dup.write_text(base + "\ntrain:\n  max_steps: 5\n")  # a second top-level `train:`
+    first = next(i for i, line in enumerate(base.splitlines(), 1) if line.startswith("train:"))
+    second = len(base.splitlines()) + 2
+    with pytest.raises(ConfigError, match=rf"^{dup}:{second}: duplicate key 'train' \(first set on line {first}\); "
+                                          r"YAML would silently keep the last one"):
+        load_config(str(dup), [], registry)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("name: a\nseed: 1\noptim:\n  generator:\n    lr: 0.1\n    lr: 0.2\n")
+    with pytest.raises(ConfigError, match=rf"^{nested}:6: duplicate key 'lr' \(first set on line 5\)"):
+        load_config(str(nested), [], registry)
+    # merges may override the keys they bring in: not a duplicate
+    data = {k: v for k, v in yaml.safe_load(base).items() if k != "optim"}
+    merged = tmp_path / "merged.yaml"
+    merged.write_text(yaml.safe_dump(data) + "optim:\n  generator: &g {name: adam, lr: 0.001}\n"
+                      "  discriminator:\n    <<: *g\n    lr: 0.002\n")
+    cfg = load_config(str(merged), [], registry)
+    assert cfg["optim"]["discriminator"]["lr"] == 0.002 and cfg["optim"]["generator"]["lr"] == 0.001
+
+
+def test_non_utf8_config_names_the_file_and_byte(tmp_path, registry):
+    from ganforge.config import default_config_text
+
+    good = tmp_path / "good.yaml"
+    good.write_text(default_config_text().replace("name: ring8", "name: café"), encoding="utf-8")
+    assert load_config(str(good), [], registry)["name"] == "café"
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes(b"seed: 1\nname: caf\xe9\n")
+    with pytest.raises(ConfigError, match=rf"^{bad}: not a UTF-8 text file \(byte 17 on line 2 is 0xe9\); "
+                                          r"save the config as UTF-8\.$"):
+        load_config(str(bad), [], registry)
+
+
+def test_gpu_accelerator_without_a_gpu_fails_before_the_trainer(registry, monkeypatch, tiny):
+    import torch
+
+    from ganforge.config import check_hardware
+    from ganforge.run import fit
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    cfg = load_config(None, tiny + ["trainer.accelerator=gpu"], registry)  # a config may be meant for another machine
+    with pytest.raises(ConfigError, match=r"^trainer.accelerator=gpu: no CUDA GPU is visible on this machine; use "
+                                          r"trainer.accelerator=cpu, or auto"):
+        fit(cfg)
+    assert not (cfg["root_dir"] and __import__("pathlib").Path(cfg["root_dir"]).exists())  # nothing started
+    with pytest.raises(ConfigError, match=r"^trainer.accelerator=cuda: no CUDA GPU"):
+        check_hardware({"accelerator": "cuda", "devices": 1})
+    check_hardware({"accelerator": "cpu", "devices": 1})  # the good values next to it
+    check_hardware({"accelerator": "auto", "devices": 1})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    check_hardware({"accelerator": "gpu", "devices": 2})
+    with pytest.raises(ConfigError, match=r"^trainer.devices=4: only 2 CUDA GPUs visible; use trainer.devices=2"):
+        check_hardware({"accelerator": "gpu", "devices": 4})
+
+
+def test_gpu_accelerator_without_a_gpu_is_one_line_from_the_cli(tmp_path):
+    import os
+
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    out = subprocess.run([sys.executable, "-m", "ganforge", "fit", "trainer.accelerator=gpu",
+                          f"root_dir={tmp_path}"], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == ("ganforge: error: trainer.accelerator=gpu: no CUDA GPU is visible on this machine "
+                                  "(CUDA_VISIBLE_DEVICES=''); use trainer.accelerator=cpu, or auto to take a GPU "
+                                  "when there is one.")
+    zero = subprocess.run([sys.executable, "-m", "ganforge", "fit", "trainer.devices=0", f"root_dir={tmp_path}"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert zero.returncode == 2 and "Traceback" not in zero.stderr
+    assert "ganforge: error: trainer.devices: must be >= 1, -1 (all) or 'auto', got 0." in zero.stderr

@@ -129,6 +129,195 @@ def test_cli_plugins_lists_components_parameters_and_failures(tmp_path):
     assert "plugin 'broken' from ganforge-broken 0.0.1 failed to load" in strict.stderr
 
 
+# -- plugins that misbehave (issue 11) ----------------------------------------------------------------
+
+GOOD = {
+    "good_mod": """
+        from typing import Annotated
+        from ganforge import hookimpl, Objective
+        from ganforge.constraints import Positive
+
+        class Good(Objective):
+            def __init__(self, k: Annotated[int, Positive] = 1):
+                self.k = k
+
+        @hookimpl
+        def ganforge_register_objectives(register):
+            register("good-objective", Good)
+    """
+}
+MISSPELT = {
+    "misspelt_mod": """
+        from ganforge import hookimpl
+
+        @hookimpl
+        def ganforge_register_objective(register):
+            register("never-seen", object)
+    """
+}
+EXITS = {"exits_mod": "import sys\nsys.exit(3)\n"}
+SCHEMAS = {
+    "schemas_mod": """
+        from pathlib import Path
+        from typing import Optional
+        from ganforge import hookimpl, Objective
+
+        class WithComplex(Objective):
+            def __init__(self, z: complex = 1j):
+                pass
+
+        class NoneForFloat(Objective):
+            def __init__(self, scale: float = None):
+                pass
+
+        class WithPath(Objective):
+            def __init__(self, where: Path = Path("stats") / "cache", other: Optional[Path] = None):
+                self.where, self.other = where, other
+
+        @hookimpl
+        def ganforge_register_objectives(register):
+            register("complex-objective", WithComplex)
+            register("none-for-float", NoneForFloat)
+            register("path-objective", WithPath)
+    """
+}
+DEEP = {
+    "deep_mod": """
+        import json
+        from ganforge import hookimpl
+
+        def read_settings():
+            return json.loads("{not json")
+
+        @hookimpl
+        def ganforge_register_metrics(register):
+            read_settings()
+    """,
+}
+
+
+def test_misspelt_hook_is_a_plugin_failure_naming_the_hook_and_its_line(fake_plugins):
+    root = fake_plugins("ganforge-misspelt", MISSPELT, {"misspelt": "misspelt_mod"})
+    fake_plugins("ganforge-good", GOOD, {"good": "good_mod"})
+    reg = load_registry(warn=False)
+    assert [f.name for f in reg.failures] == ["misspelt"]
+    err = reg.failures[0].error
+    assert "'ganforge_register_objective' is not a ganforge hook; did you mean 'ganforge_register_objectives'?" in err
+    assert f"(at {root / 'misspelt_mod.py'}:4)" in err  # the line of the misspelt function
+    assert "good-objective" in reg.names("objective")  # the correctly spelt plugin next to it works
+    assert "misspelt" not in [p.name for p in reg.plugins]
+    with pytest.raises(PluginError, match=r"plugin 'misspelt' .* is not a ganforge hook"):
+        load_registry(strict=True)
+
+
+def test_constraints_in_a_plugin_signature_are_checked_and_listed(fake_plugins):
+    fake_plugins("ganforge-good", GOOD, {"good": "good_mod"})
+    reg = load_registry(warn=False)
+    assert reg.build("objective", {"name": "good-objective", "k": 2}).k == 2
+    with pytest.raises(ConfigError, match=r"^objective.k: must be > 0, got 0\.$"):
+        reg.build("objective", {"name": "good-objective", "k": 0})
+    from ganforge.cli import plugins_report
+
+    good = next(p for p in plugins_report(reg)["plugins"] if p["name"] == "good")
+    assert good["components"][0]["parameters"][0]["type"] == "int (> 0)"
+
+
+def test_sys_exit_at_import_is_a_failure_and_the_cli_keeps_working(tmp_path):
+    from conftest import make_fake_distribution
+
+    site = make_fake_distribution(tmp_path / "site", "ganforge-exits", EXITS, {"exits": "exits_mod"})
+    make_fake_distribution(site, "ganforge-good", GOOD, {"good": "good_mod"})
+    env = dict(os.environ, PYTHONPATH=str(site))
+    out = subprocess.run([sys.executable, "-m", "ganforge", "plugins"], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "good  (ganforge-good 0.0.1" in out.stdout and "objectives  (ganforge 0.1.0" in out.stdout
+    assert (f"exits  (ganforge-exits 0.0.1): load: SystemExit: the plugin called sys.exit(3) "
+            f"(at {site / 'exits_mod.py'}:2)") in out.stdout
+    show = subprocess.run([sys.executable, "-m", "ganforge", "config", "show", "train.max_steps=5"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert show.returncode == 0 and "max_steps: 5" in show.stdout
+    assert "plugin 'exits' (ganforge-exits 0.0.1) failed to load: SystemExit" in show.stderr
+    strict = subprocess.run([sys.executable, "-m", "ganforge", "config", "show", "--strict-plugins"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert strict.returncode == 2 and "Traceback" not in strict.stderr
+    assert "ganforge: error: plugin 'exits' from ganforge-exits 0.0.1 failed to load: SystemExit" in strict.stderr
+
+
+def test_parameters_a_config_cannot_express_are_refused_at_registration_and_paths_work(fake_plugins, tmp_path):
+    from pathlib import Path
+
+    from ganforge.config import dump, load_config
+
+    root = fake_plugins("ganforge-schemas", SCHEMAS, {"schemas": "schemas_mod"})
+    reg = load_registry(warn=False)
+    errors = sorted(f.error for f in reg.failures)
+    assert len(errors) == 2 and all(f.name == "schemas" for f in reg.failures)
+    assert ("register objectives: objective 'complex-objective': parameter 'z: complex' cannot be given in a "
+            f"YAML config") in errors[0] and f"(at {root / 'schemas_mod.py'}:6)" in errors[0]
+    assert ("objective 'none-for-float': parameter 'scale': its default None is not a float "
+            f"(at {root / 'schemas_mod.py'}:10)") in errors[1]
+    assert "complex-objective" not in reg.names("objective")
+    # Path is supported: a string in YAML, a Path in the factory, and the default survives config.yaml
+    cfg = load_config(None, ["objective.name=path-objective"], reg)
+    assert cfg["objective"]["where"] == str(Path("stats") / "cache") and cfg["objective"]["other"] is None
+    assert "where: stats/cache" in dump(cfg)
+    obj = reg.build("objective", cfg["objective"])
+    assert obj.where == Path("stats/cache") and obj.other is None
+    obj = reg.build("objective", {"name": "path-objective", "other": str(tmp_path)})
+    assert obj.other == tmp_path
+    with pytest.raises(ConfigError, match=r"objective.where: expected path, got 3 \(int\)"):
+        reg.build("objective", {"name": "path-objective", "where": 3})
+    with pytest.raises(PluginError, match=r"plugin 'schemas' .* failed to register objectives: objective 'complex"):
+        load_registry(strict=True)
+
+
+def test_plugin_failure_names_the_file_and_line_of_the_plugins_own_code(fake_plugins, capsys):
+    root = fake_plugins("ganforge-deep", DEEP, {"deep": "deep_mod"})
+    fake_plugins("ganforge-broken", BROKEN, {"broken": "broken_mod"})
+    reg = load_registry()
+    err = capsys.readouterr().err
+    failures = {f.name: f.error for f in reg.failures}
+    # the last frame inside the plugin's own code (json's frames come after it; pluggy's and ganforge's before)
+    where = f"(at {root / 'deep_mod.py'}:6)"
+    assert failures["deep"].startswith("register metrics: JSONDecodeError: Expecting property name")
+    assert failures["deep"].endswith(where)
+    assert f"plugin 'deep' (ganforge-deep 0.0.1) failed to register metrics: JSONDecodeError" in err and where in err
+    assert failures["broken"].endswith(f"(at {root.parent / 'site_ganforge-broken' / 'broken_mod.py'}:1)")
+
+
+FACTORY = {
+    "badgen_mod": """
+        from ganforge import hookimpl
+
+        def bad_generator(width: int = 8):
+            return {"not": "a module"}
+
+        @hookimpl
+        def ganforge_register_generators(register):
+            register("dict-generator", bad_generator)
+    """
+}
+
+
+def test_factory_returning_an_invalid_component_is_a_one_line_cli_error(tmp_path):
+    from conftest import make_fake_distribution
+
+    site = make_fake_distribution(tmp_path / "site", "ganforge-badgen", FACTORY, {"badgen": "badgen_mod"})
+    env = dict(os.environ, PYTHONPATH=str(site), GANFORGE_PROGRESS="0")
+    common = ["train.max_steps=2", "metrics.every_n_steps=0", "metrics.list.0.num_samples=100",
+              "dataset.num_samples=256", f"root_dir={tmp_path / 'runs'}"]
+    bad = subprocess.run([sys.executable, "-m", "ganforge", "fit", "generator.name=dict-generator", *common],
+                         env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr[-2000:]
+    assert bad.stderr.strip().splitlines()[-1] == (
+        "ganforge: error: generator 'dict-generator' (from plugin 'badgen' (ganforge-badgen 0.0.1)) is invalid: "
+        "expected a torch.nn.Module, got dict")
+    good = subprocess.run([sys.executable, "-m", "ganforge", "fit", "generator.name=mlp", *common],
+                          env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert good.returncode == 0, good.stderr[-2000:]
+
+
 def test_disabling_a_first_party_plugin_says_what_went_and_unknown_names_warn(monkeypatch, capsys):
     from ganforge import plugins
 
@@ -142,3 +331,29 @@ def test_disabling_a_first_party_plugin_says_what_went_and_unknown_names_warn(mo
     assert "plugins are: " in err and "mlp" in err.split("plugins are: ")[1]
     load_registry()  # said once per process
     assert capsys.readouterr().err == ""
+
+
+def test_metric_results_are_checked_value_by_value():
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    from ganforge.callbacks import Evaluation
+    from ganforge.components import ComponentError
+
+    ev = Evaluation([("m", None)], 0, False, "unused", 0, sources=["metrics.list[0] (metric 'm' from plugin 'p')"])
+    trainer, module = SimpleNamespace(callbacks=[]), SimpleNamespace(g_steps=3)
+    good = {"a": 1, "b": 2.5, "c": torch.tensor(3.0), "d": np.float32(4.0), "e": torch.ones(1, 1), "f": float("nan")}
+    out = ev._checked(trainer, module, 0, good)
+    assert out["a"] == 1.0 and out["c"] == 3.0 and out["e"] == 1.0 and out["f"] != out["f"]
+    assert all(type(v) is float for v in out.values())
+    for bad, what in [(None, "returned NoneType None"), ([1.0], "returned list [1.0]"),
+                      ({"a": torch.zeros(2)}, "returned 'a' with shape (2,), not a scalar"),
+                      ({"a": "high"}, "returned 'a' = 'high' (str), not a number"),
+                      ({"a": True}, "returned 'a' = True (bool), not a number"),
+                      ({1: 2.0}, "returned key 1 (int), not a string name")]:
+        with pytest.raises(ComponentError) as exc:
+            ev._checked(trainer, module, 0, bad)
+        assert str(exc.value) == (f"metrics.list[0] (metric 'm' from plugin 'p'): compute() {what}; expected a dict "
+                                  "of name → number. Training stopped at generator step 3; no checkpoint was written yet.")
