@@ -76,6 +76,10 @@ class GANCheckpoint(L.Callback):
         trainer.save_checkpoint(self.last, weights_only=False)
         self._saved_at = pl_module.iterations
 
+    def saved_now(self, pl_module: GANModule) -> bool:
+        """Whether ``last.ckpt`` holds the current iteration (written by this run, just now)."""
+        return self._saved_at == pl_module.iterations and self.last.is_file()
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: GANModule, *args: Any) -> None:
         if _is_eval_step(pl_module.g_steps, self.every):
             self.save(trainer, pl_module)
@@ -126,6 +130,8 @@ class Evaluation(L.Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history = list(state.get("history", []))
         self.latest = dict(state.get("latest", {}))
+        if self.history:  # the step evaluated last is not evaluated (and logged) a second time
+            self._last_step = int(self.history[-1].get("g_steps", -1))
 
     def on_train_start(self, trainer: L.Trainer, pl_module: GANModule) -> None:
         self._t0 = time.time()
@@ -202,7 +208,7 @@ class Evaluation(L.Callback):
                 pl_module.log(k, v, prog_bar=True, logger=False, on_step=True, on_epoch=False)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: GANModule) -> None:
-        if pl_module.requeued:  # the requeued attempt evaluates at its own end
+        if pl_module.requeued or pl_module.interrupted:  # the requeued/resumed attempt evaluates at its own end
             return
         if pl_module.g_steps != self._last_step:
             self.evaluate(trainer, pl_module)
@@ -231,6 +237,12 @@ class Evaluation(L.Callback):
     def write_summary(self, trainer: L.Trainer, pl_module: GANModule) -> None:
         write_json(self.run_dir / "summary.json", self.summary(pl_module))
         print_table(self.latest, pl_module)
+
+    def write_interrupted_summary(self, pl_module: GANModule, interrupted: dict[str, Any]) -> Path:
+        """The summary so far (metrics of the last evaluation, in ``history``), marked interrupted."""
+        path = self.run_dir / "summary.json"
+        write_json(path, {**self.summary(pl_module), "interrupted": interrupted})
+        return path
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -314,5 +326,5 @@ class SamplePictures(L.Callback):
             self.snap(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: GANModule) -> None:
-        if not pl_module.requeued:
+        if not (pl_module.requeued or pl_module.interrupted):
             self.snap(trainer, pl_module)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Optional
 
 from ganforge.components import ComponentError
@@ -55,13 +56,34 @@ def _registry(args: argparse.Namespace):
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from ganforge.config import load_config
-    from ganforge.run import fit
+    from ganforge.stopping import SIGNALS, Interrupted, exit_code, report
 
-    reg = _registry(args)
-    cfg = load_config(args.config, args.overrides, reg)
-    fit(cfg, resume=args.resume, progress=False if args.no_progress else None, registry=reg)
-    return 0
+    SIGNALS.reset()
+    restore = SIGNALS.install()  # Ctrl-C/SIGTERM: from here on a message, never a traceback
+    try:
+        from ganforge.config import load_config
+        from ganforge.run import fit
+
+        reg = _registry(args)
+        cfg = load_config(args.config, args.overrides, reg)
+        fit(cfg, resume=args.resume, progress=False if args.no_progress else None, registry=reg)
+        during = SIGNALS.phase
+    except Interrupted as exc:
+        during = exc.during
+    finally:
+        restore()
+    if not SIGNALS.signum:
+        return 0
+    if SIGNALS.rank == 0:
+        resume = args.resume if args.resume not in (None, "auto") else None
+        print(report(SIGNALS, during, resume and Path(resume), _fit_command(args)), file=sys.stderr, flush=True)
+    return exit_code(SIGNALS.signum)
+
+
+def _fit_command(args: argparse.Namespace) -> list[str]:
+    """This ``ganforge fit`` command line without ``--resume`` (the interrupt message adds it)."""
+    cmd = ["ganforge", "fit"] + (["-c", args.config] if args.config else []) + list(args.overrides)
+    return cmd + ["--no-progress"] * bool(args.no_progress) + ["--strict-plugins"] * bool(args.strict_plugins)
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
@@ -161,6 +183,12 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         if isinstance(exc, NonFiniteError):
             print(f"ganforge: error: {exc}", file=sys.stderr)
+            return 1
+        from ganforge.io import DiskWriteError
+
+        disk = DiskWriteError.wrap(exc)  # full disk, read-only, no permission: one line, not a traceback
+        if disk is not None:
+            print(f"ganforge: error: {disk}", file=sys.stderr)
             return 1
         raise
 

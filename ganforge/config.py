@@ -462,8 +462,11 @@ def resolve(data: dict[str, Any], registry: Registry, source: str = "<config>") 
         raise ConfigError(f"{source}: unknown section '{key}'.{hint} Sections: {', '.join(sorted(TOP_LEVEL))}.")
     cfg: dict[str, Any] = {}
     name = data.get("name", "run")
-    if not isinstance(name, str) or not name or "/" in name:
-        raise ConfigError(f"name: expected a non-empty string without '/', got {name!r}.")
+    if not isinstance(name, str) or not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0"):
+        # runs go to <root_dir>/<name>/: a path here would file the run elsewhere (`..`, `/abs`, `a/b`)
+        raise ConfigError(f"name: {name!r} is not a run name: it must be one directory name under root_dir, "
+                          "not a path (no '/' or '\\', not '.' or '..'); e.g. name: ring8-hinge. "
+                          "To write runs elsewhere set root_dir.")
     cfg["name"] = name
     seed = data.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):

@@ -4,11 +4,14 @@ and nothing read from a file is ever executed (checkpoints and caches are data, 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
+import math
 import os
 import pickletools
 import re
+import shutil
 import sys
 import tempfile
 import warnings
@@ -19,13 +22,84 @@ from typing import Any, Callable, Iterator, Optional, Union
 PathLike = Union[str, os.PathLike]
 
 
+DISK_CAUSES = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied (or the file is immutable)",
+}
+# What torch.save says when the stream under it fails (it does not pass the OSError on).
+_TORCH_WRITE_FAILED = re.compile(r"PytorchStreamWriter failed|iostream|file write failed|unexpected pos")
+
+
+class DiskWriteError(OSError):
+    """Writing a run's file failed for a reason outside ganforge: a full disk, a read-only file
+    system, no permission. The message names the file, the cause, whether the run's previous
+    checkpoint exists (files are replaced atomically, so it is intact) and the fix."""
+
+    def __init__(self, path: PathLike, code: int, cause: str) -> None:
+        super().__init__(code, cause, os.fspath(path) or None)
+        self.path = Path(path) if os.fspath(path) else None  # None: the OS did not say which file
+        self.cause = cause
+
+    @classmethod
+    def wrap(cls, exc: BaseException, path: PathLike | None = None) -> "DiskWriteError | None":
+        """``exc`` as a DiskWriteError when it is one of the disk causes, else None."""
+        if isinstance(exc, DiskWriteError):
+            return exc
+        if isinstance(exc, OSError) and exc.errno in DISK_CAUSES:
+            return cls(path or exc.filename or "", exc.errno, DISK_CAUSES[exc.errno])
+        if isinstance(exc, RuntimeError) and path is not None and _TORCH_WRITE_FAILED.search(str(exc)):
+            try:
+                full = shutil.disk_usage(Path(path).parent).free < (1 << 20)
+            except OSError:
+                full = False
+            return cls(path, errno.ENOSPC, "the disk is full" if full else "writing failed (is the disk full?)")
+        return None
+
+    def __str__(self) -> str:
+        p = self.path
+        if p is None:
+            fix = "free space or make it writable, or set root_dir to another directory"
+            return f"writing a file of the run failed: {self.cause}. Fix: {fix}."
+        where = p.parent
+        run = p.parent.parent if p.parent.name in ("checkpoints", "samples") else p.parent
+        last = run / "checkpoints" / "last.ckpt"
+        if last.is_file():
+            kept = (f" The previous checkpoint {last} is intact (files are replaced atomically); after the fix, "
+                    f"resume with --resume {last}.")
+        else:
+            kept = " No checkpoint of this run had been written yet."
+        if self.errno in (errno.ENOSPC, errno.EDQUOT):
+            fix = f"free space on the disk holding {where} (`df -h {where}`) or set root_dir to a disk with room"
+        elif self.errno == errno.EROFS:
+            fix = f"set root_dir to a writable directory ({where} is on a read-only file system)"
+        else:
+            fix = f"make {where} writable for this user, or set root_dir to a directory you can write"
+        return f"cannot write {p}: {self.cause}.{kept} Fix: {fix}."
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically.
 
     The temporary file is fsynced before ``os.replace``, so a crash leaves either the old file
-    or the new one, never a truncated one.
+    or the new one, never a truncated one. A full disk, a read-only file system or a missing
+    permission raises :class:`DiskWriteError` naming ``path``.
     """
+    try:
+        with _atomic_path(path) as tmp:
+            yield tmp
+    except (OSError, RuntimeError) as exc:
+        err = DiskWriteError.wrap(exc, path)
+        if err is None:
+            raise
+        raise err from None
+
+
+@contextlib.contextmanager
+def _atomic_path(path: PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -176,8 +250,28 @@ def json_safe(obj: Any, where: str = "", bad: dict[str, str] | None = None) -> A
     return obj
 
 
+def json_safe(obj: Any, where: str = "", bad: dict[str, str] | None = None) -> Any:
+    """``obj`` with every NaN/inf float replaced by ``None`` (JSON has no NaN: Python's bare ``NaN``
+    makes the file unreadable for strict parsers); ``bad`` collects ``{dotted.key: "nan"}``."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        if bad is not None:
+            bad[where or "(top)"] = str(obj)
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v, f"{where}.{k}" if where else str(k), bad) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v, f"{where}[{i}]", bad) for i, v in enumerate(obj)]
+    return obj
+
+
 def write_json(path: PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    """Strict JSON, atomically. Non-finite numbers become ``null``, and a mapping gets a
+    ``non_finite`` entry naming them: ``{"metrics.fid.values.fid": "nan"}``."""
+    bad: dict[str, str] = {}
+    obj = json_safe(obj, "", bad)
+    if bad and isinstance(obj, dict):
+        obj = {**obj, "non_finite": bad}
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str, allow_nan=False) + "\n")
 
 
 def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
 import lightning as L
 
 from ganforge import config as config_mod
+from ganforge import resume as resume_mod
+from ganforge import rundir
 from ganforge import fastpaths
 from ganforge.callbacks import AtomicCheckpointIO, Evaluation, GANCheckpoint, SamplePictures
 from ganforge.checkpoint import load_checkpoint_file
 from ganforge.data import GANDataModule
-from ganforge.io import atomic_write_text
 from ganforge.module import GANModule
 from ganforge.plugins import ConfigError, Registry, get_registry
 
@@ -46,11 +47,6 @@ def quiet_lightning() -> None:
 # -- run directory --------------------------------------------------------------------------------------
 
 
-def _next_version(base: Path) -> Path:
-    versions = [int(m.group(1)) for p in base.glob("version_*") if (m := re.fullmatch(r"version_(\d+)", p.name))]
-    return base / f"version_{max(versions, default=-1) + 1}"
-
-
 def latest_checkpoint(root: Path, name: str) -> Optional[Path]:
     cands = [p for p in (root / name).glob("*/checkpoints/last.ckpt") if p.is_file()]
     return max(cands, key=lambda p: p.stat().st_mtime) if cands else None
@@ -62,7 +58,8 @@ def choose_run_dir(cfg: dict[str, Any], resume: Optional[str]) -> tuple[Path, Op
     Order: ``$GANFORGE_RUN_DIR`` (set by the parent of spawned ranks); a SLURM job's
     ``slurm_<job id>`` (survives requeue, which then resumes from its ``last.ckpt``); a torchrun
     launch's ``torchrun_<run id>``; the directory of the checkpoint being resumed; else the next
-    ``version_<n>``.
+    ``version_<n>``, claimed atomically (:func:`ganforge.rundir.claim_version`: two runs started
+    together never share one).
     """
     root = Path(cfg["root_dir"])
     base = root / cfg["name"]
@@ -85,15 +82,16 @@ def choose_run_dir(cfg: dict[str, Any], resume: Optional[str]) -> tuple[Path, Op
     elif ckpt is not None and ckpt.parent.name == "checkpoints":
         run_dir = ckpt.parent.parent
     else:
-        run_dir = _next_version(base)
         if os.environ.get("TORCHELASTIC_RUN_ID") == "none" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            run_dir = _rank0_choice(run_dir)
+            run_dir = _rank0_choice(lambda: rundir.claim_version(base))
+        else:
+            run_dir = rundir.claim_version(base)
     if ckpt is None and (run_dir / "checkpoints" / "last.ckpt").is_file() and run_dir.name.startswith("slurm_"):
         ckpt = run_dir / "checkpoints" / "last.ckpt"  # a requeued job picks up where it stopped
     return run_dir, ckpt
 
 
-def _rank0_choice(candidate: Path) -> Path:
+def _rank0_choice(claim: Callable[[], Path]) -> Path:
     """Rank 0's run directory, for every rank of a torchrun launch without a run id.
 
     torchrun's static rendezvous (no ``--standalone``, no ``--rdzv-id``) sets
@@ -111,7 +109,13 @@ def _rank0_choice(candidate: Path) -> Path:
                      timeout=timedelta(minutes=10))
     key = "ganforge/run_dir"
     if int(os.environ.get("RANK", "0")) == 0:
-        return Path(store.compare_set(key, "", str(candidate)).decode())
+        if store.check([key]):  # a restarted attempt keeps the directory of the first
+            return Path(store.get(key).decode())
+        candidate = claim()
+        chosen = Path(store.compare_set(key, "", str(candidate)).decode())
+        if chosen != candidate:
+            candidate.rmdir()  # still empty: claimed a moment ago
+        return chosen
     return Path(store.get(key).decode())
 
 
@@ -181,14 +185,17 @@ def make_trainer(cfg: dict[str, Any], run_dir: Path, built: Built, loggers: list
     max_steps = t["max_steps"]
     sample_every = s["every_n_steps"] or metrics_every or (max(1, max_steps // 10) if max_steps else 1000)
     num_samples = s["num_samples"] or (64 if built.module.info.kind == "image" else 1000)
+    checkpoint = GANCheckpoint(run_dir / "checkpoints", t["checkpoint_every_n_steps"])
     callbacks: list[Any] = [
-        GANCheckpoint(run_dir / "checkpoints", t["checkpoint_every_n_steps"]),
         Evaluation(built.metrics, metrics_every, cfg["metrics"]["use_ema"], run_dir, cfg["seed"], cfg["name"],
                    sources=built.metric_sources),
         SamplePictures(run_dir, sample_every, num_samples, s["snapshots"], cfg["seed"], max_steps),
         *built.callbacks,
     ]
     callbacks += [cb for lg in loggers for cb in getattr(lg, "extra_callbacks", list)()]  # W&B sample pictures
+    # The periodic checkpoint comes after evaluation and pictures of the same step: a kill right
+    # after it cannot lose them (a resume starts after that step and would never redo them).
+    callbacks.append(checkpoint)
     plugins: list[Any] = [AtomicCheckpointIO()]
     from ganforge.slurm import SlurmRequeue, in_slurm_job
 
@@ -198,7 +205,7 @@ def make_trainer(cfg: dict[str, Any], run_dir: Path, built: Built, loggers: list
         # Lightning's handler saves inside the signal handler (deadlock-prone under DDP); ours waits
         # for the step boundary. Lightning still reads ranks and addresses from SLURM.
         plugins.append(SLURMEnvironment(auto_requeue=False))
-        callbacks.append(SlurmRequeue(callbacks[0]))
+        callbacks.append(SlurmRequeue(checkpoint))
         ntasks = os.environ.get("SLURM_NTASKS_PER_NODE")
         if ntasks and ntasks.isdigit() and str(cfg["trainer"].get("devices")) not in (ntasks, "auto", "-1"):
             print(f"ganforge: warning: trainer.devices={cfg['trainer'].get('devices')} but SLURM_NTASKS_PER_NODE="
@@ -254,24 +261,43 @@ def fit(cfg: dict[str, Any], resume: Optional[str] = None, progress: Optional[bo
     """Train a GAN from a resolved config. Returns ``{"run_dir", "summary", "module", "trainer"}``."""
     quiet_lightning()
     config_mod.check_hardware(cfg["trainer"])  # trainer.accelerator=gpu on a machine without one
+    owner = not os.environ.get(RUN_DIR_ENV) and rundir.launch_rank() == 0  # not a spawned or non-zero rank
     run_dir, ckpt = choose_run_dir(cfg, resume)
+    fresh = not run_dir.exists() or not any(run_dir.iterdir())  # created for this run (a new version_<n>)
+    lock = rundir.RunLock(run_dir).acquire() if owner else None  # refused while another process runs it
     previous = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(run_dir)  # spawned ranks inherit it: one run directory for all
     try:
+        if lock is not None and not fresh:
+            rundir.remove_orphan_temporaries(run_dir)
         return _fit(cfg, run_dir, ckpt, progress, registry)
+    except BaseException:
+        if lock is not None and fresh:
+            rundir.remove_own_start(run_dir)  # a start that failed before training wrote anything
+        raise
     finally:
         if previous is None:
             os.environ.pop(RUN_DIR_ENV, None)
         else:
             os.environ[RUN_DIR_ENV] = previous
+        if lock is not None:
+            lock.release()
 
 
 def _fit(cfg: dict[str, Any], run_dir: Path, ckpt: Optional[Path], progress: Optional[bool],
          registry: Optional[Registry]) -> dict[str, Any]:
+    plan, state = None, None
+    if ckpt is not None:  # before anything is built or written: refuse a different experiment, or a no-op
+        state = _check_checkpoint(ckpt)
+        plan = resume_mod.plan_resume(state, cfg, ckpt, registry)
+        if plan.finished:
+            print(plan.finished, flush=True)
+            summary = run_dir / "summary.json"
+            return {"run_dir": run_dir, "summary": json.loads(summary.read_text()) if summary.is_file() else None,
+                    "module": None, "trainer": None}
     built = build_components(cfg, registry)
     resumed_step = None
-    if ckpt is not None:
-        state = _check_checkpoint(ckpt)
+    if state is not None:
         resumed_step = int(state["counters"]["iterations"])
         built.module.extra_state.update(state.get("extra") or {})  # e.g. the W&B run id, before loggers exist
     loggers = make_loggers(cfg, run_dir, built.module, resuming=ckpt is not None)
@@ -285,8 +311,7 @@ def _fit(cfg: dict[str, Any], run_dir: Path, ckpt: Optional[Path], progress: Opt
                           f"(trainer.devices x trainer.num_nodes); use a multiple of {world}, e.g. "
                           f"{(batch // world + 1) * world}.")
     if trainer.is_global_zero:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", config_mod.dump(cfg))
+        resume_mod.record_segment(run_dir, cfg, ckpt, plan)  # config.yaml once; segments.jsonl every start
         strategy = getattr(trainer.strategy, "strategy_name", type(trainer.strategy).__name__)
         world = f"{trainer.world_size} process{'es' if trainer.world_size > 1 else ''}, strategy {strategy}"
         if ckpt is None:

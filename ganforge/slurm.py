@@ -19,6 +19,8 @@ from typing import Any
 
 import lightning as L
 
+from ganforge.stopping import SIGNALS, StepBoundaryStop
+
 
 def in_slurm_job() -> bool:
     """A batch job (not an interactive ``salloc``/``srun --pty bash``, which cannot be requeued)."""
@@ -27,16 +29,17 @@ def in_slurm_job() -> bool:
     return SLURMEnvironment.detect()
 
 
-class SlurmRequeue(L.Callback):
-    """On ``signum`` (SIGUSR1, sent by ``#SBATCH --signal=SIGUSR1@<secs>``): checkpoint and requeue."""
+class SlurmRequeue(StepBoundaryStop):
+    """On ``signum`` (SIGUSR1, sent by ``#SBATCH --signal=SIGUSR1@<secs>``): checkpoint and requeue.
 
-    CHECK_EVERY = 10
+    The agreement on a step boundary is :class:`ganforge.stopping.StepBoundaryStop`'s (every
+    ``CHECK_EVERY`` iterations under DDP: enough for a signal a minute or more before the end).
+    """
 
     def __init__(self, checkpoint: Any, signum: int = signal.SIGUSR1) -> None:
-        self.checkpoint = checkpoint
+        super().__init__(checkpoint)
         self.signum = signum
         self.flag = False
-        self.requeued = False
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if threading.current_thread() is threading.main_thread():
@@ -45,15 +48,13 @@ class SlurmRequeue(L.Callback):
     def _handler(self, signum: int, frame: Any) -> None:
         self.flag = True  # act at the next step boundary, on every rank at once
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
-        # The agreement is an all-reduce and a host sync: every CHECK_EVERY iterations (the same
-        # iteration on every rank) is enough for a signal that comes a minute or more before the end.
-        if self.requeued or pl_module.iterations % self.CHECK_EVERY or not pl_module._any_rank(self.flag):
-            return
+    def request(self) -> int:
+        return int(self.flag)
+
+    def act(self, trainer: L.Trainer, pl_module: Any, value: int) -> None:
         self.checkpoint.save(trainer, pl_module)
-        self.requeued = True
         pl_module.requeued = True
-        trainer.should_stop = True
+        SIGNALS.phase = "requeued"  # SLURM's SIGTERM that ends this attempt is then no interrupt
         if trainer.is_global_zero:
             job = os.environ.get("SLURM_JOB_ID", "")
             print(f"ganforge: SLURM signal: saved {self.checkpoint.last} at generator step {pl_module.g_steps}; "

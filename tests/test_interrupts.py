@@ -1,0 +1,193 @@
+"""Ctrl-C and SIGTERM on a real ``ganforge fit``: during training (stop after the step, save
+``last.ckpt`` and a summary marked interrupted, exit 130/143, and the printed resume command
+finishes the run with exact counters), during start-up, during the final evaluation, and twice."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY, make_fake_distribution
+
+pytestmark = pytest.mark.timeout(300)
+
+# A callback plugin that makes the start-up or the end of training slow, so that a signal lands there.
+SLOW = {
+    "slow_mod": """
+        import time
+        import lightning as L
+        from ganforge import hookimpl
+
+        class SlowEnd(L.Callback):
+            def __init__(self, end_delay, step_delay):
+                self.end_delay = end_delay
+                self.step_delay = step_delay
+
+            def on_train_batch_end(self, trainer, pl_module, *args):
+                time.sleep(self.step_delay)
+
+            def on_train_end(self, trainer, pl_module):
+                if self.end_delay:
+                    print("slow: final evaluation under way", flush=True)
+                    time.sleep(self.end_delay)
+
+        def slow(start_delay: float = 0.0, end_delay: float = 0.0, step_delay: float = 0.0) -> SlowEnd:
+            if start_delay:
+                print("slow: building", flush=True)
+                time.sleep(start_delay)
+            return SlowEnd(end_delay, step_delay)
+
+        @hookimpl
+        def ganforge_register_callbacks(register):
+            register("slow", slow, description="sleeps at start-up or at the end (tests)")
+    """,
+}
+
+
+def _strict_json(path: Path) -> dict:
+    def no_constants(name: str) -> None:
+        raise ValueError(f"{path} holds {name}: not JSON")
+
+    return json.loads(path.read_text(), parse_constant=no_constants)
+
+
+@pytest.fixture
+def env(tmp_path):
+    site = make_fake_distribution(tmp_path / "site", "ganforge-slow", SLOW, {"slow": "slow_mod"})
+    e = dict(os.environ, GANFORGE_PROGRESS="0", OMP_NUM_THREADS="1", PYTHONPATH=str(site))
+    e.pop("GANFORGE_RUN_DIR", None)
+    return e
+
+
+def _start(args: list[str], cwd: Path, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ganforge", "fit", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(cond, proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"ganforge fit ended (rc {proc.returncode}) before {what}:\n{out[-2000:]}\n{err[-3000:]}")
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"no {what} after {timeout}s")
+
+
+def _logged_steps(run: Path) -> list[int]:
+    return [int(float(r["g_steps"])) for r in csv.DictReader(open(run / "metrics.csv")) if r.get("d_loss")]
+
+
+def _mid_run(tmp_path: Path, env: dict, steps: int, extra: tuple = ()) -> tuple[subprocess.Popen, Path]:
+    args = [*TINY, f"train.max_steps={steps}", "metrics.every_n_steps=500", "root_dir=runs", *extra]
+    proc = _start(args, tmp_path, env)
+    run = tmp_path / "runs" / "ring8" / "version_0"
+    # under way: the run directory exists and the first losses are logged
+    _wait_for(lambda: (run / "metrics.csv").is_file() and _logged_steps(run), proc, "training under way")
+    return proc, run
+
+
+def test_ctrl_c_mid_run_saves_and_the_printed_command_resumes_to_exact_counters(tmp_path, env):
+    steps = 1500
+    proc, run = _mid_run(tmp_path, env, steps)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    summary = _strict_json(run / "summary.json")
+    stopped = summary["interrupted"]
+    assert stopped["signal"] == "SIGINT" and stopped["during"] == "training" and stopped["checkpoint_is_current"]
+    g = summary["counters"]["g_steps"]
+    assert 0 < g < steps and stopped["g_steps"] == g
+    assert f"stopped by SIGINT (Ctrl-C) after generator step {g}: saved runs/ring8/version_0/checkpoints/last.ckpt" in err
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    command = err.split("Resume with: ", 1)[1].splitlines()[0]
+    argv = shlex.split(command)
+    assert argv[:2] == ["ganforge", "fit"] and argv[-2:] == ["--resume", "runs/ring8/version_0/checkpoints/last.ckpt"]
+
+    again = subprocess.run([sys.executable, "-m", "ganforge", *argv[1:]], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resuming from runs/ring8/version_0/checkpoints/last.ckpt" in again.stdout
+    final = _strict_json(run / "summary.json")
+    assert "interrupted" not in final
+    c = final["counters"]
+    assert c["g_steps"] == c["d_steps"] == c["iterations"] == steps and c["images_seen"] == steps * 64
+    assert _logged_steps(run) == list(range(5, steps + 1, 5))  # no step done twice or lost
+
+
+def test_sigterm_mid_run_saves_and_exits_143(tmp_path, env):
+    proc, run = _mid_run(tmp_path, env, 1500)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-3000:]
+    assert "stopped by SIGTERM after generator step" in err and "Traceback" not in err
+    summary = _strict_json(run / "summary.json")
+    assert summary["interrupted"]["signal"] == "SIGTERM"
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_three_quick_interrupts_exit_at_once_without_a_traceback(tmp_path, env):
+    # half a second per step: the second and third Ctrl-C come while the first waits for the step's end
+    proc, run = _mid_run(tmp_path, env, 1500, ("callbacks=[{name: slow, step_delay: 0.5}]",))
+    t0 = time.time()
+    for _ in range(3):
+        try:
+            proc.send_signal(signal.SIGINT)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)  # signals sent closer together merge into one (Linux keeps one pending SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert time.time() - t0 < 0.5 + 5
+    assert proc.returncode == 130, err[-3000:]
+    assert "second interrupt (SIGINT (Ctrl-C)): exiting now without saving" in err
+    assert "Traceback" not in err and "Exception ignored" not in err
+    ckpt = run / "checkpoints" / "last.ckpt"
+    if ckpt.exists():  # whatever is there is a complete checkpoint
+        import torch
+
+        assert "ganforge" in torch.load(ckpt, map_location="cpu", weights_only=True)
+
+
+def test_ctrl_c_during_start_up_ends_with_a_message(tmp_path, env):
+    proc = _start([*TINY, "root_dir=runs", "callbacks=[{name: slow, start_delay: 60}]"], tmp_path, env)
+    lines: list[str] = []
+    _wait_for(lambda: "slow: building" in (lines.append(proc.stdout.readline()) or lines[-1]), proc, "start-up")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-3000:]
+    assert "SIGINT (Ctrl-C) during start-up, before training began: nothing was trained or saved." in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs" / "ring8" / "version_0" / "checkpoints").exists()
+
+
+def test_ctrl_c_during_the_final_evaluation_keeps_the_final_checkpoint(tmp_path, env):
+    steps = 20
+    proc = _start([*TINY, "root_dir=runs", "callbacks=[{name: slow, end_delay: 60}]"], tmp_path, env)
+    lines: list[str] = []
+    _wait_for(lambda: "slow: final" in (lines.append(proc.stdout.readline()) or lines[-1]), proc, "the end")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-3000:]
+    run = tmp_path / "runs" / "ring8" / "version_0"
+    assert (f"SIGTERM during the final evaluation: training finished at generator step {steps} and "
+            f"runs/ring8/version_0/checkpoints/last.ckpt holds it") in err
+    assert "ganforge evaluate runs/ring8/version_0/checkpoints/last.ckpt" in err and "Traceback" not in err
+    summary = _strict_json(run / "summary.json")
+    assert summary["interrupted"]["during"] == "final evaluation" and summary["counters"]["g_steps"] == steps
+    import torch
+
+    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["ganforge"]
+    assert state["counters"]["g_steps"] == steps
