@@ -33,6 +33,12 @@ def check(cfg: dict[str, Any], objective: Any) -> None:
         )
 
 
+def has_spectral_norm(net: nn.Module) -> bool:
+    """Whether ``net`` uses ``torch.nn.utils.parametrizations.spectral_norm``."""
+    return any(type(p).__name__ == "_SpectralNorm" for m in net.modules()
+               for plist in getattr(m, "parametrizations", {}).values() for p in plist)
+
+
 def has_conv(net: nn.Module) -> bool:
     return any(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in net.modules())
 
@@ -44,20 +50,32 @@ def use_channels_last(setting: Any, device: torch.device, nets: list[nn.Module])
     return bool(setting)
 
 
-def apply(module: Any, device: torch.device) -> dict[str, bool]:
+def apply(module: Any, device: torch.device) -> dict[str, Any]:
     """Apply ``train.channels_last`` and ``train.compile`` to a GANModule's networks, in place.
 
     Call before the networks move to their device and before DDP wraps them (the module's
-    ``setup``). Returns what was applied, for logs and tests.
+    ``setup``). Returns what was applied, for logs and tests: ``{"channels_last": bool, "compile":
+    (names of the compiled networks)}``.
     """
     t = module.train_cfg
     nets = [module.generator, module.discriminator]
     applied = {"channels_last": use_channels_last(t.get("channels_last", "auto"), device, nets),
-               "compile": bool(t.get("compile", False))}
+               "compile": ()}
     if applied["channels_last"]:
         for net in nets + ([module.generator_ema] if module.generator_ema is not None else []):
             net.to(memory_format=torch.channels_last)  # only 4-D parameters and buffers change layout
-    if applied["compile"]:
-        for net in nets:  # the EMA generator only samples: eager
+    if t.get("compile", False):
+        compiled = nets  # the EMA generator only samples: eager
+        if has_spectral_norm(module.discriminator):
+            # torch 2.13's compiled backward saves spectral norm's power-iteration vectors without
+            # the copy eager mode makes, so D(real), D(fake), backward fails ("modified by an
+            # inplace operation"). D stays eager; G is compiled.
+            compiled = [module.generator]
+            if module.rank == 0:
+                print("ganforge: train.compile: the discriminator uses spectral norm, which torch.compile cannot "
+                      "train (in-place power iteration); compiling the generator only.", flush=True)
+        for net in compiled:
             net.compile()  # in place: no wrapper, no "_orig_mod." in the state-dict keys
+        applied["compile"] = tuple(n for n, net in (("generator", module.generator),
+                                                    ("discriminator", module.discriminator)) if net in compiled)
     return applied

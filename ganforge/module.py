@@ -91,7 +91,7 @@ class GANModule(L.LightningModule):
         self.run_config: Optional[dict[str, Any]] = None  # the resolved config, saved in checkpoints
         self.requeued = False  # set when a SLURM requeue stopped training (no final evaluation)
         self.interrupted: Optional[str] = None  # "SIGINT"/"SIGTERM" when a signal stopped training (ganforge.stopping)
-        self.fast_paths: dict[str, bool] = {}  # what ganforge.fastpaths applied in setup (compile, channels_last)
+        self.fast_paths: dict[str, Any] = {}  # what ganforge.fastpaths applied in setup (compile, channels_last)
 
     # -- networks -------------------------------------------------------------------------------------
 
