@@ -250,20 +250,6 @@ def json_safe(obj: Any, where: str = "", bad: dict[str, str] | None = None) -> A
     return obj
 
 
-def json_safe(obj: Any, where: str = "", bad: dict[str, str] | None = None) -> Any:
-    """``obj`` with every NaN/inf float replaced by ``None`` (JSON has no NaN: Python's bare ``NaN``
-    makes the file unreadable for strict parsers); ``bad`` collects ``{dotted.key: "nan"}``."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        if bad is not None:
-            bad[where or "(top)"] = str(obj)
-        return None
-    if isinstance(obj, dict):
-        return {k: json_safe(v, f"{where}.{k}" if where else str(k), bad) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v, f"{where}[{i}]", bad) for i, v in enumerate(obj)]
-    return obj
-
-
 def write_json(path: PathLike, obj: Any) -> None:
     """Strict JSON, atomically. Non-finite numbers become ``null``, and a mapping gets a
     ``non_finite`` entry naming them: ``{"metrics.fid.values.fid": "nan"}``."""

@@ -185,10 +185,14 @@ def make_trainer(cfg: dict[str, Any], run_dir: Path, built: Built, loggers: list
     max_steps = t["max_steps"]
     sample_every = s["every_n_steps"] or metrics_every or (max(1, max_steps // 10) if max_steps else 1000)
     num_samples = s["num_samples"] or (64 if built.module.info.kind == "image" else 1000)
+    from ganforge.stopping import InterruptStop
+
     checkpoint = GANCheckpoint(run_dir / "checkpoints", t["checkpoint_every_n_steps"])
+    evaluation = Evaluation(built.metrics, metrics_every, cfg["metrics"]["use_ema"], run_dir, cfg["seed"], cfg["name"],
+                            sources=built.metric_sources)
     callbacks: list[Any] = [
-        Evaluation(built.metrics, metrics_every, cfg["metrics"]["use_ema"], run_dir, cfg["seed"], cfg["name"],
-                   sources=built.metric_sources),
+        InterruptStop(checkpoint, evaluation),  # Ctrl-C/SIGTERM: first, so it saves after all others' step
+        evaluation,
         SamplePictures(run_dir, sample_every, num_samples, s["snapshots"], cfg["seed"], max_steps),
         *built.callbacks,
     ]
