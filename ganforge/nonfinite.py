@@ -23,6 +23,7 @@ a decision on the host: one sync per optimizer step.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -38,9 +39,8 @@ class StepRecord:
     g_steps: int  # the engine's counters before the step, counting every step since the last sync
     d_steps: int
     images_seen: int
-    loss: torch.Tensor  # the step's loss (device, 0-dim)
-    bad_here: torch.Tensor  # [loss not finite, gradient not finite] on this rank (device, float)
-    bad_any: torch.Tensor  # the same on any rank (all-reduced)
+    values: torch.Tensor  # device: the loss, then each gradient's norm, on this rank
+    bad_any: Optional[torch.Tensor]  # device, under DDP: [loss not finite, gradient not finite] on any rank
     skip: torch.Tensor  # 1.0: the step was a no-op
     run: torch.Tensor  # this network's non-finite steps in a row, this one included
     halted: torch.Tensor  # 1.0: the run is halted after this step
@@ -99,7 +99,7 @@ class NonFiniteGuard:
         self.halted: Optional[Verdict] = None  # known on the host once a sync point has seen it
         self._runs: dict[str, torch.Tensor] = {}  # device: each network's non-finite steps in a row
         self._halted: Optional[torch.Tensor] = None  # device: 1.0 once halted (latched)
-        self.live: Optional[torch.Tensor] = None  # device: 1.0 until the run halts, then 0.0 (gates the EMA)
+        self._zero: Optional[torch.Tensor] = None
 
     def check(self, loss: torch.Tensor, grads: list[torch.Tensor], world_size: int, loss_only: bool,
               record: dict[str, Any]) -> torch.Tensor:
@@ -112,29 +112,33 @@ class NonFiniteGuard:
             loss_only: Judge the loss only (under an fp16 GradScaler, which skips inf gradients itself).
             record: The host's view of the step: ``which``, ``iteration`` and the counters.
         """
-        loss = loss.detach().float()
-        if grads and not loss_only:  # one fused reduction: a NaN/inf anywhere makes its tensor's norm non-finite
-            grad_sum = torch.stack(torch._foreach_norm(grads)).sum()
-        else:
-            grad_sum = torch.zeros((), device=loss.device)
-        v = torch.stack([loss, grad_sum])
-        bad_here = torch.isnan(v - v).float()  # x - x is 0 for finite x, NaN for NaN and ±inf
-        bad_any = bad_here
-        if world_size > 1:
-            bad_any = bad_here.clone()
-            torch.distributed.all_reduce(bad_any, op=torch.distributed.ReduceOp.MAX)
-        which = record["which"]
-        zero = torch.zeros((), device=loss.device)
-        halted = zero if self._halted is None else self._halted
-        bad = bad_any.amax()
-        skip = torch.maximum(bad, halted)
-        run = (self._runs.get(which, zero) + 1.0) * bad  # a finite step resets it
-        self._runs[which] = run
-        self._halted = torch.maximum(halted, (run > self.allowed).float())
-        self.live = 1.0 - self._halted
-        self.records.append(StepRecord(loss=loss, bad_here=bad_here, bad_any=bad_any, skip=skip, run=run,
-                                       halted=self._halted, **record))
+        if self._zero is None or self._zero.device != loss.device:
+            self._zero = torch.zeros((), device=loss.device)
+        zero, which = self._zero, record["which"]
+        with torch.no_grad():
+            # one fused reduction: a NaN/inf in a gradient makes its norm, and the sum, non-finite
+            norms = torch._foreach_norm(grads) if grads and not loss_only else []
+            v = torch.stack([loss.float(), *norms])
+            total = v.sum()
+            bad = torch.isnan(total - total)  # x - x is 0 for finite x, NaN for NaN and ±inf
+            bad_any = None
+            if world_size > 1:  # every rank decides alike: [loss, gradient] not finite on any rank
+                pair = torch.stack([v[0], v[1:].sum()])
+                bad_any = torch.isnan(pair - pair).float()
+                torch.distributed.all_reduce(bad_any, op=torch.distributed.ReduceOp.MAX)
+                bad = bad_any.amax()
+            halted = zero if self._halted is None else self._halted
+            skip = torch.maximum(bad, halted)
+            run = (self._runs.get(which, zero) + 1.0) * bad  # a finite step resets it
+            self._runs[which] = run
+            self._halted = torch.maximum(halted, run > self.allowed)
+        self.records.append(StepRecord(values=v, bad_any=bad_any, skip=skip, run=run, halted=self._halted, **record))
         return skip
+
+    @property
+    def live(self) -> Optional[torch.Tensor]:
+        """Device: 1.0 until the run halts, then 0.0 (gates the EMA); ``None`` before the first step."""
+        return None if self._halted is None else 1.0 - self._halted
 
     @staticmethod
     def step(optimizer: Any, skip: torch.Tensor, on_host: bool) -> bool:
@@ -161,16 +165,24 @@ class NonFiniteGuard:
         skipped: list[Verdict] = []
         if not records or self.halted is not None:
             return Settlement(skipped, self.halted)
-        n = len(records)
-        column = lambda name: torch.stack([getattr(r, name) for r in records]).reshape(n, -1)  # noqa: E731
-        table = torch.cat([column(k) for k in ("loss", "bad_here", "bad_any", "skip", "run", "halted")], 1).tolist()
+        ddp = records[0].bad_any is not None
+        parts = [torch.stack([torch.stack([r.skip, r.run, r.halted]) for r in records]).flatten()]
+        parts += [r.values for r in records] + ([r.bad_any for r in records] if ddp else [])
+        flat = torch.cat(parts).tolist()  # the one transfer
+        state, pos = [flat[3 * i : 3 * i + 3] for i in range(len(records))], 3 * len(records)
+        values = []
+        for r in records:
+            values.append(flat[pos : pos + len(r.values)])
+            pos += len(r.values)
         fix = {"g_steps": 0, "d_steps": 0}
-        for r, (loss, here_loss, here_grad, any_loss, any_grad, skip, run, halted) in zip(records, table):
+        for i, (r, (skip, run, halted), v) in enumerate(zip(records, state, values)):
             if not skip and not halted:
                 continue
+            here = (not math.isfinite(v[0]), not all(math.isfinite(x) for x in v[1:]))
+            anywhere = (flat[pos + 2 * i] > 0, flat[pos + 2 * i + 1] > 0) if ddp else here
             counters = {"iterations": r.iteration, "g_steps": r.g_steps - fix["g_steps"],
                         "d_steps": r.d_steps - fix["d_steps"], "images_seen": r.images_seen}
-            verdict = Verdict(r, loss, (here_loss > 0, here_grad > 0), (any_loss > 0, any_grad > 0), int(run), counters)
+            verdict = Verdict(r, v[0], here, anywhere, int(run), counters)
             if halted:
                 self.halted = verdict
                 break

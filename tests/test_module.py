@@ -193,6 +193,34 @@ def test_no_host_sync_in_a_non_logging_iteration(tiny, registry, monkeypatch, po
     assert all(syncs[g] >= 1 for g in (5, 10, 12)), syncs  # the counter does see the sync points
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("policy", ["stop", "skip"])
+def test_no_cuda_sync_in_a_non_logging_iteration(tiny, registry, monkeypatch, policy):
+    """On a GPU, ``torch.cuda.set_sync_debug_mode("error")`` raises at any synchronizing call:
+    every iteration that is not a sync point (every 5th step here, and the end) runs under it."""
+    step, strict = GANModule.training_step, []
+
+    def training_step(module, batch, batch_idx):
+        g = module.g_steps + 1
+        if g % 5 and g != 12:
+            strict.append(g)
+            torch.cuda.set_sync_debug_mode("error")
+        try:
+            return step(module, batch, batch_idx)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+    monkeypatch.setattr(GANModule, "training_step", training_step)
+    if policy == "skip":
+        _poison(monkeypatch, 3)
+    out = _fit(registry, tiny + ["trainer.accelerator=gpu", "trainer.devices=1", f"train.on_nonfinite={policy}",
+                                  "train.max_steps=12", "train.grad_clip=10", "objective.name=non-saturating",
+                                  "objective.r1_weight=0.1", "objective.r1_every=4"])
+    assert strict == [1, 2, 3, 4, 6, 7, 8, 9, 11] and out["module"].g_steps == 12
+    assert out["module"].skipped_steps == (1 if policy == "skip" else 0)
+
+
 def test_lazy_r1_runs_dreg_every_k_discriminator_steps(tiny, registry, monkeypatch):
     from ganforge_plugins.objectives import NonSaturating
 
