@@ -32,8 +32,29 @@ def checkpoint_error(path: str | Path, exc: BaseException, hint: str = "") -> Co
             "was not loaded and nothing in it ran. Use a checkpoint written by ganforge itself "
             "(runs/<name>/version_<n>/checkpoints/last.ckpt), from a source you trust."
         )
-    return ConfigError(f"checkpoint '{path}' cannot be read ({type(exc).__name__}: {exc}); it is corrupt or not a "
-                       f"checkpoint.{hint}")
+    return ConfigError(f"checkpoint '{path}' cannot be read: {_what_is(path, exc)}.{hint}")
+
+
+def _what_is(path: str | Path, exc: BaseException) -> str:
+    """What the file looks like, for a message (torch's own errors, e.g. 'Unsupported operand 103'
+    for a text file, say nothing to a user)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as e:
+        return f"{e.strerror or e}"
+    if not head:
+        return "the file is empty (0 bytes)"
+    if head.startswith(b"PK\x03\x04"):
+        return f"a zip file that torch cannot read as a checkpoint, probably truncated ({type(exc).__name__}: {exc})"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if text and all(c.isprintable() or c in "\n\r\t" for c in text):
+        first = text.strip().splitlines()[0][:40] if text.strip() else ""
+        return f"it is a text file, not a checkpoint (it begins {first!r})"
+    return f"it is not a PyTorch checkpoint, or it is corrupt ({type(exc).__name__}: {exc})"
 
 
 def load_checkpoint_file(path: str | Path, *, mmap: bool = False, map_location: Any = "cpu",

@@ -115,14 +115,14 @@ def logger_entry(name: Literal["csv", "wandb"] = "csv", project: str = "ganforge
     """A logger: ``csv`` (``metrics.csv`` in the run directory) or ``wandb`` (Weights & Biases)."""
 
 
-def _schema(fn: Any, kind: str) -> Component:
-    return Component(kind=kind, name=kind, factory=fn, description="", plugin="ganforge", distribution="ganforge", version="")
+def _schema(fn: Any, kind: str, name: str = "") -> Component:
+    return Component(kind=kind, name=name or kind, factory=fn, description="", plugin="ganforge", distribution="ganforge", version="")
 
 
 SECTIONS = {
-    "train": _schema(train_section, "section"),
-    "metrics": _schema(metrics_section, "section"),
-    "samples": _schema(samples_section, "section"),
+    "train": _schema(train_section, "section", "train"),
+    "metrics": _schema(metrics_section, "section", "metrics"),
+    "samples": _schema(samples_section, "section", "samples"),
 }
 TOP_LEVEL = {"name", "seed", "root_dir", *COMPONENT_SECTIONS, *SECTIONS, "optim", "logger", "callbacks", "trainer"}
 

@@ -229,19 +229,25 @@ def make_trainer(cfg: dict[str, Any], run_dir: Path, built: Built, loggers: list
         from ganforge.strategy import GANDDPStrategy
 
         kwargs["strategy"] = GANDDPStrategy()
-    return L.Trainer(
-        max_epochs=-1,
-        logger=loggers or False,
-        callbacks=callbacks,
-        enable_checkpointing=False,
-        default_root_dir=str(run_dir),
-        use_distributed_sampler=False,
-        log_every_n_steps=1,  # GANModule decides when to log (train.log_every_n_steps, in G steps)
-        num_sanity_val_steps=0,
-        enable_model_summary=False,
-        plugins=plugins,
-        **kwargs,
-    )
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return L.Trainer(
+            max_epochs=-1,
+            logger=loggers or False,
+            callbacks=callbacks,
+            enable_checkpointing=False,
+            default_root_dir=str(run_dir),
+            use_distributed_sampler=False,
+            log_every_n_steps=1,  # GANModule decides when to log (train.log_every_n_steps, in G steps)
+            num_sanity_val_steps=0,
+            enable_model_summary=False,
+            plugins=plugins,
+            **kwargs,
+        )
+    except (MisconfigurationException, ValueError) as exc:  # values of the right type Lightning refuses
+        given = ", ".join(f"trainer.{k}={v!r}" for k, v in cfg["trainer"].items())
+        raise ConfigError(f"trainer: lightning.Trainer refused these settings ({given}): {exc}") from None
 
 
 def _world_size_hint(trainer_kwargs: dict[str, Any]) -> int:

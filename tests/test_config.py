@@ -55,6 +55,9 @@ def test_list_overrides():
         (["train.max_steps=null"], r"set train.max_steps \(generator steps\) or train.max_images"),
         (["seed=abc"], r"seed: expected int, got 'abc'"),
         (["train.max_steps"], r"override 'train.max_steps': expected key.path=value"),
+        (["train.foo=1"], r"train.foo: unknown parameter of section 'train'\. Valid parameters: batch_size"),
+        (["samples.evry_n_steps=1"], r"samples.evry_n_steps: unknown parameter of section 'samples'\. Did you mean 'every_n"),
+        (["optim.generator.betaz=1"], r"optim.generator.betaz: unknown parameter of the optimizer\. Did you mean 'betas'"),
     ],
 )
 def test_bad_values_name_the_key_the_value_and_the_fix(registry, overrides, message):
@@ -232,3 +235,15 @@ def test_gpu_accelerator_without_a_gpu_is_one_line_from_the_cli(tmp_path):
                           capture_output=True, text=True, timeout=120, env=env)
     assert zero.returncode == 2 and "Traceback" not in zero.stderr
     assert "ganforge: error: trainer.devices: must be >= 1, -1 (all) or 'auto', got 0." in zero.stderr
+
+
+def test_trainer_values_lightning_refuses_are_one_line_naming_the_trainer_section(registry, tiny, tmp_path):
+    from ganforge.run import fit
+
+    cfg = load_config(None, tiny + ["trainer.strategy=bogus"], registry)
+    with pytest.raises(ConfigError, match=r"^trainer: lightning.Trainer refused these settings \(trainer.accelerator="
+                                          r"'auto', trainer.devices=1, trainer.strategy='bogus'\): You selected an "
+                                          r"invalid strategy name"):
+        fit(cfg, progress=False)
+    good = fit(load_config(None, tiny + ["trainer.strategy=auto", "train.max_steps=2"], registry), progress=False)
+    assert good["module"].g_steps == 2
