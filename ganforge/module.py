@@ -395,11 +395,14 @@ class GANModule(L.LightningModule):
         ema_params, params, ema_buffers, buffers = self._loop.get("ema") or (
             list(self.generator_ema.parameters()), list(self.generator.parameters()),
             list(self.generator_ema.buffers()), list(self.generator.buffers()))
-        weight: Any = 1.0 - self.ema_beta()
-        if self.guard.live is not None:  # 0 once the run has halted: the EMA stays at the last good state
-            weight = self.guard.live * weight
-        # ema <- beta * ema + (1 - beta) * p, fused over all parameters
-        torch._foreach_lerp_(ema_params, params, weight)
+        weight = 1.0 - self.ema_beta()
+        live = self.guard.live  # 0 once the run has halted: the EMA stays at the last good state
+        if live is None:
+            torch._foreach_lerp_(ema_params, params, weight)  # ema <- ema + (1 - beta) (p - ema), fused
+        else:  # the same with a device weight (a tensor weight for lerp would be read on the host: a sync)
+            delta = torch._foreach_sub(params, ema_params)
+            torch._foreach_mul_(delta, live * weight)
+            torch._foreach_add_(ema_params, delta)
         if buffers:
             torch._foreach_copy_(ema_buffers, buffers)
 
