@@ -564,47 +564,6 @@ def _components_of(ep: md.EntryPoint) -> list[str]:
     return found
 
 
-_ANNOUNCED: set[tuple[str, ...]] = set()  # what _announce_disabled has said in this process
-
-
-def _announce_disabled(disabled: set[str], eps: list[md.EntryPoint], extra: list[str]) -> None:
-    """Say once which plugins GANFORGE_DISABLE_PLUGINS disabled: a first-party plugin with the
-    components it takes away; names that match no plugin, with the known names."""
-    key = tuple(sorted(disabled))
-    if not disabled or key in _ANNOUNCED:
-        return
-    _ANNOUNCED.add(key)
-    known = {ep.name: ep for ep in eps}
-    for name in sorted(disabled & known.keys()):
-        dist, _ = _dist_of(known[name])
-        if dist != "ganforge":
-            continue  # a third party's: not imported (it may be the broken one being skipped)
-        comps = _components_of(known[name])
-        what = f" ({', '.join(comps)})" if comps else ""
-        print(f"ganforge: note: GANFORGE_DISABLE_PLUGINS: first-party plugin '{name}' disabled{what}; configs "
-              "naming these components will not resolve.", file=sys.stderr)
-    unknown = sorted(disabled - known.keys() - set(extra))
-    if unknown:
-        hints = [f"'{u}' (did you mean '{c[0]}'?)" if (c := difflib.get_close_matches(u, list(known), n=1)) else f"'{u}'"
-                 for u in unknown]
-        print(f"ganforge: warning: GANFORGE_DISABLE_PLUGINS names no installed plugin: {', '.join(hints)}; "
-              f"plugins are: {', '.join(sorted(known))}.", file=sys.stderr)
-
-
-def _components_of(ep: md.EntryPoint) -> list[str]:
-    """``kind name`` of each component a (first-party) plugin registers, without registering them."""
-    found: list[str] = []
-    try:
-        module = ep.load()
-        for kind, hook_name in hookspecs.KINDS.items():
-            fn = getattr(module, hook_name, None)
-            if callable(fn):
-                fn(register=lambda name, factory, description="", _k=kind: found.append(f"{_k} {name}"))
-    except Exception:  # noqa: BLE001 - the note is a courtesy; loading errors are reported elsewhere
-        pass
-    return found
-
-
 _CACHE: dict[tuple, Registry] = {}
 
 
