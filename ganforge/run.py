@@ -335,12 +335,23 @@ def _fit(cfg: dict[str, Any], run_dir: Path, ckpt: Optional[Path], progress: Opt
             "trainer": trainer}
 
 
+def _intact_hint(path: Path) -> str:
+    """What is true about the run's other checkpoint, for the message about a damaged one."""
+    folder = Path(path).parent
+    if folder.name != "checkpoints":
+        return ""
+    others = [p for p in folder.glob("*.ckpt") if p.is_file() and not p.samefile(path)]
+    if others:
+        return f" The run's other checkpoint {sorted(others)[0]} is a separate file: resume from that one."
+    return (" ganforge writes checkpoints atomically, so this one was damaged or replaced after it was written, "
+            "and the run has no other checkpoint: start again without --resume.")
+
+
 def _check_checkpoint(path: Path) -> dict[str, Any]:
     """Fail early and clearly on a file that is not a loadable ganforge checkpoint; returns its
     ``ganforge`` section (counters, RNG states, extra state)."""
     # mmap: only the small 'ganforge' section is actually read; Lightning loads the file for real
-    blob = load_checkpoint_file(path, mmap=True, hint=" ganforge writes checkpoints atomically, so an older "
-                                "checkpoints/last.ckpt of the run is intact — resume from that one.")
+    blob = load_checkpoint_file(path, mmap=True, hint=_intact_hint(path))
     if not isinstance(blob, dict) or "ganforge" not in blob:
         raise ConfigError(f"checkpoint '{path}' was not written by ganforge (no 'ganforge' section).")
     return blob["ganforge"]
