@@ -175,30 +175,17 @@ class Evaluation(L.Callback):
         return values
 
     def _checked(self, trainer: L.Trainer, pl_module: GANModule, index: int, result: Any) -> dict[str, float]:
-        """``compute()``'s result as ``{name: float}``, or a ComponentError naming the metric entry, its
-        plugin, and the checkpoint training can be resumed from (a wrong result stops training)."""
-        problem = ""
-        if not isinstance(result, Mapping):
-            problem = f"returned {type(result).__name__} {_short(result)}"
-        else:
-            for k, v in result.items():
-                if not isinstance(k, str):
-                    problem = f"returned key {k!r} ({type(k).__name__}), not a string name"
-                elif isinstance(v, torch.Tensor) and v.numel() != 1 or isinstance(v, np.ndarray) and v.size != 1:
-                    problem = f"returned '{k}' with shape {tuple(v.shape)}, not a scalar"
-                elif isinstance(v, bool) or not isinstance(v, (int, float, np.number, torch.Tensor, np.ndarray)):
-                    problem = f"returned '{k}' = {_short(v)} ({type(v).__name__}), not a number"
-                if problem:
-                    break
-        if not problem:
-            return {k: float(v) for k, v in result.items()}
-        ckpt = next((c.last for c in trainer.callbacks if isinstance(c, GANCheckpoint)), None)
-        saved = (f"the last checkpoint is {ckpt} (resume with --resume {ckpt} after fixing the metric, or drop it "
-                 "from metrics.list)" if ckpt is not None and ckpt.is_file() else "no checkpoint was written yet")
+        """``compute()``'s result as ``{name: float}``; a wrong one stops training with a ComponentError
+        naming the metric entry, its plugin, and the checkpoint training can be resumed from."""
         from ganforge.components import ComponentError
 
-        raise ComponentError(f"{self.sources[index]}: compute() {problem}; expected a dict of name → number. "
-                             f"Training stopped at generator step {pl_module.g_steps}; {saved}.")
+        try:
+            return metric_values(result, self.sources[index])
+        except ComponentError as exc:
+            ckpt = next((c.last for c in trainer.callbacks if isinstance(c, GANCheckpoint)), None)
+            saved = (f"the last checkpoint is {ckpt} (resume with --resume {ckpt} after fixing the metric, or drop "
+                     "it from metrics.list)" if ckpt is not None and ckpt.is_file() else "no checkpoint was written yet")
+            raise ComponentError(f"{exc} Training stopped at generator step {pl_module.g_steps}; {saved}.") from None
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: GANModule, *args: Any) -> None:
         if _is_eval_step(pl_module.g_steps, self.every) and pl_module.g_steps != self._last_step:
@@ -243,6 +230,29 @@ class Evaluation(L.Callback):
         path = self.run_dir / "summary.json"
         write_json(path, {**self.summary(pl_module), "interrupted": interrupted})
         return path
+
+
+def metric_values(result: Any, where: str) -> dict[str, float]:
+    """A metric's ``compute()`` result as ``{name: float}``, or a ComponentError saying what is wrong
+    with it, prefixed by ``where`` (the metric's config entry and plugin)."""
+    problem = ""
+    if not isinstance(result, Mapping):
+        problem = f"returned {type(result).__name__} {_short(result)}"
+    else:
+        for k, v in result.items():
+            if not isinstance(k, str):
+                problem = f"returned key {k!r} ({type(k).__name__}), not a string name"
+            elif isinstance(v, torch.Tensor) and v.numel() != 1 or isinstance(v, np.ndarray) and v.size != 1:
+                problem = f"returned '{k}' with shape {tuple(v.shape)}, not a scalar"
+            elif isinstance(v, bool) or not isinstance(v, (int, float, np.number, torch.Tensor, np.ndarray)):
+                problem = f"returned '{k}' = {_short(v)} ({type(v).__name__}), not a number"
+            if problem:
+                break
+    if not problem:
+        return {k: float(v) for k, v in result.items()}
+    from ganforge.components import ComponentError
+
+    raise ComponentError(f"{where}: compute() {problem}; expected a dict of name → number.")
 
 
 def _short(value: Any, limit: int = 60) -> str:

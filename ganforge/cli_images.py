@@ -192,7 +192,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         x = module.sample(n, y=y, seed=args.seed, ema=not args.no_ema)
         for i in range(0, n, 500):
             metric.update(x[i : i + 500], None if y is None else y[i : i + 500].to(x.device))
-        results[name] = {"values": {k: float(v) for k, v in metric.compute().items()}, "protocol": metric.protocol()}
+        from ganforge.callbacks import metric_values
+
+        where = f"--metrics {name} (metric '{name}' from {reg.get('metric', spec['name']).provider})"
+        results[name] = {"values": metric_values(metric.compute(), where), "protocol": metric.protocol()}
         if hasattr(metric, "figure"):
             from PIL import Image
 

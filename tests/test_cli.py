@@ -182,3 +182,12 @@ def test_a_metric_returning_a_non_dict_stops_training_naming_it_and_the_checkpoi
     assert good.returncode == 0, good.stderr[-3000:]
     summary = json.loads((tmp_path / "runs" / "ring8" / "version_2" / "summary.json").read_text())
     assert summary["metrics"]["bad-metric"]["values"] == {"score": 0.5}
+    # `ganforge evaluate` checks the result the same way
+    ckpt = tmp_path / "runs" / "ring8" / "version_0" / "checkpoints" / "last.ckpt"
+    ev = run_env(["evaluate", str(ckpt), "--metrics", "bad-metric"], tmp_path, env)
+    assert ev.returncode == 2 and "Traceback" not in ev.stderr, ev.stderr[-3000:]
+    assert ev.stderr.strip() == ("ganforge: error: --metrics bad-metric (metric 'bad-metric' from plugin 'badmetric' "
+                                 "(ganforge-badmetric 0.0.1)): compute() returned list [1.0, 2.0]; expected a dict of "
+                                 "name → number.")
+    ok = run_env(["evaluate", str(ckpt), "--metrics", "bad-metric", "--set", "bad-metric.returns=ok"], tmp_path, env)
+    assert ok.returncode == 0 and "bad-metric: score=0.5" in ok.stdout, ok.stderr[-3000:]
