@@ -75,6 +75,8 @@ class ResumePlan:
 
 
 def _short(v: Any) -> str:
+    if v == _ABSENT:
+        return "(absent)"
     s = repr(v)
     return s if len(s) <= 40 else s[:37] + "..."
 

@@ -92,7 +92,8 @@ def test_resume_refuses_changes_to_what_is_trained_and_changes_nothing(tiny, reg
     for overrides, keys in [
         (["objective.name=minimax", "generator.width=64", "seed=3"], ["generator.width: 32 -> 64", "seed: 0 -> 3",
                                                                       "objective.name: 'hinge' -> 'minimax'"]),
-        (["dataset.name=gaussian-grid"], ["dataset.name: 'gaussian-ring' -> 'gaussian-grid'"]),
+        (["dataset.name=gaussian-grid"], ["dataset.name: 'gaussian-ring' -> 'gaussian-grid'",
+                                          "dataset.num_modes: 8 -> (absent)", "dataset.per_side: (absent) -> 5"]),
         (["train.batch_size=32", "optim.generator.lr=0.002"], ["train.batch_size: 64 -> 32",
                                                               "optim.generator.lr: 0.001 -> 0.002"]),
     ]:
