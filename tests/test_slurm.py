@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -20,17 +21,57 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slurm, pytest.mark.distributed]
 
 
+DAEMONS = ("slurmd", "slurmctld", "munged")  # stopped in this order: the node, the controller, auth
+
+
+def _pids(name: str) -> set[int]:
+    out = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def stop_started(before: dict[str, set[int]], names: tuple[str, ...] = DAEMONS) -> list[str]:
+    """Stop the daemons these tests started, by pid, and only those: a daemon that ran before the
+    tests (someone's own cluster) is left alone, even if ``slurm.sh up`` restarted it."""
+    stopped = []
+    for name in names:
+        if before[name]:
+            continue
+        for pid in _pids(name):
+            if _comm(pid) == name:
+                os.kill(pid, signal.SIGTERM)
+                stopped.append(f"{name}[{pid}]")
+        end = time.time() + 10
+        while time.time() < end and any(_comm(p) == name for p in _pids(name)):
+            time.sleep(0.2)
+        for pid in _pids(name):
+            if _comm(pid) == name:
+                os.kill(pid, signal.SIGKILL)
+    return stopped
+
+
 @pytest.fixture(scope="module")
 def cluster():
     if os.geteuid() != 0:
         pytest.skip("SLURM tests need root (they install and start slurm-wlm and munge)")
     if not shutil.which("apt-get") and not shutil.which("sbatch"):
         pytest.skip("SLURM tests need Debian's apt-get to install slurm-wlm")
+    before = {name: _pids(name) for name in DAEMONS}
     up = subprocess.run(["bash", str(REPO / "tests" / "cluster" / "slurm.sh"), "up"], capture_output=True, text=True,
                         timeout=900)
     if up.returncode != 0:
+        stop_started(before)
         pytest.skip(f"local SLURM cluster could not start: {(up.stderr or up.stdout).strip().splitlines()[-1:]}")
     yield
+    if not before["slurmctld"]:  # our controller: cancel what is left of our jobs before it goes
+        subprocess.run(["scancel", "--user", str(os.geteuid())], capture_output=True, timeout=60)
+    stop_started(before)
 
 
 def _env(tmp: Path) -> dict[str, str]:
@@ -121,3 +162,29 @@ def test_signal_checkpoints_requeues_and_resumes(cluster, tmp_path):
     # one W&B run id across both attempts
     ids = {p.name.rsplit("-", 1)[-1] for p in (run / "wandb").glob("offline-run-*")}
     assert len(list((run / "wandb").glob("offline-run-*"))) == 2 and ids == {f"ring8-slurm-{job}".rsplit("-", 1)[-1]}
+
+
+def _fake_daemon(folder: Path, name: str) -> subprocess.Popen:
+    exe = folder / name
+    if not exe.exists():
+        shutil.copy(shutil.which("sleep"), exe)
+    return subprocess.Popen([str(exe), "300"])
+
+
+@pytest.mark.timeout(60)
+def test_teardown_stops_only_the_daemons_the_tests_started(tmp_path):
+    """No cluster needed: stand-ins named like daemons (copies of sleep) check the rule."""
+    theirs = _fake_daemon(tmp_path, "gf-theirs-d")  # running before the tests: someone else's
+    before = {"gf-theirs-d": _pids("gf-theirs-d"), "gf-ours-d": _pids("gf-ours-d")}
+    assert theirs.pid in before["gf-theirs-d"] and not before["gf-ours-d"]
+    ours = _fake_daemon(tmp_path, "gf-ours-d")  # started by the tests
+    try:
+        stopped = stop_started(before, names=("gf-ours-d", "gf-theirs-d"))
+        assert stopped == [f"gf-ours-d[{ours.pid}]"]
+        assert ours.wait(timeout=15) == -signal.SIGTERM
+        assert theirs.poll() is None and not _pids("gf-ours-d")
+    finally:
+        for p in (ours, theirs):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
