@@ -162,6 +162,11 @@ def test_signal_checkpoints_requeues_and_resumes(cluster, tmp_path):
     # one W&B run id across both attempts
     ids = {p.name.rsplit("-", 1)[-1] for p in (run / "wandb").glob("offline-run-*")}
     assert len(list((run / "wandb").glob("offline-run-*"))) == 2 and ids == {f"ring8-slurm-{job}".rsplit("-", 1)[-1]}
+    # the requeued attempt is a segment of its own with the same config: no changes, config.yaml untouched
+    segments = [json.loads(line) for line in (run / "segments.jsonl").read_text().splitlines()]
+    assert [(s["segment"], s["start"]["g_steps"], s["changes"], s["config"], s["slurm_job_id"]) for s in segments] == [
+        (0, 0, {}, "config.yaml", job), (1, saved_at, {}, "config.yaml", job)]
+    assert not list(run.glob("config.segment_*.yaml"))
 
 
 def _fake_daemon(folder: Path, name: str) -> subprocess.Popen:
