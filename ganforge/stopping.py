@@ -62,6 +62,7 @@ class SignalState:
         self.phase = "start-up"  # "training" while a step boundary is coming, then "final evaluation"
         env = os.environ
         self.rank = int(env.get("RANK") or env.get("SLURM_PROCID") or env.get("LOCAL_RANK") or 0)
+        self.launcher: Any = None  # Lightning's launcher of the other ranks (set in training)
         # Filled by InterruptStop for the CLI's message: where the run stopped and what it saved.
         self.outcome: dict[str, Any] = {}
 
@@ -88,6 +89,12 @@ class SignalState:
         if self.signum:
             self._say(f"\nganforge: second interrupt ({name}): exiting now without saving; files written before "
                       "(checkpoints/last.ckpt included) are intact.")
+            kill = getattr(self.launcher, "kill", None)
+            if kill is not None:  # ranks this process started would wait for it in a collective forever
+                try:
+                    kill(signal.SIGKILL)
+                except Exception:  # noqa: BLE001 - exiting anyway
+                    pass
             os._exit(exit_code(signum))
         self.signum = signum
         if self.phase == "requeued":
@@ -157,6 +164,7 @@ class InterruptStop(StepBoundaryStop):
         # flag and ends the loop with an exception): ours replaces it; Lightning's teardown puts
         # back whatever was installed before fit (the CLI's handlers, or Python's defaults).
         self.state.rank = trainer.global_rank
+        self.state.launcher = trainer.strategy.launcher
         self.state.install()
         self.state.phase = "training"
 

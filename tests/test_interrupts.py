@@ -191,3 +191,48 @@ def test_ctrl_c_during_the_final_evaluation_keeps_the_final_checkpoint(tmp_path,
 
     state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["ganforge"]
     assert state["counters"]["g_steps"] == steps
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.distributed
+def test_sigterm_to_rank_zero_alone_stops_both_ranks_at_the_same_step(tmp_path, env):
+    """A SIGTERM that reaches one rank only (a scheduler, ``kill <pid>``): the ranks agree at a step
+    boundary, both save and exit; none is left waiting in a collective."""
+    env = dict(env, MASTER_ADDR="127.0.0.1")
+    for k in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "MASTER_PORT"):
+        env.pop(k, None)
+    args = [*TINY, "train.max_steps=3000", "metrics.every_n_steps=1000", "root_dir=runs", "trainer.devices=2",
+            "trainer.accelerator=cpu"]
+    proc = subprocess.Popen([sys.executable, "-m", "ganforge", "fit", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    run = tmp_path / "runs" / "ring8" / "version_0"
+    try:
+        _wait_for(lambda: (run / "metrics.csv").is_file() and _logged_steps(run), proc, "training under way", 300)
+        children = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                                   text=True).stdout.split()]
+        assert children, "rank 1 not found"
+        proc.send_signal(signal.SIGTERM)  # rank 0 only
+        out, err = proc.communicate(timeout=120)
+        end = time.time() + 30
+        while time.time() < end and not all(_gone(c) for c in children):
+            time.sleep(0.2)
+        assert all(_gone(c) for c in children), "rank 1 still running"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 143, err[-3000:]
+    assert "Traceback" not in err and "stopped by SIGTERM after generator step" in err
+    summary = _strict_json(run / "summary.json")
+    g = summary["interrupted"]["g_steps"]
+    assert g % 10 == 0  # under DDP the ranks compare requests every 10 iterations, at the same one
+    import torch
+
+    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["ganforge"]
+    assert state["counters"]["g_steps"] == g
