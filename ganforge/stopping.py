@@ -63,6 +63,7 @@ class SignalState:
         env = os.environ
         self.rank = int(env.get("RANK") or env.get("SLURM_PROCID") or env.get("LOCAL_RANK") or 0)
         self.launcher: Any = None  # Lightning's launcher of the other ranks (set in training)
+        self.pid = os.getpid()
         # Filled by InterruptStop for the CLI's message: where the run stopped and what it saved.
         self.outcome: dict[str, Any] = {}
 
@@ -70,6 +71,7 @@ class SignalState:
         """Install the handlers; returns a function that puts the previous ones back."""
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
+        self.pid = os.getpid()
         before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         for s in before:
             signal.signal(s, self._handler)
@@ -85,6 +87,8 @@ class SignalState:
             os.write(2, (text + "\n").encode())  # print() is not safe inside a signal handler
 
     def _handler(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self.pid:
+            return  # a forked data-loader worker: the training process decides (a terminal signals both)
         name = NAMES.get(signum, str(signum))
         if self.signum:
             self._say(f"\nganforge: second interrupt ({name}): exiting now without saving; files written before "

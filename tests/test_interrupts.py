@@ -236,3 +236,24 @@ def test_sigterm_to_rank_zero_alone_stops_both_ranks_at_the_same_step(tmp_path, 
 
     state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["ganforge"]
     assert state["counters"]["g_steps"] == g
+
+
+def test_ctrl_c_from_a_terminal_reaches_data_loader_workers_too(tmp_path, env):
+    """A terminal's Ctrl-C signals the whole process group, workers included: they keep serving
+    batches, the training process alone decides and speaks."""
+    args = [*TINY, "train.max_steps=1500", "metrics.every_n_steps=500", "root_dir=runs", "train.num_workers=2"]
+    proc = subprocess.Popen([sys.executable, "-m", "ganforge", "fit", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    run = tmp_path / "runs" / "ring8" / "version_0"
+    try:
+        _wait_for(lambda: (run / "metrics.csv").is_file() and _logged_steps(run), proc, "training under way")
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal does
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err[-3000:]
+    assert err.count("finishing the current step") == 1 and err.count("stopped by SIGINT") == 1, err[-3000:]
+    assert "Traceback" not in err and "DataLoader worker" not in err
+    assert _strict_json(run / "summary.json")["interrupted"]["signal"] == "SIGINT"
