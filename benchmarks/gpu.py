@@ -14,6 +14,9 @@ peak GPU memory of:
 * ``ganforge bf16-mixed``: ``trainer.precision=bf16-mixed``;
 * ``ganforge bf16+compile+cl``: bf16-mixed with ``train.compile=true`` and ``train.channels_last=true``.
 
+``--variants`` takes other names too: ``compile`` in a name compiles, ``+cl`` / ``nocl`` turn
+channels_last on / off (e.g. ``"ganforge fp32 nocl,ganforge fp32+compile nocl"``).
+
 Prints a table with the card's name and the torch version, and writes ``gpu_benchmark.json`` to
 ``$OUT`` when it is set. Needs torch and lightning (and ganforge's few pure-Python dependencies);
 no network. ganforge runs from this checkout when it is not installed (entry points generated
@@ -126,8 +129,10 @@ def make_config(reg, model: str, variant: str, args) -> dict:
         "trainer": {"accelerator": "gpu" if args.device == "cuda" else "cpu", "devices": 1,
                     "precision": "bf16-mixed" if "bf16" in variant else "32-true"},
     }
-    if "compile" in variant:
-        data["train"].update(compile=True, channels_last=True)
+    # Variant names spell their options: "compile", "+cl" (channels_last on), "nocl" (off); else auto.
+    data["train"]["compile"] = "compile" in variant
+    if "+cl" in variant or "nocl" in variant:
+        data["train"]["channels_last"] = "+cl" in variant
     return resolve(data, reg, "benchmarks/gpu.py")
 
 
