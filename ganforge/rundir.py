@@ -166,24 +166,33 @@ def remove_start_leftovers(base: Path, report: Callable[[str], None] = print) ->
     for run_dir in sorted(base.iterdir()) if base.is_dir() else []:
         if not RUN_DIR_RE.match(run_dir.name) or not run_dir.is_dir() or not is_start_leftover(run_dir):
             continue
-        names = {p.name for p in run_dir.iterdir()}
-        lock = run_dir / LOCK_NAME
-        if LOCK_NAME not in names or names == {LOCK_NAME}:
-            newest = max((run_dir / n).stat().st_mtime for n in names)
-            if time.time() - newest < GRACE_S:
-                continue
-        fd = _try_lock(lock) if LOCK_NAME in names else None
-        if LOCK_NAME in names and fd is None:
-            continue  # its owner is alive (or the file system cannot tell): keep it
-        try:
-            if is_start_leftover(run_dir) and _remove_files(run_dir):
+        try:  # another new run may be sweeping the same directory right now
+            if _remove_if_abandoned(run_dir):
                 removed.append(run_dir)
-                report(f"ganforge: removed {run_dir}: the leftover of a start that failed before training "
-                       f"(it held only {', '.join(sorted(names))}).")
-        finally:
-            if fd is not None:
-                os.close(fd)
+        except OSError:
+            continue
+    for run_dir in removed:
+        report(f"ganforge: removed {run_dir}: the leftover of a start that failed before training "
+               f"(it held only ganforge's start files: config.yaml, segments.jsonl, {LOCK_NAME}).")
     return removed
+
+
+def _remove_if_abandoned(run_dir: Path) -> bool:
+    names = {p.name for p in run_dir.iterdir()}
+    if not names:
+        return False  # claimed a moment ago by a new run (its lock file comes next)
+    if LOCK_NAME not in names or names == {LOCK_NAME}:
+        newest = max((run_dir / n).stat().st_mtime for n in names)
+        if time.time() - newest < GRACE_S:
+            return False
+    fd = _try_lock(run_dir / LOCK_NAME) if LOCK_NAME in names else None
+    if LOCK_NAME in names and fd is None:
+        return False  # its owner is alive (or the file system cannot tell): keep it
+    try:
+        return is_start_leftover(run_dir) and _remove_files(run_dir)
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def remove_own_start(run_dir: Path) -> bool:
