@@ -92,7 +92,7 @@ class _RealFakeObjective(Objective):
 
     name = ""
 
-    def __init__(self, r1_weight: float = 0.0, r1_every: int = 1) -> None:
+    def __init__(self, r1_weight: float = 0.0, r1_every: int = 16) -> None:
         _check_nonnegative(
             "r1_weight", r1_weight, "use 0 to disable R1, or a positive γ (StyleGAN2 uses 10 at 1024 px)"
         )
@@ -152,8 +152,8 @@ class Minimax(_RealFakeObjective):
 
     Args:
         r1_weight: γ of the R1 penalty ``γ/2 E‖∇ₓD(x)‖²`` on real data (0 disables it).
-        r1_every: Evaluate R1 every this many discriminator steps, weighted by it (lazy R1;
-            1: every step).
+        r1_every: Evaluate R1 every this many discriminator steps, weighted by it (lazy R1 as
+            in StyleGAN2; 1: every step).
     """
 
     name = "minimax"
@@ -177,8 +177,8 @@ class NonSaturating(Minimax):
 
     Args:
         r1_weight: γ of the R1 penalty ``γ/2 E‖∇ₓD(x)‖²`` on real data (0 disables it).
-        r1_every: Evaluate R1 every this many discriminator steps, weighted by it (lazy R1;
-            1: every step).
+        r1_every: Evaluate R1 every this many discriminator steps, weighted by it (lazy R1 as
+            in StyleGAN2; 1: every step).
     """
 
     name = "non-saturating"
@@ -195,8 +195,8 @@ class Hinge(_RealFakeObjective):
 
     Args:
         r1_weight: γ of the R1 penalty ``γ/2 E‖∇ₓD(x)‖²`` on real data (0 disables it).
-        r1_every: Evaluate R1 every this many discriminator steps, weighted by it (lazy R1;
-            1: every step).
+        r1_every: Evaluate R1 every this many discriminator steps, weighted by it (lazy R1 as
+            in StyleGAN2; 1: every step).
     """
 
     name = "hinge"
@@ -219,8 +219,8 @@ class LeastSquares(_RealFakeObjective):
 
     Args:
         r1_weight: γ of the R1 penalty ``γ/2 E‖∇ₓD(x)‖²`` on real data (0 disables it).
-        r1_every: Evaluate R1 every this many discriminator steps, weighted by it (lazy R1;
-            1: every step).
+        r1_every: Evaluate R1 every this many discriminator steps, weighted by it (lazy R1 as
+            in StyleGAN2; 1: every step).
     """
 
     name = "lsgan"

@@ -131,7 +131,7 @@ def test_logistic_losses_are_stable_at_extreme_logits(cls):
 
 def test_logs_are_detached_scalars():
     lr, lf = torch.tensor(REAL).reshape(-1, 1), torch.tensor(FAKE).reshape(-1, 1)
-    for obj in (Minimax(r1_weight=1.0), NonSaturating(), Hinge(), LeastSquares(), WGAN(), WGANGP(eps_drift=1e-3)):
+    for obj in (Minimax(r1_weight=1.0, r1_every=1), NonSaturating(), Hinge(), LeastSquares(), WGAN(), WGANGP(eps_drift=1e-3)):
         out = obj.discriminator_loss(identity_d, lr, lf, None)
         assert isinstance(out, LossOutput)
         assert {"d_real", "d_fake"} <= set(out.logs)
@@ -199,7 +199,7 @@ def test_r1_penalty_on_a_linear_discriminator(cls):
     d_plain, d_r1 = Linear(w), Linear(w)
     real, fake = torch.randn(4, 3), torch.randn(4, 3)
     plain = cls().discriminator_loss(d_plain, real, fake, None)
-    obj = cls(r1_weight=4.0)
+    obj = cls(r1_weight=4.0, r1_every=1)  # eager
     assert obj.needs_double_backward and not cls().needs_double_backward
     with_r1 = obj.discriminator_loss(d_r1, real, fake, None)
     sq = sum(v * v for v in w)
@@ -215,7 +215,7 @@ def test_lazy_r1_moves_the_penalty_to_dreg_with_weight_times_k(cls):
     """r1_every = k: Dmain has no R1; Dreg is k · γ/2 · E‖∇ₓD‖², so over k steps the same penalty."""
     w = [0.5, -1.0, 2.0]
     real, fake = torch.randn(4, 3), torch.randn(4, 3)
-    eager, lazy = cls(r1_weight=4.0), cls(r1_weight=4.0, r1_every=16)
+    eager, lazy = cls(r1_weight=4.0, r1_every=1), cls(r1_weight=4.0)  # lazy by default, k = 16
     assert lazy.needs_double_backward and lazy.reg_every == 16 and eager.reg_every == 1
     d_main = lazy.discriminator_loss(Linear(w), real, fake, None)
     assert "r1" not in d_main.logs
@@ -247,7 +247,7 @@ def test_lazy_gradient_penalty():
 
 def test_penalties_are_computed_under_no_grad():
     with torch.no_grad():
-        out = NonSaturating(r1_weight=1.0).discriminator_loss(Linear([3.0, 4.0]), torch.randn(2, 2), torch.randn(2, 2), None)
+        out = NonSaturating(r1_weight=1.0, r1_every=1).discriminator_loss(Linear([3.0, 4.0]), torch.randn(2, 2), torch.randn(2, 2), None)
         gp = WGANGP().discriminator_loss(Linear([3.0, 4.0]), torch.randn(2, 2), torch.randn(2, 2), None)
     assert close(out.logs["r1"], 25.0) and close(gp.logs["gp"], 16.0)
 
@@ -263,7 +263,7 @@ def test_engine_attributes():
     assert (gp.n_critic, gp.weight_clip, gp.needs_double_backward, gp.gp_weight, gp.eps_drift) == (5, None, True, 10.0, 0.0)
     for cls in (Minimax, NonSaturating, Hinge, LeastSquares):
         assert (cls().n_critic, cls().weight_clip, cls().needs_double_backward) == (1, None, False)
-    assert Minimax(r1_weight=2.0).protocol() == {"r1_weight": 2.0, "r1_every": 1, "needs_double_backward": True}
+    assert Minimax(r1_weight=2.0).protocol() == {"r1_weight": 2.0, "r1_every": 16, "needs_double_backward": True}
     assert (Minimax(r1_weight=2.0, r1_every=16).reg_every, Minimax(r1_every=16).reg_every) == (16, 1)  # no R1: no Dreg
     assert (WGANGP().reg_every, WGANGP(gp_every=4).reg_every, WGAN().reg_every) == (1, 4, 1)
     assert ACGAN(base="minimax", base_params={"r1_weight": 1.0, "r1_every": 8}).reg_every == 8
@@ -326,7 +326,7 @@ def test_acgan_over_penalized_bases():
     out = gp.discriminator_loss(d, real, fake, y)
     assert "gp" in out.logs and d.calls == 3  # real, fake, interpolates
     d.calls = 0
-    r1 = ACGAN(base="minimax", base_params={"r1_weight": 1.0}).discriminator_loss(d, real, fake, y)
+    r1 = ACGAN(base="minimax", base_params={"r1_weight": 1.0, "r1_every": 1}).discriminator_loss(d, real, fake, y)
     assert "r1" in r1.logs and d.calls == 2  # R1's detached copy of real is recognized as real
     assert ACGAN(base="wgan").weight_clip == 0.01
 
@@ -386,7 +386,7 @@ def test_dirac_gan_fields(theta, psi):
         Minimax(): (psi * f_prime(-t), -theta * f_prime(-t)),
         NonSaturating(): (psi * f_prime(t), -theta * f_prime(-t)),
         WGAN(): (psi, -theta),
-        NonSaturating(r1_weight=3.0): (psi * f_prime(t), -theta * f_prime(-t) - 3.0 * psi),
+        NonSaturating(r1_weight=3.0, r1_every=1): (psi * f_prime(t), -theta * f_prime(-t) - 3.0 * psi),
     }
     for obj, expected in fields.items():
         assert dirac_field(obj, theta, psi) == pytest.approx(expected, abs=1e-12), type(obj).__name__
@@ -418,7 +418,7 @@ def test_dirac_gan_equilibrium_f_prime_zero_and_eigenvalues():
         assert torch.allclose(eig.real, torch.zeros(2), atol=1e-6)  # purely imaginary: no convergence
         assert sorted(eig.imag.tolist()) == pytest.approx([-fp0, fp0], abs=1e-6)
     # R1 makes the equilibrium attracting: eigenvalues -γ/2 ± sqrt(γ²/4 - f'(0)²)
-    eig = torch.linalg.eigvals(jacobian_at_equilibrium(NonSaturating(r1_weight=0.4)))
+    eig = torch.linalg.eigvals(jacobian_at_equilibrium(NonSaturating(r1_weight=0.4, r1_every=1)))
     assert (eig.real < 0).all()
     assert eig.real.tolist() == pytest.approx([-0.2, -0.2], abs=1e-6)
 
