@@ -65,6 +65,23 @@ def test_concurrent_starts_claim_distinct_directories(tmp_path):
     assert not list(base.glob("*/config.yaml"))  # the leftovers are gone (or their number was reused)
 
 
+def test_two_ganforge_fit_started_together_get_two_runs(tiny, tmp_path):
+    """The issue's case: two `ganforge fit` of one name at the same moment (before: 2 of 6 shared one)."""
+    cmd = [sys.executable, "-m", "ganforge", "fit", *tiny, *QUICK, "name=twins", "train.max_steps=2", "--no-progress"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", GANFORGE_PROGRESS="0")
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    base = tmp_path / "runs" / "twins"
+    assert sorted(p.name for p in base.iterdir()) == ["version_0", "version_1"]
+    assert sorted(re.search(r"run directory (\S+) ", o).group(1) for o in outs) == [
+        str(base / "version_0"), str(base / "version_1")]
+    pids = [[json.loads(line)["pid"] for line in (run / "segments.jsonl").read_text().splitlines()]
+            for run in sorted(base.iterdir())]
+    assert sorted(pid for (pid,) in pids) == sorted(p.pid for p in procs)  # one segment each, one process each
+
+
 def test_claim_takes_the_next_number_when_another_process_got_there_first(tmp_path, monkeypatch):
     """Everyone lists the same versions (a stale view): mkdir without exist_ok still separates them."""
     base = tmp_path / "runs" / "same"
