@@ -88,7 +88,8 @@ def test_resume_errors(tiny, registry, tmp_path):
         _fit(registry, tiny, resume="nope.ckpt")
     corrupt = tmp_path / "corrupt.ckpt"
     corrupt.write_bytes(b"\x80\x02 not a checkpoint")
-    with pytest.raises(ConfigError, match=r"checkpoint '.*corrupt.ckpt' cannot be read .* corrupt or not a checkpoint"):
+    with pytest.raises(ConfigError, match=r"checkpoint '.*corrupt.ckpt' cannot be read: it is not a PyTorch checkpoint, or "
+                                          r"it is corrupt \(UnpicklingError"):
         _fit(registry, tiny, resume=str(corrupt))
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {}}, foreign)
