@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -257,3 +258,30 @@ def test_ctrl_c_from_a_terminal_reaches_data_loader_workers_too(tmp_path, env):
     assert err.count("finishing the current step") == 1 and err.count("stopped by SIGINT") == 1, err[-3000:]
     assert "Traceback" not in err and "DataLoader worker" not in err
     assert _strict_json(run / "summary.json")["interrupted"]["signal"] == "SIGINT"
+
+
+def test_slurm_requeue_signal_still_saves_and_requeues_at_a_step_boundary(tmp_path, env):
+    """The SLURM path shares the step-boundary machinery (ganforge.stopping.StepBoundaryStop); without a
+    cluster: SLURM's variables for a one-task batch job and a stand-in ``scontrol`` that records its call."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "scontrol.calls"
+    (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    env = dict(env, PATH=f"{bin_dir}:{env['PATH']}", SLURM_JOB_ID="4242", SLURM_JOB_NAME="gf", SLURM_NTASKS="1",
+               SLURM_NTASKS_PER_NODE="1", SLURM_PROCID="0", SLURM_LOCALID="0", SLURM_NODEID="0", SLURM_NNODES="1",
+               SLURM_NODELIST="localhost", MASTER_ADDR="127.0.0.1")
+    proc = _start([*TINY, "train.max_steps=1500", "metrics.every_n_steps=500", "root_dir=runs"], tmp_path, env)
+    run = tmp_path / "runs" / "ring8" / "slurm_4242"
+    _wait_for(lambda: (run / "metrics.csv").is_file() and _logged_steps(run), proc, "training under way")
+    proc.send_signal(signal.SIGUSR1)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    m = re.search(r"SLURM signal: saved (\S+) at generator step (\d+); requeueing job 4242", out)
+    assert m, out[-2000:]
+    import torch
+
+    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["ganforge"]
+    assert state["counters"]["g_steps"] == int(m.group(2)) < 1500
+    assert calls.read_text().split() == ["requeue", "4242"]
+    assert not (run / "summary.json").exists()  # the requeued attempt evaluates at its own end
