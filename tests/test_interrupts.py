@@ -121,7 +121,7 @@ def test_ctrl_c_mid_run_saves_and_the_printed_command_resumes_to_exact_counters(
     again = subprocess.run([sys.executable, "-m", "ganforge", *argv[1:]], cwd=tmp_path, env=env, capture_output=True,
                            text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert f"resuming from runs/ring8/version_0/checkpoints/last.ckpt" in again.stdout
+    assert "resuming from runs/ring8/version_0/checkpoints/last.ckpt" in again.stdout
     final = _strict_json(run / "summary.json")
     assert "interrupted" not in final
     c = final["counters"]
