@@ -127,7 +127,7 @@ start_munge() {
 
 gen_conf() {  # gen_conf FIRST_JOB_ID: print slurm.conf for this host
     local cpus mem
-    cpus=$(nproc)
+    cpus=$(env -u OMP_NUM_THREADS nproc)  # nproc obeys OMP_NUM_THREADS: a 1-CPU node never runs 2-task jobs
     mem=$(awk '/^MemTotal:/ {print int($2/1024)}' /proc/meminfo)
     cat <<EOF
 $MARKER
@@ -248,7 +248,7 @@ cmd_up() {
         st=$(node_state)
         case "$st" in
             idle|allocated|mixed|completing)
-                say "up: node $NODE $st, $(nproc) CPUs ($(($(date +%s) - t0)) s)"
+                say "up: node $NODE $st, $(env -u OMP_NUM_THREADS nproc) CPUs ($(($(date +%s) - t0)) s)"
                 return 0 ;;
             drain*|down|fail*|inval*)
                 scontrol update nodename="$NODE" state=resume >/dev/null 2>&1 ;;
