@@ -23,6 +23,7 @@ from typing import Any, Iterable, Optional
 import yaml
 
 from ganforge.plugins import ConfigError
+from ganforge.resume import flatten
 
 COUNTERS = ("g_steps", "d_steps", "images_seen", "iterations", "skipped_steps")
 RUN_FILES = ("config.yaml", "metrics.csv", "summary.json")
@@ -201,20 +202,6 @@ def figure_svg(key: str, runs: list[RunData]) -> Optional[str]:
 
 
 # -- configs --------------------------------------------------------------------------------------------
-
-
-def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"lr": 1}}`` → ``{"train.lr": 1}``; list items are indexed (``metrics.list.0.name``)."""
-    out: dict[str, Any] = {}
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            out.update(flatten(v, f"{prefix}{k}."))
-    elif isinstance(obj, list) and obj and any(isinstance(v, (dict, list)) for v in obj):
-        for i, v in enumerate(obj):
-            out.update(flatten(v, f"{prefix}{i}."))
-    else:
-        out[prefix[:-1]] = obj
-    return out
 
 
 def config_differences(runs: list[RunData]) -> list[tuple[str, list[Any]]]:

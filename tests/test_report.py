@@ -13,7 +13,8 @@ import pytest
 
 from ganforge.cli import main
 from ganforge.plugins import ConfigError
-from ganforge.report import config_differences, find_runs, flatten, load_run, render, series_keys
+from ganforge.report import config_differences, find_runs, load_run, render, series_keys
+from ganforge.resume import flatten
 
 
 @pytest.fixture(scope="module")

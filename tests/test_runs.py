@@ -118,8 +118,8 @@ def test_resume_refuses_changes_to_what_is_trained_and_changes_nothing(tiny, reg
                                                                       "objective.name: 'hinge' -> 'minimax'"]),
         (["dataset.name=gaussian-grid"], ["dataset.name: 'gaussian-ring' -> 'gaussian-grid'",
                                           "dataset.num_modes: 8 -> (absent)", "dataset.per_side: (absent) -> 5"]),
-        (["train.batch_size=32", "optim.generator.lr=0.002"], ["train.batch_size: 64 -> 32",
-                                                              "optim.generator.lr: 0.001 -> 0.002"]),
+        (["train.batch_size=32", "optim.generator.name=sgd"], ["train.batch_size: 64 -> 32",
+                                                              "optim.generator.name: 'adam' -> 'sgd'"]),
     ]:
         with pytest.raises(ConfigError) as err:
             _fit(registry, tiny + QUICK + ["name=exp", "train.max_steps=12", *overrides], resume=str(ckpt))
@@ -150,7 +150,8 @@ def test_allowed_changes_continue_and_are_recorded(tiny, registry):
     run = first["run_dir"]
     original = (run / "config.yaml").read_bytes()
     second = _fit(registry, tiny + QUICK + ["name=grow", "train.max_steps=9", "train.log_every_n_steps=3",
-                                            "samples.snapshots=3", "train.on_nonfinite=skip"], resume="auto")
+                                            "samples.snapshots=3", "train.on_nonfinite=skip",
+                                            "optim.generator.lr=0.0005"], resume="auto")
     assert second["run_dir"] == run and second["module"].g_steps == 9
     assert (run / "config.yaml").read_bytes() == original  # the first start's config stays as written
     segments = [json.loads(line) for line in (run / "segments.jsonl").read_text().splitlines()]
@@ -158,7 +159,8 @@ def test_allowed_changes_continue_and_are_recorded(tiny, registry):
     assert segments[0]["changes"] == {} and segments[0]["config"] == "config.yaml"
     assert segments[0]["start"]["g_steps"] == 0 and segments[0]["resumed_from"] is None
     assert segments[1]["changes"] == {"train.max_steps": [6, 9], "train.log_every_n_steps": [5, 3],
-                                      "samples.snapshots": [6, 3], "train.on_nonfinite": ["stop", "skip"]}
+                                      "samples.snapshots": [6, 3], "train.on_nonfinite": ["stop", "skip"],
+                                      "optim.generator.lr": [0.001, 0.0005]}
     assert segments[1]["start"]["g_steps"] == 6 and segments[1]["resumed_from"].endswith("last.ckpt")
     assert segments[1]["config"] == "config.segment_1.yaml" and segments[1]["host"]
     effective = yaml.safe_load((run / "config.segment_1.yaml").read_text())
