@@ -399,7 +399,9 @@ class GANModule(L.LightningModule):
         live = self.guard.live  # 0 once the run has halted: the EMA stays at the last good state
         if live is None:
             torch._foreach_lerp_(ema_params, params, weight)  # ema <- ema + (1 - beta) (p - ema), fused
-        else:  # the same with a device weight (a tensor weight for lerp would be read on the host: a sync)
+        elif live.device.type == "cpu":  # lerp reads a tensor weight on the host: free for a CPU tensor
+            torch._foreach_lerp_(ema_params, params, live * weight)
+        else:  # on an accelerator that read would be a sync: the same update with a device multiplier
             delta = torch._foreach_sub(params, ema_params)
             torch._foreach_mul_(delta, live * weight)
             torch._foreach_add_(ema_params, delta)

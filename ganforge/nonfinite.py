@@ -2,9 +2,9 @@
 
 A NaN/inf loss or gradient must not reach the weights. Deciding that on the host costs a host
 sync per optimizer step, which stalls a GPU's stream. Instead the guard computes a flag on the
-device with one fused reduction (all-reduced over ranks under DDP, so every rank decides alike)
-and hands it to the optimizer as ``found_inf``, as ``torch.amp.GradScaler`` does: a bad step
-is a no-op without the host knowing. The host learns what happened at *sync points* (logging
+device with GradScaler's own fused check of all gradients (all-reduced over ranks under DDP, so
+every rank decides alike) and hands it to the optimizer as ``found_inf``, as
+``torch.amp.GradScaler`` does: a bad step is a no-op without the host knowing. The host learns what happened at *sync points* (logging
 steps, checkpoints, the end) from a record of every step since the last one, in one transfer.
 
 Policies (``train.on_nonfinite``):
@@ -39,7 +39,8 @@ class StepRecord:
     g_steps: int  # the engine's counters before the step, counting every step since the last sync
     d_steps: int
     images_seen: int
-    values: torch.Tensor  # device: the loss, then each gradient's norm, on this rank
+    loss: torch.Tensor  # device, 0-dim: the loss on this rank
+    grad_bad: torch.Tensor  # device, 0-dim: 1.0 when a gradient is not finite on this rank
     bad_any: Optional[torch.Tensor]  # device, under DDP: [loss not finite, gradient not finite] on any rank
     skip: torch.Tensor  # 1.0: the step was a no-op
     run: torch.Tensor  # this network's non-finite steps in a row, this one included
@@ -113,18 +114,21 @@ class NonFiniteGuard:
             record: The host's view of the step: ``which``, ``iteration`` and the counters.
         """
         if self._zero is None or self._zero.device != loss.device:
-            self._zero = torch.zeros((), device=loss.device)
+            self._zero = torch.zeros((), device=loss.device)  # 0-dim: fused Adam subtracts found_inf from 0-dim steps
+            self._one = torch.ones((), device=loss.device)
         zero, which = self._zero, record["which"]
         with torch.no_grad():
-            # one fused reduction: a NaN/inf in a gradient makes its norm, and the sum, non-finite
-            norms = torch._foreach_norm(grads) if grads and not loss_only else []
-            v = torch.stack([loss.float(), *norms])
-            total = v.sum()
-            bad = torch.isnan(total - total)  # x - x is 0 for finite x, NaN for NaN and ±inf
+            loss = loss.float()
+            grad_bad = torch.zeros((), device=loss.device)
+            if grads and not loss_only:  # GradScaler's fused check (x 1.0: the gradients stay as they are)
+                dtypes = {g.dtype for g in grads}
+                for dtype in dtypes:
+                    group = grads if len(dtypes) == 1 else [g for g in grads if g.dtype == dtype]
+                    torch._amp_foreach_non_finite_check_and_unscale_(group, grad_bad, self._one)
+            bad = torch.maximum(torch.isnan(loss - loss), grad_bad)  # x - x is 0 for finite x, NaN for NaN/±inf
             bad_any = None
             if world_size > 1:  # every rank decides alike: [loss, gradient] not finite on any rank
-                pair = torch.stack([v[0], v[1:].sum()])
-                bad_any = torch.isnan(pair - pair).float()
+                bad_any = torch.stack([torch.isnan(loss - loss).float(), grad_bad])
                 torch.distributed.all_reduce(bad_any, op=torch.distributed.ReduceOp.MAX)
                 bad = bad_any.amax()
             halted = zero if self._halted is None else self._halted
@@ -132,7 +136,8 @@ class NonFiniteGuard:
             run = (self._runs.get(which, zero) + 1.0) * bad  # a finite step resets it
             self._runs[which] = run
             self._halted = torch.maximum(halted, run > self.allowed)
-        self.records.append(StepRecord(values=v, bad_any=bad_any, skip=skip, run=run, halted=self._halted, **record))
+        self.records.append(StepRecord(loss=loss, grad_bad=grad_bad, bad_any=bad_any, skip=skip, run=run,
+                                       halted=self._halted, **record))
         return skip
 
     @property
@@ -166,23 +171,20 @@ class NonFiniteGuard:
         if not records or self.halted is not None:
             return Settlement(skipped, self.halted)
         ddp = records[0].bad_any is not None
-        parts = [torch.stack([torch.stack([r.skip, r.run, r.halted]) for r in records]).flatten()]
-        parts += [r.values for r in records] + ([r.bad_any for r in records] if ddp else [])
-        flat = torch.cat(parts).tolist()  # the one transfer
-        state, pos = [flat[3 * i : 3 * i + 3] for i in range(len(records))], 3 * len(records)
-        values = []
-        for r in records:
-            values.append(flat[pos : pos + len(r.values)])
-            pos += len(r.values)
+        columns = [torch.stack([getattr(r, k) for r in records]) for k in ("loss", "grad_bad", "skip", "run", "halted")]
+        if ddp:
+            columns += list(torch.stack([r.bad_any for r in records]).unbind(1))
+        table = torch.stack(columns, 1).tolist()  # the one transfer
         fix = {"g_steps": 0, "d_steps": 0}
-        for i, (r, (skip, run, halted), v) in enumerate(zip(records, state, values)):
+        for r, row in zip(records, table):
+            loss, grad_bad, skip, run, halted = row[:5]
             if not skip and not halted:
                 continue
-            here = (not math.isfinite(v[0]), not all(math.isfinite(x) for x in v[1:]))
-            anywhere = (flat[pos + 2 * i] > 0, flat[pos + 2 * i + 1] > 0) if ddp else here
+            here = (not math.isfinite(loss), grad_bad > 0)
+            anywhere = (row[5] > 0, row[6] > 0) if ddp else here
             counters = {"iterations": r.iteration, "g_steps": r.g_steps - fix["g_steps"],
                         "d_steps": r.d_steps - fix["d_steps"], "images_seen": r.images_seen}
-            verdict = Verdict(r, v[0], here, anywhere, int(run), counters)
+            verdict = Verdict(r, loss, here, anywhere, int(run), counters)
             if halted:
                 self.halted = verdict
                 break
