@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 import torch
@@ -112,6 +112,8 @@ class Evaluation(L.Callback):
     def __init__(self, metrics: list[tuple[str, Any]], every_n_steps: int, use_ema: bool, run_dir: Path,
                  seed: int, config_name: str = "", sources: Optional[list[str]] = None) -> None:
         self.metrics = metrics
+        # Called on rank 0 with (generator step, values) after each evaluation (e.g. StatusLines).
+        self.listeners: list[Callable[[int, dict[str, float]], None]] = []
         self.sources = sources or [f"metrics.list[{i}] (metric '{n}')" for i, (n, _) in enumerate(metrics)]
         self.every = every_n_steps
         self.use_ema = use_ema
@@ -172,6 +174,9 @@ class Evaluation(L.Callback):
         row = {"g_steps": pl_module.g_steps, "images_seen": pl_module.images_seen, **values}
         self.history.append(row)
         log_to_loggers(trainer, {f"metrics/{k}": v for k, v in values.items()}, pl_module.g_steps)
+        if trainer.is_global_zero:
+            for listener in self.listeners:
+                listener(pl_module.g_steps, values)
         return values
 
     def _checked(self, trainer: L.Trainer, pl_module: GANModule, index: int, result: Any) -> dict[str, float]:
@@ -223,7 +228,6 @@ class Evaluation(L.Callback):
 
     def write_summary(self, trainer: L.Trainer, pl_module: GANModule) -> None:
         write_json(self.run_dir / "summary.json", self.summary(pl_module))
-        print_table(self.latest, pl_module)
 
     def write_interrupted_summary(self, pl_module: GANModule, interrupted: dict[str, Any]) -> Path:
         """The summary so far (metrics of the last evaluation, in ``history``), marked interrupted."""
@@ -258,21 +262,6 @@ def metric_values(result: Any, where: str) -> dict[str, float]:
 def _short(value: Any, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def print_table(values: dict[str, float], pl_module: GANModule) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"ganforge — final metrics after {pl_module.g_steps} generator steps "
-                        f"({pl_module.images_seen} images)")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for k, v in values.items():
-        table.add_row(k, f"{v:.6g}")
-    if not values:
-        table.add_row("(no metrics configured)", "")
-    Console().print(table)
 
 
 class SamplePictures(L.Callback):

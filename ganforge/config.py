@@ -99,6 +99,17 @@ def samples_section(every_n_steps: Annotated[int, NonNegative] = 0, num_samples:
     """
 
 
+def console_section(status_every_s: Annotated[float, NonNegative] = 30.0) -> None:
+    """What a run prints while it trains.
+
+    Args:
+        status_every_s: Without a progress bar (standard output is not a terminal, as in every batch
+            job, or ``--no-progress``), print a status line — step, images, seconds per 1k images,
+            losses, latest metrics, memory, ETA — at least every this many seconds, and each
+            evaluation as it finishes; ``0``: only the first and last step and the evaluations.
+    """
+
+
 def optimizer_section(
     name: Literal["adam", "adamw", "rmsprop", "sgd"] = "adam",
     lr: Annotated[float, NonNegative] = 2e-4,
@@ -123,6 +134,7 @@ SECTIONS = {
     "train": _schema(train_section, "section", "train"),
     "metrics": _schema(metrics_section, "section", "metrics"),
     "samples": _schema(samples_section, "section", "samples"),
+    "console": _schema(console_section, "section", "console"),
 }
 TOP_LEVEL = {"name", "seed", "root_dir", *COMPONENT_SECTIONS, *SECTIONS, "optim", "logger", "callbacks", "trainer"}
 

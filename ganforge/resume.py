@@ -33,7 +33,7 @@ SAFE_ON_RESUME = (
     "train.checkpoint_every_n_steps", "train.log_every_n_steps", "train.num_workers",
     "train.on_nonfinite", "train.grad_clip",             # recovery after a non-finite loss (its message says so)
     "optim.generator.lr", "optim.discriminator.lr",      # likewise: "lower the learning rates" and resume
-    "metrics", "samples", "logger",                      # observation only: never touches G or D
+    "metrics", "samples", "logger", "console",           # observation only: never touches G or D
     "trainer.devices", "trainer.num_nodes", "trainer.accelerator", "trainer.strategy",
     "trainer.enable_progress_bar",                       # where it runs: the batch is global, data order fixed
 )

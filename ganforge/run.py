@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -215,11 +217,18 @@ def make_trainer(cfg: dict[str, Any], run_dir: Path, built: Built, loggers: list
             print(f"ganforge: warning: trainer.devices={cfg['trainer'].get('devices')} but SLURM_NTASKS_PER_NODE="
                   f"{ntasks}; use one task per device (see configs/slurm/ganforge.sbatch).")
     if progress is None:
-        progress = os.environ.get("GANFORGE_PROGRESS", "1") != "0"
+        progress = use_progress_bar()
     if progress:
         from ganforge.callbacks import GANProgressBar
 
         callbacks.append(GANProgressBar())
+    else:  # a batch job's log, a redirected stdout: periodic lines instead of a bar nobody sees
+        from ganforge.status import StatusLines
+
+        status = StatusLines(cfg["console"]["status_every_s"], max_steps, t["max_images"],
+                             latest_metrics=lambda: evaluation.latest)
+        evaluation.listeners.append(status.evaluated)
+        callbacks.append(status)
     kwargs = dict(cfg["trainer"])
     kwargs.setdefault("enable_progress_bar", bool(progress))
     world = _world_size_hint(kwargs)
@@ -248,6 +257,15 @@ def make_trainer(cfg: dict[str, Any], run_dir: Path, built: Built, loggers: list
     except (MisconfigurationException, ValueError) as exc:  # values of the right type Lightning refuses
         given = ", ".join(f"trainer.{k}={v!r}" for k, v in cfg["trainer"].items())
         raise ConfigError(f"trainer: lightning.Trainer refused these settings ({given}): {exc}") from None
+
+
+def use_progress_bar() -> bool:
+    """A progress bar only where someone watches: ``$GANFORGE_PROGRESS`` (0/1) decides when set,
+    else whether standard output is a terminal (a SLURM job's log is not)."""
+    env = os.environ.get("GANFORGE_PROGRESS")
+    if env is not None:
+        return env != "0"
+    return sys.stdout.isatty()
 
 
 def _world_size_hint(trainer_kwargs: dict[str, Any]) -> int:
@@ -328,9 +346,17 @@ def _fit(cfg: dict[str, Any], run_dir: Path, ckpt: Optional[Path], progress: Opt
             print(f"ganforge: run directory {run_dir} ({world})", flush=True)
         else:
             print(f"ganforge: resuming from {ckpt} in {run_dir} ({world})", flush=True)
+    start_iterations, t0 = int(state["counters"]["iterations"]) if state is not None else 0, time.perf_counter()
     trainer.fit(built.module, datamodule=built.datamodule, ckpt_path=str(ckpt) if ckpt else None,
                 weights_only=True)  # checkpoints are data, never code (AtomicCheckpointIO loads them so anyway)
     evaluation = next(c for c in trainer.callbacks if isinstance(c, Evaluation))
+    module = built.module
+    if trainer.is_global_zero and not (module.interrupted or module.requeued):
+        # after fit, so the progress bar has closed: the table is not glued to it
+        from ganforge.status import print_final
+
+        print_final(evaluation.latest, evaluation.metrics, module, run_dir, module.iterations - start_iterations,
+                    time.perf_counter() - t0)
     return {"run_dir": run_dir, "summary": evaluation.summary(built.module), "module": built.module,
             "trainer": trainer}
 

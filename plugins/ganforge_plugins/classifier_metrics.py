@@ -64,6 +64,8 @@ class ClassCoverage(FeatureMetric):
     fraction whose (combined) predicted mode equals ``y``.
     """
 
+    units = {"modes": "classes", "kl_uniform": "nats", "class_accuracy": "fraction"}
+
     metric_name = "class-coverage"
     needs_real = False
 

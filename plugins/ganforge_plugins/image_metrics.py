@@ -784,6 +784,8 @@ class PRDC(FeatureSetMetric):
     with KID through the cache (same key when extractor and ``num_real`` agree).
     """
 
+    units = {"precision": "fraction", "recall": "fraction", "density": "ratio", "coverage": "fraction"}
+
     metric_name = "prdc"
     needs_real = True
 

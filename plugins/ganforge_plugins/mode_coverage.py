@@ -54,6 +54,9 @@ class ModeCoverage(Metric, GANMetric):
         dataset: Name of the dataset, recorded in the protocol.
     """
 
+    units = {"modes": "modes", "high_quality": "fraction", "kl_uniform": "nats"}
+    context = ("num_modes",)
+
     full_state_update = False
     is_differentiable = False
     higher_is_better: Optional[bool] = None
