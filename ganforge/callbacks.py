@@ -54,6 +54,12 @@ def _is_eval_step(g_steps: int, every: int) -> bool:
     return every > 0 and g_steps > 0 and g_steps % every == 0
 
 
+def _observed(trainer: L.Trainer) -> tuple[int, ...]:
+    """How much the evaluation history and the picture frames hold: state a checkpoint must carry."""
+    return tuple(len(cb.history) if isinstance(cb, Evaluation) else len(cb.frames)
+                 for cb in trainer.callbacks if isinstance(cb, (Evaluation, SamplePictures)))
+
+
 class GANCheckpoint(L.Callback):
     """Writes ``checkpoints/last.ckpt`` every N generator steps and at the end of training."""
 
@@ -61,6 +67,7 @@ class GANCheckpoint(L.Callback):
         self.dirpath = Path(dirpath)
         self.every = every_n_steps
         self._saved_at = -1
+        self._saved_mark: Optional[tuple] = None
 
     @property
     def last(self) -> Path:
@@ -70,11 +77,15 @@ class GANCheckpoint(L.Callback):
         trainer.ganforge_last_ckpt = self.last  # the non-finite guard saves here
 
     def save(self, trainer: L.Trainer, pl_module: GANModule) -> None:
-        if self._saved_at == pl_module.iterations:
+        # Saved again at the same iteration when the evaluation history or the picture frames grew
+        # since (the final evaluation of a segment whose last step was a checkpoint step but not an
+        # evaluation step): a resume would otherwise lose them from summary.json and progress.png.
+        mark = (pl_module.iterations, _observed(trainer))
+        if self._saved_mark == mark:
             return
         pl_module.sync_buffers()
         trainer.save_checkpoint(self.last, weights_only=False)
-        self._saved_at = pl_module.iterations
+        self._saved_at, self._saved_mark = pl_module.iterations, mark
 
     def saved_now(self, pl_module: GANModule) -> bool:
         """Whether ``last.ckpt`` holds the current iteration (written by this run, just now)."""
@@ -124,19 +135,44 @@ class Evaluation(L.Callback):
         self.latest: dict[str, float] = {}
         self._prepared = False
         self._last_step = -1
-        self._t0 = time.time()
+        # Training time across segments: the earlier segments' records come from the checkpoint
+        # (each up to the checkpoint this one resumed from); ``segment`` describes this one (its
+        # number, start time and host, from segments.jsonl), set by the engine on rank 0.
+        self.earlier_segments: list[dict[str, Any]] = []
+        self.segment: dict[str, Any] = {}
+        self._t0 = time.monotonic()
+        self._t_end: Optional[float] = None
+        self._start_g_steps = 0
+        self._module: Optional[GANModule] = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history, "latest": self.latest}
+        return {"history": self.history, "latest": self.latest, "segments": self.segments()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history = list(state.get("history", []))
         self.latest = dict(state.get("latest", {}))
+        self.earlier_segments = [dict(s) for s in state.get("segments", [])]
         if self.history:  # the step evaluated last is not evaluated (and logged) a second time
             self._last_step = int(self.history[-1].get("g_steps", -1))
 
     def on_train_start(self, trainer: L.Trainer, pl_module: GANModule) -> None:
-        self._t0 = time.time()
+        self._t0, self._t_end = time.monotonic(), None
+        self._start_g_steps = pl_module.g_steps
+        self._module = pl_module
+
+    def segments(self) -> list[dict[str, Any]]:
+        """Every segment's start and end generator step and training time, this one up to now."""
+        if self._module is None:  # not started (yet): nothing of this segment to record
+            return list(self.earlier_segments)
+        now = {"segment": self.segment.get("segment", len(self.earlier_segments)),
+               "started": self.segment.get("started"), "host": self.segment.get("host"),
+               "start_g_steps": self._start_g_steps, "end_g_steps": self._module.g_steps,
+               "wall_time_s": round((self._t_end or time.monotonic()) - self._t0, 3)}
+        return [*self.earlier_segments, now]
+
+    def wall_time(self) -> float:
+        """Training time over all segments, in seconds."""
+        return round(sum(float(s.get("wall_time_s") or 0.0) for s in self.segments()), 3)
 
     def _prepare(self, trainer: L.Trainer, pl_module: GANModule) -> None:
         dm = trainer.datamodule
@@ -201,9 +237,11 @@ class Evaluation(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: GANModule) -> None:
         if pl_module.requeued or pl_module.interrupted:  # the requeued/resumed attempt evaluates at its own end
+            self._t_end = time.monotonic()
             return
         if pl_module.g_steps != self._last_step:
             self.evaluate(trainer, pl_module)
+        self._t_end = time.monotonic()  # the segment's time: training and its final evaluation
         if trainer.is_global_zero:
             self.write_summary(trainer, pl_module)
 
@@ -223,7 +261,8 @@ class Evaluation(L.Callback):
                 for name, metric in self.metrics
             },
             "history": self.history,
-            "wall_time_s": round(time.time() - self._t0, 3),
+            "wall_time_s": self.wall_time(),
+            "segments": self.segments(),
         }
 
     def write_summary(self, trainer: L.Trainer, pl_module: GANModule) -> None:
@@ -303,8 +342,9 @@ class SamplePictures(L.Callback):
     def extent(self, pl_module: GANModule, x: torch.Tensor) -> Optional[tuple]:
         if pl_module.info.kind == "image":
             return None
-        if self._extent is None:
-            self._extent = points_extent(pl_module.info, x.reshape(x.shape[0], -1).numpy())
+        if self._extent is None:  # from the first frame (step 0): the same axes after a resume
+            first = self.frames[0][1].float() if self.frames else x
+            self._extent = points_extent(pl_module.info, first.reshape(first.shape[0], -1).numpy())
         return self._extent
 
     def write_strip(self, pl_module: GANModule) -> None:

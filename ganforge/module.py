@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import random
+import time
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional
 
@@ -480,6 +481,7 @@ class GANModule(L.LightningModule):
             "extra": dict(self.extra_state),
             "info": self.info.to_dict(),
             "config": self.run_config,
+            "saved_unix": time.time(),  # --resume auto takes the newest by this, not the file's mtime
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

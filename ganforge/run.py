@@ -49,9 +49,55 @@ def quiet_lightning() -> None:
 # -- run directory --------------------------------------------------------------------------------------
 
 
-def latest_checkpoint(root: Path, name: str) -> Optional[Path]:
-    cands = [p for p in (root / name).glob("*/checkpoints/last.ckpt") if p.is_file()]
-    return max(cands, key=lambda p: p.stat().st_mtime) if cands else None
+@dataclass
+class Candidate:
+    """A run's ``last.ckpt`` as ``--resume auto`` sees it: its generator step and when it was saved
+    (recorded inside the checkpoint; the file's mtime for checkpoints from before that, or copies)."""
+
+    path: Path
+    g_steps: int
+    saved: float
+
+    @property
+    def state(self) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.saved))
+        return f"generator step {self.g_steps}, saved {when}"
+
+
+def checkpoint_candidates(root: Path, name: str) -> tuple[list[Candidate], list[Path]]:
+    """Every run of ``name`` with a ``last.ckpt``, newest first, and the ones that cannot be read."""
+    found, unreadable = [], []
+    for p in sorted((root / name).glob("*/checkpoints/last.ckpt")):
+        if not p.is_file():
+            continue
+        try:
+            section = load_checkpoint_file(p, mmap=True)["ganforge"]
+            g_steps = int(section["counters"]["g_steps"])
+        except (ConfigError, KeyError, TypeError, ValueError):
+            unreadable.append(p)
+            continue
+        saved = section.get("saved_unix")
+        found.append(Candidate(p, g_steps, float(saved) if isinstance(saved, (int, float)) else p.stat().st_mtime))
+    found.sort(key=lambda c: (c.saved, c.g_steps), reverse=True)
+    return found, unreadable
+
+
+def latest_checkpoint(root: Path, name: str, announce: bool = False) -> Optional[Path]:
+    """The newest readable ``<root>/<name>/*/checkpoints/last.ckpt`` by the save time recorded in it
+    (then by generator step); with ``announce``, say which one and what else there was."""
+    found, unreadable = checkpoint_candidates(root, name)
+    if not found:
+        return unreadable[-1] if unreadable else None  # a damaged one is reported by the resume itself
+    chosen, base = found[0], root / name
+    if announce:
+        others = "; ".join(f"{c.path.parent.parent.relative_to(base)} ({c.state})" for c in found[1:4])
+        others += " and more" if len(found) > 4 else ""
+        more = (f" {len(found) - 1} other run{'s' if len(found) > 2 else ''} of '{name}' have a checkpoint: "
+                f"{others} (resume one of those with --resume <its checkpoints/last.ckpt>)." if len(found) > 1 else "")
+        skipped = (f" Skipped unreadable: {', '.join(str(p) for p in unreadable)}." if unreadable else "")
+        print(f"ganforge: --resume auto: took run {chosen.path.parent.parent}, checkpoint {chosen.path.name} "
+              f"({chosen.state}).{more}{skipped}", flush=True)
+    return chosen.path
 
 
 def choose_run_dir(cfg: dict[str, Any], resume: Optional[str]) -> tuple[Path, Optional[Path]]:
@@ -67,7 +113,8 @@ def choose_run_dir(cfg: dict[str, Any], resume: Optional[str]) -> tuple[Path, Op
     base = root / cfg["name"]
     ckpt: Optional[Path] = None
     if resume == "auto":
-        ckpt = latest_checkpoint(root, cfg["name"])
+        announce = rundir.launch_rank() == 0 and not os.environ.get(RUN_DIR_ENV)  # once, not per rank
+        ckpt = latest_checkpoint(root, cfg["name"], announce=announce)
         if ckpt is None:
             print(f"ganforge: --resume auto: no checkpoint under {base}/*/checkpoints/; starting a new run.")
     elif resume:
@@ -325,8 +372,8 @@ def _fit(cfg: dict[str, Any], run_dir: Path, ckpt: Optional[Path], progress: Opt
                     "module": None, "trainer": None}
     built = build_components(cfg, registry)
     resumed_step = None
-    if state is not None:
-        resumed_step = int(state["counters"]["iterations"])
+    if state is not None:  # loggers' rows carry the generator step (iterations differ by skipped steps)
+        resumed_step = int(state["counters"]["g_steps"])
         built.module.extra_state.update(state.get("extra") or {})  # e.g. the W&B run id, before loggers exist
     loggers = make_loggers(cfg, run_dir, built.module, resuming=ckpt is not None)
     for lg in loggers:
@@ -339,7 +386,9 @@ def _fit(cfg: dict[str, Any], run_dir: Path, ckpt: Optional[Path], progress: Opt
                           f"(trainer.devices x trainer.num_nodes); use a multiple of {world}, e.g. "
                           f"{(batch // world + 1) * world}.")
     if trainer.is_global_zero:
-        resume_mod.record_segment(run_dir, cfg, ckpt, plan)  # config.yaml once; segments.jsonl every start
+        record = resume_mod.record_segment(run_dir, cfg, ckpt, plan)  # config.yaml once; segments.jsonl each start
+        evaluation = next(c for c in trainer.callbacks if isinstance(c, Evaluation))
+        evaluation.segment = {k: record[k] for k in ("segment", "started", "host")}  # summary.json's segments
         strategy = getattr(trainer.strategy, "strategy_name", type(trainer.strategy).__name__)
         world = f"{trainer.world_size} process{'es' if trainer.world_size > 1 else ''}, strategy {strategy}"
         if ckpt is None:
