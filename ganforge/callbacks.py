@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -14,10 +14,11 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import RichProgressBar
 
 from ganforge.checkpoint import load_checkpoint_file
-from ganforge.components import as_pair
 from ganforge.imaging import hstack, points_extent, samples_picture, save_png
 from ganforge.io import atomic_torch_save, write_json
-from ganforge.module import GANModule, log_to_loggers, noise_seed
+from ganforge.evaluation import evaluate as evaluate_metrics
+from ganforge.evaluation import full_protocol, generation_conditions, generator_used, metric_values, prepare_real
+from ganforge.module import GANModule, log_to_loggers
 
 
 class GANProgressBar(RichProgressBar):
@@ -101,16 +102,8 @@ class GANCheckpoint(L.Callback):
 
 
 def _conditions_for(pl_module: GANModule, datamodule: Any, n: int, seed: int) -> Optional[torch.Tensor]:
-    """Conditions to generate with: balanced classes, or continuous conditions drawn from the data."""
-    info = pl_module.info
-    if info.num_classes > 0:
-        return torch.arange(n, device=pl_module.device) % info.num_classes
-    if info.cond_dim > 0:
-        g = torch.Generator().manual_seed(seed)
-        idx = torch.randint(len(datamodule.dataset), (n,), generator=g).tolist()
-        batch = datamodule.real_fetch(idx)
-        return as_pair(batch)[1].to(pl_module.device)
-    return None
+    """Conditions to generate with (:func:`ganforge.evaluation.generation_conditions`)."""
+    return generation_conditions(pl_module.info, datamodule.dataset, n, seed, pl_module.device)
 
 
 class Evaluation(L.Callback):
@@ -134,6 +127,7 @@ class Evaluation(L.Callback):
         self.history: list[dict[str, Any]] = []
         self.latest: dict[str, float] = {}
         self._prepared = False
+        self._context: Optional[tuple[int, int, int]] = None  # (world size, dataset size, data seed)
         self._last_step = -1
         # Training time across segments: the earlier segments' records come from the checkpoint
         # (each up to the checkpoint this one resumed from); ``segment`` describes this one (its
@@ -175,13 +169,7 @@ class Evaluation(L.Callback):
         return round(sum(float(s.get("wall_time_s") or 0.0) for s in self.segments()), 3)
 
     def _prepare(self, trainer: L.Trainer, pl_module: GANModule) -> None:
-        dm = trainer.datamodule
-        protocol = {"dataset": pl_module.info.name, **pl_module.info.protocol}
-        for _, metric in self.metrics:
-            if hasattr(metric, "to"):
-                metric.to(pl_module.device)
-            if getattr(metric, "needs_real", False):
-                metric.prepare_real(dm.real_batches(getattr(metric, "num_real", None)), protocol)
+        prepare_real(self.metrics, pl_module.info, trainer.datamodule, pl_module.device)
         self._prepared = True
 
     @torch.no_grad()
@@ -191,20 +179,17 @@ class Evaluation(L.Callback):
         if not self._prepared:
             self._prepare(trainer, pl_module)
         pl_module.sync_buffers()
-        rank, world = trainer.global_rank, trainer.world_size
-        values: dict[str, float] = {}
-        for entry, (name, metric) in enumerate(self.metrics):
-            metric.reset()
-            total = int(getattr(metric, "num_samples", 1000))
-            # every rank evaluates at least one sample: collective states need a batch everywhere
-            n = max(1, total // world + (1 if rank < total % world else 0))
-            seed = noise_seed(self.seed, rank, -7, 0)
-            y = _conditions_for(pl_module, trainer.datamodule, n, seed)
-            x = pl_module.sample(n, y=y, seed=seed, ema=self.use_ema)
-            for i in range(0, n, 500):
-                metric.update(x[i : i + 500], None if y is None else y[i : i + 500])
-            for k, v in self._checked(trainer, pl_module, entry, metric.compute()).items():
-                values[f"{name}/{k}"] = v
+        from ganforge.components import ComponentError
+
+        dm = trainer.datamodule
+        try:  # the shared evaluation (ganforge.evaluation): `ganforge evaluate` replays it exactly
+            results = evaluate_metrics(pl_module, self.metrics, dm.dataset, self.seed, use_ema=self.use_ema,
+                                       world=trainer.world_size, ranks=[trainer.global_rank], sources=self.sources,
+                                       data_seed=dm.seed)
+        except ComponentError as exc:
+            raise self._stop_error(trainer, pl_module, exc) from None
+        self._context = (trainer.world_size, len(dm.dataset), dm.seed)
+        values = {f"{name}/{k}": v for name, r in results.items() for k, v in r["values"].items()}
         self.latest = values
         self._last_step = pl_module.g_steps
         row = {"g_steps": pl_module.g_steps, "images_seen": pl_module.images_seen, **values}
@@ -223,10 +208,15 @@ class Evaluation(L.Callback):
         try:
             return metric_values(result, self.sources[index])
         except ComponentError as exc:
-            ckpt = next((c.last for c in trainer.callbacks if isinstance(c, GANCheckpoint)), None)
-            saved = (f"the last checkpoint is {ckpt} (resume with --resume {ckpt} after fixing the metric, or drop "
-                     "it from metrics.list)" if ckpt is not None and ckpt.is_file() else "no checkpoint was written yet")
-            raise ComponentError(f"{exc} Training stopped at generator step {pl_module.g_steps}; {saved}.") from None
+            raise self._stop_error(trainer, pl_module, exc) from None
+
+    def _stop_error(self, trainer: L.Trainer, pl_module: GANModule, exc: Exception) -> Exception:
+        from ganforge.components import ComponentError
+
+        ckpt = next((c.last for c in trainer.callbacks if isinstance(c, GANCheckpoint)), None)
+        saved = (f"the last checkpoint is {ckpt} (resume with --resume {ckpt} after fixing the metric, or drop "
+                 "it from metrics.list)" if ckpt is not None and ckpt.is_file() else "no checkpoint was written yet")
+        return ComponentError(f"{exc} Training stopped at generator step {pl_module.g_steps}; {saved}.")
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: GANModule, *args: Any) -> None:
         if _is_eval_step(pl_module.g_steps, self.every) and pl_module.g_steps != self._last_step:
@@ -255,7 +245,7 @@ class Evaluation(L.Callback):
             "metrics": {
                 name: {
                     "values": {k.split("/", 1)[1]: v for k, v in self.latest.items() if k.startswith(name + "/")},
-                    "protocol": metric.protocol(),
+                    "protocol": self._protocol(metric, pl_module),
                     "evaluated": "ema" if (self.use_ema and pl_module.generator_ema is not None) else "generator",
                 }
                 for name, metric in self.metrics
@@ -265,6 +255,20 @@ class Evaluation(L.Callback):
             "segments": self.segments(),
         }
 
+    def _protocol(self, metric: Any, pl_module: GANModule) -> dict[str, Any]:
+        """The metric's protocol with the sampling seed, counts, conditions rule, generator and
+        reference split (:func:`ganforge.evaluation.full_protocol`) once the run has evaluated."""
+        if self._context is None:
+            trainer = getattr(pl_module, "_trainer", None)
+            dm = getattr(trainer, "datamodule", None)
+            if dm is None:
+                return metric.protocol()
+            self._context = (trainer.world_size, len(dm.dataset), dm.seed)
+        world, size, data_seed = self._context
+        return full_protocol(metric, pl_module.info, seed=self.seed, world=world, dataset_size=size,
+                             generator=generator_used(pl_module, self.use_ema), data_seed=data_seed,
+                             device=pl_module.device.type)
+
     def write_summary(self, trainer: L.Trainer, pl_module: GANModule) -> None:
         write_json(self.run_dir / "summary.json", self.summary(pl_module))
 
@@ -273,34 +277,6 @@ class Evaluation(L.Callback):
         path = self.run_dir / "summary.json"
         write_json(path, {**self.summary(pl_module), "interrupted": interrupted})
         return path
-
-
-def metric_values(result: Any, where: str) -> dict[str, float]:
-    """A metric's ``compute()`` result as ``{name: float}``, or a ComponentError saying what is wrong
-    with it, prefixed by ``where`` (the metric's config entry and plugin)."""
-    problem = ""
-    if not isinstance(result, Mapping):
-        problem = f"returned {type(result).__name__} {_short(result)}"
-    else:
-        for k, v in result.items():
-            if not isinstance(k, str):
-                problem = f"returned key {k!r} ({type(k).__name__}), not a string name"
-            elif isinstance(v, torch.Tensor) and v.numel() != 1 or isinstance(v, np.ndarray) and v.size != 1:
-                problem = f"returned '{k}' with shape {tuple(v.shape)}, not a scalar"
-            elif isinstance(v, bool) or not isinstance(v, (int, float, np.number, torch.Tensor, np.ndarray)):
-                problem = f"returned '{k}' = {_short(v)} ({type(v).__name__}), not a number"
-            if problem:
-                break
-    if not problem:
-        return {k: float(v) for k, v in result.items()}
-    from ganforge.components import ComponentError
-
-    raise ComponentError(f"{where}: compute() {problem}; expected a dict of name → number.")
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class SamplePictures(L.Callback):

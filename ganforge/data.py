@@ -226,13 +226,16 @@ class GANDataModule(L.LightningDataModule):
         """The batch of the given dataset indices."""
         return _BatchFetch(self.dataset)[indices]
 
-    def real_batches(self, num: Optional[int], batch_size: int = 500) -> Callable[[], Iterator[Any]]:
-        """This rank's shard of real data (``num`` over all ranks, ``None``: everything), in batches."""
+    def real_batches(self, num: Optional[int], batch_size: int = 500, start: int = 0) -> Callable[[], Iterator[Any]]:
+        """This rank's shard of real data (``num`` over all ranks, ``None``: everything), in batches:
+        positions ``start .. start + num`` of a permutation seeded with ``seed + 1`` (``start`` > 0
+        gives a set disjoint from the first ``start``: the real-vs-real floor)."""
 
         def gen() -> Iterator[Any]:
             rank, world = self.world()
-            total = len(self.dataset) if num is None else min(num, len(self.dataset))
-            order = _perm(len(self.dataset), self.seed + 1, 0)[:total]
+            left = len(self.dataset) - start
+            total = left if num is None else min(num, left)
+            order = _perm(len(self.dataset), self.seed + 1, 0)[start : start + total]
             mine = order[rank::world]
             fetch = _BatchFetch(self.dataset)
             for i in range(0, len(mine), batch_size):
