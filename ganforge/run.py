@@ -92,8 +92,9 @@ def latest_checkpoint(root: Path, name: str, announce: bool = False) -> Optional
     if announce:
         others = "; ".join(f"{c.path.parent.parent.relative_to(base)} ({c.state})" for c in found[1:4])
         others += " and more" if len(found) > 4 else ""
-        more = (f" {len(found) - 1} other run{'s' if len(found) > 2 else ''} of '{name}' have a checkpoint: "
-                f"{others} (resume one of those with --resume <its checkpoints/last.ckpt>)." if len(found) > 1 else "")
+        n = len(found) - 1
+        more = (f" {n} other run{'s have' if n > 1 else ' has'} a checkpoint: {others} (resume one of those with "
+                "--resume <its checkpoints/last.ckpt>)." if n else "")
         skipped = (f" Skipped unreadable: {', '.join(str(p) for p in unreadable)}." if unreadable else "")
         print(f"ganforge: --resume auto: took run {chosen.path.parent.parent}, checkpoint {chosen.path.name} "
               f"({chosen.state}).{more}{skipped}", flush=True)

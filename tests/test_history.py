@@ -154,7 +154,7 @@ def test_resume_auto_takes_the_newest_by_the_checkpoints_own_time_and_says_so(ti
     said = capsys.readouterr().out
     assert out["run_dir"] == base / "version_1" and out["module"].g_steps == 8
     assert f"--resume auto: took run {base / 'version_1'}, checkpoint last.ckpt (generator step 4, saved " in said
-    assert "1 other run of 'many' have a checkpoint: version_0 (generator step 6, saved " in said
+    assert "1 other run has a checkpoint: version_0 (generator step 6, saved " in said
     assert f"Skipped unreadable: {damaged}." in said
 
 
