@@ -557,7 +557,8 @@ def _load_reference(reg: Any, args: argparse.Namespace, overrides: list[str]) ->
 
         cfg = load_config(args.config, overrides, reg)
         dataset = reg.build("dataset", cfg["dataset"], "dataset", seed=cfg["seed"])
-        return dataset, {"source": "config", "config": args.config, "dataset": cfg["dataset"]}, cfg["metrics"]["list"]
+        desc = {"source": "config", "config": str(args.config), "dataset": cfg["dataset"], "seed": cfg["seed"]}
+        return dataset, desc, cfg["metrics"]["list"]
     path = Path(args.reference)
     if path.is_dir():
         x, protocol = _read_folder(reg, "--reference", path)
@@ -577,9 +578,10 @@ def _load_reference(reg: Any, args: argparse.Namespace, overrides: list[str]) ->
 
 
 def cmd_evaluate_samples(args: argparse.Namespace) -> int:
-    """Metrics of samples made elsewhere (a folder or .npz) against a reference, with the same protocols."""
-    from ganforge.callbacks import metric_values
+    """Metrics of samples made elsewhere (a folder or .npz) against a reference, with training's protocols
+    (the real data chosen and cached as :mod:`ganforge.evaluation` does; ``sampling`` names the samples)."""
     from ganforge.data import GANDataModule
+    from ganforge.evaluation import UPDATE_BATCH, data_protocol, metric_values, prepare_real, reference_protocol
     from ganforge.plugins import ConfigError, get_registry
 
     reg = get_registry()
@@ -628,9 +630,10 @@ def cmd_evaluate_samples(args: argparse.Namespace) -> int:
     unknown = set(params) - set(names)
     if unknown:
         raise ConfigError(f"--set {sorted(unknown)[0]}.*: that metric is not in --metrics {','.join(names)}")
-    dm = GANDataModule(dataset, 500, 1, 0)
-    data_protocol = {"dataset": info.name, **info.protocol}
-    samples_desc = {"path": str(args.samples), **sprot, "num_samples": n}
+    data_seed = int(ref_desc.get("seed", 0))  # a config's seed picks the real subset as its training run did
+    dm = GANDataModule(dataset, UPDATE_BATCH, 1, data_seed)
+    samples_desc = {"generator": "none: samples read from --samples", "path": str(args.samples), **sprot,
+                    "num_samples": n}
     results: dict[str, Any] = {}
     for name in names:
         spec = dict(configured.get(name, {"name": name}))
@@ -639,20 +642,19 @@ def cmd_evaluate_samples(args: argparse.Namespace) -> int:
         if any(p.name == "num_samples" for p in comp.parameters()):
             spec["num_samples"] = n  # the protocol records how many samples were evaluated
         metric = reg.build("metric", spec, f"--metrics {name}", info=info)
-        if hasattr(metric, "to"):
-            metric.to(args.device)
-        if getattr(metric, "needs_real", False):
-            metric.prepare_real(dm.real_batches(getattr(metric, "num_real", None)), data_protocol)
+        prepare_real([(name, metric)], info, dm, args.device)
         metric.reset()
         where = f"--metrics {name} (metric '{name}' from {comp.provider})"
         try:  # e.g. too few samples for a covariance: one line naming the metric, not a traceback
-            for i in range(0, n, 500):
-                metric.update(x[i : i + 500].to(args.device), None if y is None else y[i : i + 500].to(args.device))
+            for i in range(0, n, UPDATE_BATCH):
+                metric.update(x[i : i + UPDATE_BATCH].to(args.device),
+                              None if y is None else y[i : i + UPDATE_BATCH].to(args.device))
             computed = metric.compute()
         except ValueError as exc:
             raise ConfigError(f"{where} on --samples {args.samples} ({n} samples): {exc}") from None
         results[name] = {"values": metric_values(computed, where),
-                         "protocol": {**metric.protocol(), "samples": samples_desc}}
+                         "protocol": {**metric.protocol(), "sampling": samples_desc,
+                                      "reference": reference_protocol(metric, info, len(dataset), data_seed)}}
     print(f"samples: {args.samples} ({n} samples, {sprot['source']})")
     print(f"reference: {ref_desc.get('path') or ref_desc.get('config')} ({info.name}, {len(dataset)} samples)")
     for name, r in results.items():
@@ -661,6 +663,7 @@ def cmd_evaluate_samples(args: argparse.Namespace) -> int:
     if args.json_out:
         from ganforge.io import write_json
 
-        write_json(args.json_out, {"samples": samples_desc, "reference": {**ref_desc, "data": data_protocol},
+        write_json(args.json_out, {"samples": samples_desc,
+                                   "reference": {**ref_desc, "data": data_protocol(info, len(dataset), None, data_seed)},
                                    "metrics": results})
     return 0

@@ -44,6 +44,11 @@ class DataInfo:
         name: The dataset's registered name.
         protocol: Everything that defines the data (parameters, sizes, file hashes); part of
             every metric's protocol and of the real-statistics cache key.
+        denormalize: How samples map back to the units the data was stored in, as plain data
+            (it travels in checkpoints): ``{"scale": [...], "offset": [...]}`` with
+            ``stored = x * scale + offset``; one value for all, or one per channel (images) or
+            per feature (points). ``None``: the data is used as stored. ``ganforge sample``
+            writes ``samples.npz`` in the stored units (:meth:`to_stored_units`).
     """
 
     sample_shape: tuple[int, ...]
@@ -55,10 +60,40 @@ class DataInfo:
     mode_std: Optional[float] = None
     name: str = ""
     protocol: dict[str, Any] = field(default_factory=dict)
+    denormalize: Optional[dict[str, list[float]]] = None
 
     @property
     def conditional(self) -> bool:
         return self.num_classes > 0 or self.cond_dim > 0
+
+    def _affine(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(scale, offset)`` of :attr:`denormalize`, shaped to broadcast against a batch ``x``."""
+        assert self.denormalize is not None
+        parts = []
+        for key in ("scale", "offset"):
+            v = torch.as_tensor(self.denormalize[key], dtype=torch.float64).reshape(-1)
+            n = v.numel()
+            channels = self.sample_shape[0] if self.sample_shape else 1
+            if n != 1 and n != channels:
+                raise ValueError(f"DataInfo.denormalize['{key}'] has {n} values; expected 1 or one per "
+                                 f"{'channel' if self.kind == 'image' else 'feature'} ({channels}).")
+            shape = (n,) + (1,) * (len(self.sample_shape) - 1) if n > 1 else ()
+            parts.append(v.reshape(shape).to(x.device))
+        return parts[0], parts[1]
+
+    def to_stored_units(self, x: torch.Tensor) -> torch.Tensor:
+        """Samples (a batch, in training units) in the units the data was stored in (float64)."""
+        if self.denormalize is None:
+            return x.double()
+        scale, offset = self._affine(x)
+        return x.double() * scale + offset
+
+    def from_stored_units(self, x: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`to_stored_units`: stored units to training units (float32)."""
+        if self.denormalize is None:
+            return x.float()
+        scale, offset = self._affine(x)
+        return ((x.double() - offset) / scale).float()
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

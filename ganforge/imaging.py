@@ -107,6 +107,21 @@ def to_uint8_images(x: torch.Tensor, value_range: tuple[float, float] = (-1.0, 1
     return (x.permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
 
 
+def to_pil_images(x: torch.Tensor, value_range: tuple[float, float] = (-1.0, 1.0), bits: int = 8) -> list[Image.Image]:
+    """``(N, C, H, W)`` floats in ``value_range`` → one picture per sample, in the data's own form:
+    greyscale (mode ``L``, or ``I;16`` when ``bits`` is 16) for one channel, RGB otherwise (as
+    :func:`to_uint8_images`). 16 bits keep what 16-bit detector images hold; colour stays 8-bit."""
+    if bits not in (8, 16):
+        raise ValueError(f"bits={bits!r}: PNG samples are 8- or 16-bit")
+    if x.dim() != 4 or x.shape[1] != 1:
+        return [Image.fromarray(a) for a in to_uint8_images(x, value_range)]
+    lo, hi = value_range
+    top = 255 if bits == 8 else 65535
+    v = ((x.detach().double().cpu()[:, 0] - lo) / (hi - lo)).clamp(0, 1).numpy() * top + 0.5
+    arr = v.astype(np.uint8 if bits == 8 else np.uint16)
+    return [Image.fromarray(a) for a in arr]  # uint8 → mode L, uint16 → I;16
+
+
 def image_grid(images: np.ndarray, nrow: Optional[int] = None, pad: int = 2, scale: int = 1,
                title: str = "", row_labels: Optional[Sequence[str]] = None,
                col_labels: Optional[Sequence[str]] = None, caption: str = "") -> Image.Image:

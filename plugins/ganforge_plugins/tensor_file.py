@@ -24,7 +24,9 @@ Channels-last images ``(N, H, W, C)`` need ``channels_last: true``.
 * ``standard``: zero mean and unit standard deviation per feature (points) or per channel
   (images); a constant feature is only centred.
 
-:meth:`TensorFileDataset.denormalize` maps generated samples back to the file's units.
+:meth:`TensorFileDataset.denormalize` maps generated samples back to the file's units; the map is
+kept as plain data in ``info.denormalize`` (so in checkpoints), and ``ganforge sample`` writes
+``samples.npz`` in the file's units.
 """
 
 from __future__ import annotations
@@ -96,8 +98,9 @@ class TensorFileDataset(Dataset):
         return self.data, self.targets
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Map samples from the training scale back to the units stored in the file."""
-        return x * self.scale.to(x.device, x.dtype) + self.shift.to(x.device, x.dtype)
+        """Map samples from the training scale back to the units stored in the file
+        (``info.to_stored_units``, the one home of the map, in ``x``'s dtype)."""
+        return self.info.to_stored_units(x).to(x.dtype)
 
 
 # -- reading -----------------------------------------------------------------------------------------
@@ -393,6 +396,9 @@ def tensor_file(
         value_range=value_range,  # type: ignore[arg-type]
         name="tensor-file",
         protocol=protocol,
+        # Plain data in the info (and so in every checkpoint): `ganforge sample` maps samples back.
+        denormalize=None if normalize == "none" else {"scale": scale.reshape(-1).tolist(),
+                                                      "offset": shift.reshape(-1).tolist()},
     )
     return TensorFileDataset(x, targets, info, shift, scale)
 
