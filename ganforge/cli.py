@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from ganforge.components import ComponentError
-from ganforge.plugins import ConfigError, PluginError
+from ganforge import __version__
+
+# No torch (nor anything that imports it) at module level: `--help` and `--version` answer at once, and
+# main() sets OpenMP's environment before torch is imported (OpenMP reads it once, at start-up).
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--config", default=None,
-                   help="YAML config (a path, or a built-in name such as ring8 or grid25); default: ring8")
+    p.add_argument("-c", "--config", action="append", default=None, metavar="CONFIG",
+                   help="YAML config (a path, or a built-in name such as ring8 or grid25); default: ring8. "
+                        "Repeatable: later files override earlier ones (mappings merged, lists replaced)")
     p.add_argument("overrides", nargs="*", metavar="key.path=value",
-                   help="dotted overrides, e.g. objective.name=wgan-gp train.max_steps=500")
+                   help="dotted overrides, e.g. objective.name=wgan-gp train.max_steps=500; "
+                        "--key.path=value (as W&B sweep agents pass them) works too")
     p.add_argument("--strict-plugins", action="store_true", help="fail when any plugin fails to load")
 
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="ganforge", description="Train and evaluate GANs on PyTorch Lightning.")
+    ap.add_argument("--version", action="version", version=f"ganforge {__version__}",
+                    help="print ganforge's version and exit")
     sub = ap.add_subparsers(dest="command", required=True)
     fit = sub.add_parser("fit", help="train a GAN (default experiment: the ring of 8 Gaussians)")
     _common(fit)
@@ -34,7 +41,8 @@ def parser() -> argparse.ArgumentParser:
     _common(show)
     plugins = sub.add_parser("plugins", help="list plugins, their components and parameters, and failures")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
-    plugins.add_argument("--strict-plugins", action="store_true")
+    plugins.add_argument("--strict-plugins", action="store_true",
+                         help="exit with an error when any plugin fails to load (default: list the failures)")
     report = sub.add_parser("report", help="write one self-contained HTML page for one or several runs")
     report.add_argument("runs", nargs="+", metavar="RUN_DIR",
                         help="run directories (runs/ring8/version_0), or a folder of runs (runs/ring8: all versions)")
@@ -82,7 +90,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def _fit_command(args: argparse.Namespace) -> list[str]:
     """This ``ganforge fit`` command line without ``--resume`` (the interrupt message adds it)."""
-    cmd = ["ganforge", "fit"] + (["-c", args.config] if args.config else []) + list(args.overrides)
+    cmd = ["ganforge", "fit"] + [a for c in args.config or [] for a in ("-c", c)] + list(args.overrides)
     return cmd + ["--no-progress"] * bool(args.no_progress) + ["--strict-plugins"] * bool(args.strict_plugins)
 
 
@@ -145,24 +153,57 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def split_overrides(argv: list[str], options: set[str]) -> tuple[list[str], list[str]]:
+    """``(argv without overrides, overrides)`` for a ``fit`` or ``config show`` command line.
+
+    Overrides may come before or after options (``fit --no-progress a.b=1``): every ``key=value``
+    token that is not an option's value is one. So is ``--key=value`` when ``--key`` is not one of the
+    command's ``options``: W&B sweep agents pass parameters that way (``${args}``), with Python's
+    spelling of values, so ``None`` there means null.
+    """
+    rest: list[str] = []
+    overrides: list[str] = []
+    takes_value = {"-c", "--config", "--resume"}
+    for i, tok in enumerate(argv):
+        prev = argv[i - 1] if i else ""
+        if prev in takes_value:
+            rest.append(tok)
+        elif "=" in tok and not tok.startswith("-"):
+            overrides.append(tok)
+        elif tok.startswith("--") and "=" in tok and tok.split("=", 1)[0] not in options:
+            key, _, value = tok[2:].partition("=")
+            overrides.append(f"{key}={'null' if value == 'None' else value}")
+        else:
+            rest.append(tok)
+    return rest, overrides
+
+
+def _options(ap: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The option strings of the subcommand named at the start of ``argv`` (``fit``, ``config show``)."""
+    node = ap
+    for word in argv[:2]:
+        subs = [a for a in node._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or word not in subs[0].choices:
+            break
+        node = subs[0].choices[word]
+    return {o for a in node._actions for o in a.option_strings}
+
+
 def main(argv: Optional[list[str]] = None) -> int:
+    # Before torch is imported: OpenMP threads that wait for work sleep instead of spinning. On a busy
+    # machine, spinning threads take the cores the working ones need (docs/quickstart.md, "CPU threads").
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = list(sys.argv[1:] if argv is None else argv)
-    # Overrides may come before or after options (`fit --no-progress a.b=1`): take every
-    # `key=value` token that is not an option or an option's value out of argv first.
+    ap = parser()
     overrides: list[str] = []
     if argv and argv[0] in ("fit", "config"):
-        rest: list[str] = []
-        takes_value = {"-c", "--config", "--resume"}
-        for i, tok in enumerate(argv):
-            prev = argv[i - 1] if i else ""
-            if "=" in tok and not tok.startswith("-") and prev not in takes_value:
-                overrides.append(tok)
-            else:
-                rest.append(tok)
-        argv = rest
-    args = parser().parse_args(argv)
+        argv, overrides = split_overrides(argv, _options(ap, argv))
+    args = ap.parse_args(argv)
     if hasattr(args, "overrides"):
         args.overrides = list(args.overrides) + overrides
+    from ganforge.components import ComponentError
+    from ganforge.plugins import ConfigError, PluginError
+
     try:
         if args.command == "fit":
             return cmd_fit(args)

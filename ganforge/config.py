@@ -42,6 +42,7 @@ def train_section(
     checkpoint_every_n_steps: Annotated[int, NonNegative] = 1000,
     log_every_n_steps: Annotated[int, Positive] = 10,
     num_workers: Annotated[int, NonNegative] = 0,
+    cpu_threads: Annotated[Optional[int], Positive] = None,
     data_on_device: Literal["auto", True, False] = "auto",
     compile: bool = False,
     channels_last: Literal["auto", True, False] = "auto",
@@ -67,6 +68,9 @@ def train_section(
         checkpoint_every_n_steps: Write ``checkpoints/last.ckpt`` every N generator steps.
         log_every_n_steps: Log losses every N generator steps.
         num_workers: Data-loader worker processes.
+        cpu_threads: Threads torch uses for CPU work (``torch.set_num_threads`` at the start of the fit);
+            ``null``: torch's default, one per core. On a shared or busy machine 1 can be several times
+            faster (docs/quickstart.md, "CPU threads"). May change on resume.
         data_on_device: Keep the whole dataset on the training device and gather each batch there
             (no loader workers, no per-item fetch). ``auto``: when the dataset is an in-memory tensor
             dataset that takes under a quarter of the free device memory; ``true``: always (any
@@ -123,7 +127,11 @@ def optimizer_section(
 
 def logger_entry(name: Literal["csv", "wandb"] = "csv", project: str = "ganforge", entity: Optional[str] = None,
                  mode: Literal["auto", "online", "offline", "disabled"] = "auto", tags: list = []) -> None:  # noqa: B006
-    """A logger: ``csv`` (``metrics.csv`` in the run directory) or ``wandb`` (Weights & Biases)."""
+    """A logger: ``csv`` (``metrics.csv`` in the run directory) or ``wandb`` (Weights & Biases).
+
+    ``csv`` is always added when another logger is given (``logger: wandb`` resolves to ``[csv, wandb]``):
+    ``metrics.csv`` is the run's own record. ``logger: []`` turns all logging off.
+    """
 
 
 def _schema(fn: Any, kind: str, name: str = "") -> Component:
@@ -177,6 +185,11 @@ def load_yaml(path: Optional[Union[str, Path]]) -> tuple[dict[str, Any], str]:
             builtin = resources.files("ganforge").joinpath("configs", p.name)
             if builtin.is_file():
                 hint = f" A built-in config of that name exists: use `-c {p.name}` from any directory by its name only."
+            elif "/" not in str(path) and "\\" not in str(path):  # a bare name: meant a built-in one?
+                names = builtin_config_names()
+                close = difflib.get_close_matches(p.name.removesuffix(".yaml").removesuffix(".yml"), names, n=1,
+                                                  cutoff=0.5)
+                hint = (f" Did you mean `-c {close[0]}`?" if close else "") + f" Built-in configs: {', '.join(names)}."
             raise ConfigError(f"config file '{path}' not found (relative to {Path.cwd()}).{hint}")
         if p.is_dir():
             raise ConfigError(f"config path '{path}' is a directory; give a YAML file.")
@@ -227,6 +240,32 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 raise _DuplicateKey(key, line, seen[key])
             seen[key] = line
         return super().construct_mapping(node, deep)
+
+
+def builtin_config_names() -> list[str]:
+    """The configs shipped inside the package, usable as ``-c <name>`` from any directory."""
+    return sorted(f.name.rsplit(".", 1)[0] for f in resources.files("ganforge").joinpath("configs").iterdir()
+                  if f.name.endswith((".yaml", ".yml")))
+
+
+def merge_configs(base: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    """``later`` over ``base``: mappings merge key by key, anything else (lists included) is replaced.
+
+    A component section whose ``name`` changes is replaced as a whole, as with a ``<section>.name=``
+    override: the earlier file's parameters belonged to the other component.
+    """
+    out = copy.deepcopy(base)
+    for key, value in later.items():
+        old = out.get(key)
+        if isinstance(old, str) and isinstance(value, dict):  # `objective: wgan` shorthand → mapping
+            old = {"name": old}
+        renamed = isinstance(old, dict) and isinstance(value, dict) and "name" in old and "name" in value \
+            and old["name"] != value["name"]
+        if isinstance(old, dict) and isinstance(value, dict) and not renamed:
+            out[key] = merge_configs(old, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def resolve_config_path(path: Optional[str]) -> Optional[str]:
@@ -388,7 +427,11 @@ def _resolve_loggers(value: Any) -> list[dict[str, Any]]:
         full = {p.name: params.get(p.name, p.default) for p in schema.parameters()}
         if full["name"] == "csv":
             full = {"name": "csv"}
+        if any(o["name"] == full["name"] for o in out):
+            raise ConfigError(f"{path}: logger '{full['name']}' is given twice; keep one entry.")
         out.append(_plain(full))
+    if out and not any(o["name"] == "csv" for o in out):
+        out.insert(0, {"name": "csv"})  # metrics.csv is the run's own record (`ganforge report` reads it)
     return out
 
 
@@ -529,12 +572,21 @@ def resolve(data: dict[str, Any], registry: Registry, source: str = "<config>") 
     return cfg
 
 
-def load_config(path: Optional[str], overrides: list[str], registry: Registry) -> dict[str, Any]:
-    """Read ``path`` (or the embedded default), apply overrides and validate."""
-    resolved_path = resolve_config_path(path)
-    data, source = load_yaml(resolved_path)
+def load_config(path: Union[None, str, list[str]], overrides: list[str], registry: Registry) -> dict[str, Any]:
+    """Read ``path`` (or the embedded default), apply overrides and validate.
+
+    Several paths (``-c base.yaml -c mine.yaml``) are merged in order by :func:`merge_configs`:
+    later files override earlier ones.
+    """
+    paths = path if isinstance(path, list) else [path]
+    data: dict[str, Any] = {}
+    sources = []
+    for p in paths or [None]:
+        more, source = load_yaml(resolve_config_path(p))
+        data = merge_configs(data, more)
+        sources.append(source)
     data = apply_overrides(data, overrides)
-    return resolve(data, registry, source)
+    return resolve(data, registry, " + ".join(sources))
 
 
 class _Dumper(yaml.SafeDumper):

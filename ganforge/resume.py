@@ -35,7 +35,7 @@ SAFE_ON_RESUME = (
     "optim.generator.lr", "optim.discriminator.lr",      # likewise: "lower the learning rates" and resume
     "metrics", "samples", "logger", "console",           # observation only: never touches G or D
     "trainer.devices", "trainer.num_nodes", "trainer.accelerator", "trainer.strategy",
-    "trainer.enable_progress_bar",                       # where it runs: the batch is global, data order fixed
+    "trainer.enable_progress_bar", "train.cpu_threads",  # where it runs: the batch is global, data order fixed
 )
 SEGMENTS = "segments.jsonl"
 _ABSENT = "<absent>"

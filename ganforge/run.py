@@ -337,6 +337,7 @@ def fit(cfg: dict[str, Any], resume: Optional[str] = None, progress: Optional[bo
     """Train a GAN from a resolved config. Returns ``{"run_dir", "summary", "module", "trainer"}``."""
     quiet_lightning()
     config_mod.check_hardware(cfg["trainer"])  # trainer.accelerator=gpu on a machine without one
+    threads = torch.get_num_threads()  # train.cpu_threads is this run's setting: restored at the end
     owner = not os.environ.get(RUN_DIR_ENV) and rundir.launch_rank() == 0  # not a spawned or non-zero rank
     run_dir, ckpt = choose_run_dir(cfg, resume)
     fresh = not run_dir.exists() or not any(run_dir.iterdir())  # created for this run (a new version_<n>)
@@ -344,6 +345,8 @@ def fit(cfg: dict[str, Any], resume: Optional[str] = None, progress: Optional[bo
     previous = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(run_dir)  # spawned ranks inherit it: one run directory for all
     try:
+        if cfg["train"].get("cpu_threads") is not None:
+            torch.set_num_threads(cfg["train"]["cpu_threads"])
         if lock is not None and not fresh:
             rundir.remove_orphan_temporaries(run_dir)
         return _fit(cfg, run_dir, ckpt, progress, registry)
@@ -352,6 +355,7 @@ def fit(cfg: dict[str, Any], resume: Optional[str] = None, progress: Optional[bo
             rundir.remove_own_start(run_dir)  # a start that failed before training wrote anything
         raise
     finally:
+        torch.set_num_threads(threads)
         if previous is None:
             os.environ.pop(RUN_DIR_ENV, None)
         else:

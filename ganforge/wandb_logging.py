@@ -172,10 +172,13 @@ def _with_suffix(name: str, suffix: str) -> str:
 
 
 def choose_run_id(cfg: Mapping[str, Any], module: Any, resuming: bool) -> str:
-    """The checkpoint's run id when resuming, else the scheduler job's, else a new random one."""
+    """The checkpoint's run id when resuming, else ``WANDB_RUN_ID`` (a W&B sweep agent sets it for the
+    run it waits for), else the scheduler job's, else a new random one."""
     extra = getattr(module, "extra_state", None)
     if resuming and isinstance(extra, dict) and extra.get(RUN_ID_KEY):
         return str(extra[RUN_ID_KEY])
+    if os.environ.get("WANDB_RUN_ID"):
+        return os.environ["WANDB_RUN_ID"]
     derived = scheduler_run_id(str(cfg.get("name", "run")))
     if derived:
         return derived

@@ -49,7 +49,7 @@ def main() -> str:
            "| `train` | mapping | | the training loop |",
            "| `metrics` | mapping | | evaluation |",
            "| `samples` | mapping | | sample pictures |",
-           "| `logger` | `csv`, `wandb` or a list | `csv` | loggers |",
+           "| `logger` | `csv`, `wandb` or a list | `csv` | loggers; `csv` is always added to a list without it (`wandb` → `[csv, wandb]`); `[]`: none |",
            "| `callbacks` | list | `[]` | extra callbacks registered by plugins, `{name: ..., <params>}` |",
            "| `trainer` | mapping | `{accelerator: auto, devices: 1}` | arguments of `lightning.Trainer` (validated against its signature) |",
            ""]

@@ -6,7 +6,9 @@ set -euo pipefail
 PYTHON="${PYTHON:-python3}"
 VENV="${VENV:-.venv}"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
+# pip's own output and download bars are shown (a first install fetches hundreds of MB); only pip's
+# "a newer pip exists" notice is off.
+PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check)
 CONSTRAINTS="$VENV/constraints.txt"
 : > "$CONSTRAINTS"
 if [ -n "${GANFORGE_TORCH:-}" ]; then
@@ -16,5 +18,7 @@ elif ! command -v nvidia-smi >/dev/null 2>&1; then
   have=$("$VENV/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null || true)
   echo "torch==${have:-2.13.0}" > "$CONSTRAINTS"
 fi
+pin=$(cat "$CONSTRAINTS")
+echo "ganforge: installing ganforge, its first-party plugins and the test tools into $VENV (${pin:-torch as pip picks it})"
 "${PIP[@]}" -c "$CONSTRAINTS" -e ".[test]" -e plugins/ganforge-relativistic -e plugins/ganforge-torchvision
 "$VENV/bin/python" -c 'import torch, lightning; print(f"ganforge env ready: torch {torch.__version__}, lightning {lightning.__version__}")'
