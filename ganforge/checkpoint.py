@@ -96,7 +96,11 @@ def load_module(path: str | Path, registry: Optional[Registry] = None, device: s
     blob = read_checkpoint(path)
     reg = registry or get_registry()
     cfg = blob["ganforge"]["config"]
-    info = info_from_dict(blob["ganforge"]["info"])
+    try:
+        info = info_from_dict(blob["ganforge"]["info"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ConfigError(f"checkpoint '{path}': its data info (ganforge.info) is malformed: {exc}. Use a checkpoint "
+                          "written by ganforge itself.") from None
     G = reg.build("generator", cfg["generator"], "generator", info=info, seed=cfg["seed"])
     D = reg.build("discriminator", cfg["discriminator"], "discriminator", info=info, seed=cfg["seed"])
     objective = reg.build("objective", cfg["objective"], "objective", info=info)

@@ -18,6 +18,7 @@ All other factory parameters come from the config section of the component.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
@@ -62,6 +63,21 @@ class DataInfo:
     protocol: dict[str, Any] = field(default_factory=dict)
     denormalize: Optional[dict[str, list[float]]] = None
 
+    def __post_init__(self) -> None:
+        if self.denormalize is not None:  # plain data from a plugin or a checkpoint: check it once, here
+            d = self.denormalize
+            channels = self.sample_shape[0] if self.sample_shape else 1
+            if not isinstance(d, Mapping) or set(d) != {"scale", "offset"}:
+                raise ValueError(f"DataInfo.denormalize must be {{'scale': [...], 'offset': [...]}}, got {d!r}")
+            for key in ("scale", "offset"):
+                v = d[key]
+                if not (isinstance(v, (list, tuple)) and len(v) in (1, channels)
+                        and all(isinstance(e, (int, float)) and not isinstance(e, bool) and math.isfinite(e) for e in v)):
+                    raise ValueError(f"DataInfo.denormalize['{key}'] must be a list of 1 or {channels} finite numbers "
+                                     f"(one per {'channel' if self.kind == 'image' else 'feature'}), got {v!r}")
+            if any(e == 0 for e in d["scale"]):
+                raise ValueError(f"DataInfo.denormalize['scale'] has a 0 (not invertible): {d['scale']!r}")
+
     @property
     def conditional(self) -> bool:
         return self.num_classes > 0 or self.cond_dim > 0
@@ -71,12 +87,8 @@ class DataInfo:
         assert self.denormalize is not None
         parts = []
         for key in ("scale", "offset"):
-            v = torch.as_tensor(self.denormalize[key], dtype=torch.float64).reshape(-1)
+            v = torch.as_tensor(self.denormalize[key], dtype=torch.float64).reshape(-1)  # checked in __post_init__
             n = v.numel()
-            channels = self.sample_shape[0] if self.sample_shape else 1
-            if n != 1 and n != channels:
-                raise ValueError(f"DataInfo.denormalize['{key}'] has {n} values; expected 1 or one per "
-                                 f"{'channel' if self.kind == 'image' else 'feature'} ({channels}).")
             shape = (n,) + (1,) * (len(self.sample_shape) - 1) if n > 1 else ()
             parts.append(v.reshape(shape).to(x.device))
         return parts[0], parts[1]

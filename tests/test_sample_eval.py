@@ -116,9 +116,29 @@ def test_normalization_round_trip_and_checkpoint_info(tmp_path):
     plain = tensor_file(str(tmp_path / "d.npz"), samples_key="pts")
     assert plain.info.denormalize is None
     torch.testing.assert_close(plain.info.to_stored_units(plain.data).float(), plain.data)
-    broken = info_from_dict({**plain.info.to_dict(), "denormalize": {"scale": [1.0, 2.0, 3.0], "offset": [0.0]}})
-    with pytest.raises(ValueError, match=r"denormalize\['scale'\] has 3 values; expected 1 or one per feature \(2\)"):
-        broken.to_stored_units(plain.data)
+    bad = [({"scale": [1.0, 2.0, 3.0], "offset": [0.0]}, r"\['scale'\] must be a list of 1 or 2 finite numbers \(one per "
+                                                         r"feature\), got \[1.0, 2.0, 3.0\]"),
+           ({"scale": [float("nan")], "offset": [0.0]}, r"\['scale'\] must be a list of 1 or 2 finite numbers"),
+           ({"scale": [0.0], "offset": [0.0]}, r"\['scale'\] has a 0 \(not invertible\)"),
+           ({"scale": ["1"], "offset": [0.0]}, r"\['scale'\] must be a list"),
+           ({"scale": [1.0]}, r"must be \{'scale': \[...\], 'offset': \[...\]\}"),
+           ([1.0, 2.0], r"must be \{'scale'")]
+    for value, message in bad:
+        with pytest.raises(ValueError, match=message):
+            info_from_dict({**plain.info.to_dict(), "denormalize": value})
+
+
+def test_a_checkpoint_with_a_malformed_normalization_is_one_line(cond_run, capsys, monkeypatch):
+    root, run_dir, _ = cond_run
+    monkeypatch.chdir(root)
+    blob = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    blob["ganforge"]["info"]["denormalize"] = {"scale": [0.0], "offset": [1.0]}
+    torch.save(blob, root / "bad.ckpt")
+    code, _, err = ganforge(["sample", "bad.ckpt", "--out", "never"], capsys)
+    assert code == 2 and err == ("ganforge: error: checkpoint 'bad.ckpt': its data info (ganforge.info) is malformed: "
+                                 "DataInfo.denormalize['scale'] has a 0 (not invertible): [0.0]. Use a checkpoint "
+                                 "written by ganforge itself.\n")
+    assert not (root / "never").exists()
 
 
 def test_bad_cond_values_name_the_flag(cond_run, capsys, monkeypatch):
