@@ -174,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
     raise SystemExit(f"unknown command {args.command}")
 
 
-def _conditions(module: Any, n: int, klass: int | None, dataset: Any = None) -> torch.Tensor | None:
+def _conditions(module: Any, n: int, klass: int | None, dataset: Any = None, seed: int = 0) -> torch.Tensor | None:
+    """``--class``, or the conditions evaluation draws (:func:`ganforge.evaluation.generation_conditions`)."""
     import torch
 
     from ganforge.plugins import ConfigError
@@ -187,17 +188,12 @@ def _conditions(module: Any, n: int, klass: int | None, dataset: Any = None) -> 
         if not 0 <= klass < info.num_classes:
             raise ConfigError(f"--class {klass}: out of range; classes are 0..{info.num_classes - 1}.")
         return torch.full((n,), klass, dtype=torch.long)
-    if info.num_classes > 0:
-        return torch.arange(n) % info.num_classes
-    if info.cond_dim > 0:
-        if dataset is None:
-            raise ConfigError("this model is conditioned on continuous values; `ganforge sample` draws them from "
-                              "the training data, which must be available (its config's dataset).")
-        from ganforge.components import as_pair
-        from ganforge.data import _BatchFetch
+    if info.cond_dim > 0 and dataset is None:
+        raise ConfigError("this model is conditioned on continuous values; `ganforge sample` draws them from "
+                          "the training data, which must be available (its config's dataset), or give --cond.")
+    from ganforge.evaluation import generation_conditions
 
-        idx = torch.randint(len(dataset), (n,), generator=torch.Generator().manual_seed(0)).tolist()
-        return as_pair(_BatchFetch(dataset)[idx])[1]
+    return generation_conditions(info, dataset, n, seed)
     return None
 
 
@@ -228,9 +224,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from ganforge.imaging import image_grid, samples_picture, save_png, to_pil_images, to_uint8_images
     from ganforge.io import atomic_path
 
+    from ganforge.evaluation import sampling_seed
+
     module = load_module(args.checkpoint, device=args.device)
     info = module.info
     ema = not args.no_ema
+    # evaluate's noise rule (rank 0 of 1): `sample --seed S --num N` writes the samples `evaluate --seed S
+    # --num-samples N` scores
+    seed = sampling_seed(args.seed, 0)
     rows: torch.Tensor | None = None  # --cond-grid: one condition vector per row
     if args.cond_values is not None:
         _check_cond_dims(info, "--cond", args.cond, args.cond_values)
@@ -251,12 +252,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
             cfg = module.run_config
             dataset = get_registry().build("dataset", cfg["dataset"], "dataset", seed=cfg["seed"])
-        y = _conditions(module, args.num, args.klass, dataset)
+        y = _conditions(module, args.num, args.klass, dataset, seed)
         title = f"{args.num} samples" + (f", class {args.klass}" if args.klass is not None else "")
     if rows is None:
-        x = module.sample(args.num, y=y, seed=args.seed, ema=ema).cpu()
+        x = module.sample(args.num, y=y, seed=seed, ema=ema).cpu()
     else:  # the same seed per row: every column keeps its noise, only the conditions change
-        x = torch.cat([module.sample(args.num, y=y[i * args.num:(i + 1) * args.num], seed=args.seed, ema=ema).cpu()
+        x = torch.cat([module.sample(args.num, y=y[i * args.num:(i + 1) * args.num], seed=seed, ema=ema).cpu()
                        for i in range(rows.shape[0])])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -275,7 +276,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
             save_png(img, single / f"{i:06d}.png")
     generator = "EMA" if ema and module.generator_ema is not None else "raw"
     meta = {"checkpoint": str(args.checkpoint), "g_steps": module.g_steps, "generator": generator.lower(),
-            "seed": args.seed, "dataset": info.name, "value_range": list(info.value_range),
+            "seed": args.seed, "noise": "as ganforge evaluate: noise_seed(seed, 0, -7, 0)", "dataset": info.name, "value_range": list(info.value_range),
             "units": "file" if info.denormalize is not None else "training", "denormalize": info.denormalize,
             "cond_grid": None if rows is None else rows.tolist()}
     with atomic_path(out / "samples.npz") as tmp:
@@ -353,6 +354,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                                 proto["sampling"]["num_samples"], where)
     header = {"checkpoint": str(args.checkpoint), "g_steps": module.g_steps,
               "generator": generator_used(module, use_ema), "seed": seed, "world_size": args.world_size or 1}
+    whose = " (the run's)" if args.seed is None else ""
+    print(f"ganforge: {args.checkpoint} at generator step {module.g_steps}: {header['generator']} generator, "
+          f"seed {seed}{whose}, sampled as {header['world_size']} rank(s)")
     for name, r in results.items():
         print(f"{name}: {_fmt_values(r['values'])}")
         if "floor" in r:

@@ -40,7 +40,8 @@ def ring_run(tiny, tmp_path):
 
 def test_evaluate_with_no_flags_reproduces_the_summary_of_a_ring_run(ring_run, tmp_path, capsys):
     run, summary = ring_run
-    res, _ = evaluate_json(capsys, tmp_path, run / "checkpoints" / "last.ckpt")
+    res, out = evaluate_json(capsys, tmp_path, run / "checkpoints" / "last.ckpt")
+    assert "at generator step 20: ema generator, seed 3 (the run's), sampled as 1 rank(s)" in out
     assert set(res["metrics"]) == {"mode-coverage", "fid"}  # the run's own metric list by default
     for name, entry in summary["metrics"].items():
         assert res["metrics"][name]["values"] == entry["values"], name  # equality, not closeness
