@@ -85,8 +85,10 @@ def test_samples_are_written_in_the_files_units(cond_run, capsys, monkeypatch):
     meta = json.loads(str(saved["ganforge"]))
     assert meta["units"] == "file"
     # The generator's own output (training units), mapped back with the file's statistics computed here.
+    from ganforge.evaluation import sampling_seed
+
     module = load_module(ckpt)
-    g = module.sample(6, y=torch.full((6, 1), 0.7), seed=0).double().numpy()
+    g = module.sample(6, y=torch.full((6, 1), 0.7), seed=sampling_seed(0, 0)).double().numpy()
     mean, std = x_file.astype(np.float64).mean(), x_file.astype(np.float64).std()
     np.testing.assert_allclose(saved["x"], g * std + mean, rtol=1e-5)
     assert 900 < saved["x"].mean() < 1300  # the file's units, not ~0
@@ -285,6 +287,18 @@ def test_evaluate_the_samples_of_a_run_like_its_checkpoint(cond_run, capsys, mon
     code, _, err = ganforge(["evaluate", "--samples", "run_samples/samples.npz", "-c", run_dir / "config.yaml",
                              *ident, "--json", "sm.json"], capsys)
     assert code == 0, err
+    # `sample --num N` writes the samples `evaluate --num-samples N` scores (its noise and conditions rule)
+    from ganforge.checkpoint import load_module
+    from ganforge.evaluation import generation_conditions, sampling_seed
+
+    module = load_module(ckpt)
+    saved = np.load(root / "run_samples" / "samples.npz", allow_pickle=False)
+    s = sampling_seed(0, 0)
+    y = generation_conditions(module.info, torch.utils.data.TensorDataset(torch.zeros(256), torch.from_numpy(
+        np.load(root / "det.npz")["c"])[:, None]), 200, s)
+    torch.testing.assert_close(torch.from_numpy(saved["y"]), y)
+    torch.testing.assert_close(module.info.from_stored_units(torch.from_numpy(saved["x"])), module.sample(200, y, s),
+                               atol=1e-5, rtol=0)
     by_ckpt = json.loads((root / "ck.json").read_text())["metrics"]["fid"]["values"]["fid"]
     by_samples = json.loads((root / "sm.json").read_text())["metrics"]["fid"]["values"]["fid"]
     # The 2-step generator's samples vary by ~0.01 per pixel, so float32 rounding in the file's units (~1e-6)
@@ -346,3 +360,24 @@ def test_evaluate_bad_inputs(digit_folders, tmp_path, capsys, monkeypatch):
     # -c with a dataset override: the reference is the digits at 8×8, so 8×8 samples now fit.
     code, _, err = ganforge(["evaluate", "--samples", "small", *ref, "--set", "dataset.resolution=8"], capsys)
     assert code == 0, err
+
+
+def test_sixteen_bit_greyscale_data_gives_sixteen_bit_sample_pngs(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "det").mkdir()
+    r = np.random.default_rng(0)
+    for i in range(8):  # 16-bit detector images (values far above 255)
+        Image.fromarray(r.integers(1000, 60000, (8, 8)).astype(np.uint16)).save(tmp_path / "det" / f"{i}.png")
+    env = dict(os.environ, GANFORGE_PROGRESS="0")
+    out = subprocess.run(GANFORGE + ["fit", "-c", "folder-dcgan", "dataset.root=det", "dataset.resolution=8",
+                                     "dataset.channels=1", "generator.width=8", "discriminator.width=8",
+                                     "train.max_steps=1", "train.batch_size=4", "metrics.list=[]", "root_dir=runs"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    ckpt = tmp_path / "runs" / "folder-dcgan" / "version_0" / "checkpoints" / "last.ckpt"
+    assert ganforge(["sample", ckpt, "--num", "3", "--out", "s"], capsys)[0] == 0
+    png = Image.open(tmp_path / "s" / "images" / "000000.png")
+    assert png.mode.startswith("I") and png.size == (8, 8)  # 16-bit greyscale, not 8-bit RGB
+    saved = np.load(tmp_path / "s" / "samples.npz")["x"]
+    expected = np.rint((np.clip(saved[0, 0], -1, 1) + 1) / 2 * 65535)
+    np.testing.assert_allclose(np.asarray(png, dtype=np.float64), expected, atol=1)
