@@ -381,3 +381,21 @@ def test_sixteen_bit_greyscale_data_gives_sixteen_bit_sample_pngs(tmp_path, caps
     saved = np.load(tmp_path / "s" / "samples.npz")["x"]
     expected = np.rint((np.clip(saved[0, 0], -1, 1) + 1) / 2 * 65535)
     np.testing.assert_allclose(np.asarray(png, dtype=np.float64), expected, atol=1)
+
+
+def test_evaluate_points_from_an_npz_against_the_ring(tmp_path, capsys, monkeypatch):
+    """Points made elsewhere, scored by the ring's own protocol (mode coverage): all 8 modes, or 4 of them."""
+    monkeypatch.chdir(tmp_path)
+    r = np.random.default_rng(0)
+    k = r.integers(0, 8, 2500)
+    x = np.stack([np.cos(2 * np.pi * k / 8), np.sin(2 * np.pi * k / 8)], 1) + r.normal(0, 0.01, (2500, 2))
+    np.savez(tmp_path / "all.npz", x=x.astype(np.float32))
+    np.savez(tmp_path / "half.npz", x=x[k < 4].astype(np.float32))
+    results = {}
+    for name in ("all", "half"):
+        code, out, err = ganforge(["evaluate", "--samples", f"{name}.npz", "-c", "ring8", "--json", f"{name}.json"],
+                                  capsys)
+        assert code == 0, err
+        results[name] = json.loads((tmp_path / f"{name}.json").read_text())["metrics"]["mode-coverage"]["values"]
+    assert results["all"]["modes"] == 8 and results["all"]["high_quality"] > 0.98
+    assert results["half"]["modes"] == 4 and results["half"]["kl_uniform"] == pytest.approx(np.log(2), abs=0.01)
