@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, ClassVar, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 import torch
 from torch import nn
@@ -248,11 +248,17 @@ class GANMetric:
         num_samples: Generated samples to evaluate, over all ranks.
         needs_real: Whether :meth:`prepare_real` must be called.
         num_real: Real samples to use (``None``: the whole dataset).
+        units: Unit of each value ``compute()`` returns, shown in the final table (``fraction``,
+            ``nats``, ``modes``, ...); values not named have no unit.
+        context: Values that describe the set-up rather than the result (e.g. ``num_modes``): kept
+            in ``summary.json``, left out of the final table.
     """
 
     num_samples: int = 2500
     needs_real: bool = False
     num_real: Optional[int] = None
+    units: ClassVar[dict[str, str]] = {}
+    context: ClassVar[tuple[str, ...]] = ()
 
     def prepare_real(self, batches: Callable[[], Any], data_protocol: dict[str, Any]) -> None:
         """Compute (or load from the cache) the statistics of real data."""
