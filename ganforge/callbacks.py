@@ -14,7 +14,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import RichProgressBar
 
 from ganforge.checkpoint import load_checkpoint_file
-from ganforge.imaging import hstack, points_extent, samples_picture, save_png
+from ganforge.imaging import panel_grid, points_extent, samples_picture, save_png
 from ganforge.io import atomic_torch_save, write_json
 from ganforge.evaluation import evaluate as evaluate_metrics
 from ganforge.evaluation import full_protocol, generation_conditions, generator_used, metric_values, prepare_real
@@ -138,6 +138,18 @@ class Evaluation(L.Callback):
         self._t_end: Optional[float] = None
         self._start_g_steps = 0
         self._module: Optional[GANModule] = None
+
+    def caption(self, step: int) -> str:
+        """The values evaluated at generator step ``step`` (a picture's caption), or ``""``."""
+        from ganforge.status import format_values
+
+        row = next((r for r in reversed(self.history) if r.get("g_steps") == step), None)
+        if row is None:
+            return ""
+        values = {k: v for k, v in row.items() if k not in ("g_steps", "images_seen") and isinstance(v, (int, float))}
+        short = {(k.split("/", 1)[1] if "/" in k and k.split("/", 1)[1] != k.split("/", 1)[0] else k.split("/")[0]): v
+                 for k, v in values.items()}
+        return format_values(short if len(short) == len(values) else values, limit=3)
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history, "latest": self.latest, "segments": self.segments()}
@@ -287,7 +299,10 @@ class SamplePictures(L.Callback):
     """
 
     def __init__(self, run_dir: Path, every_n_steps: int, num_samples: int, snapshots: int, seed: int,
-                 max_steps: Optional[int], use_ema: bool = True) -> None:
+                 max_steps: Optional[int], use_ema: bool = True,
+                 caption: Callable[[int], str] = lambda step: "") -> None:
+        self.caption = caption  # the metric values evaluated at a step, written under its panel's title
+        self._y: Optional[torch.Tensor] = None
         self.dir = Path(run_dir) / "samples"
         self.every = every_n_steps
         self.num = num_samples
@@ -308,12 +323,18 @@ class SamplePictures(L.Callback):
         if self.frames and self.frames[-1][0] == pl_module.g_steps:
             return
         y = _conditions_for(pl_module, trainer.datamodule, self.num, self.seed)
+        self._y = None if y is None else y.cpu()
         x = pl_module.sample(self.num, y=y, seed=self.seed, ema=self.use_ema).cpu()
         self.frames.append((pl_module.g_steps, x.half() if pl_module.info.kind == "image" else x))
         if trainer.is_global_zero:
-            img = samples_picture(x, pl_module.info, f"step {pl_module.g_steps}", self.extent(pl_module, x))
+            img = self.panel(pl_module, pl_module.g_steps, x)
             save_png(img, self.dir / f"step_{pl_module.g_steps:07d}.png")
             self.write_strip(pl_module)
+
+    def panel(self, pl_module: GANModule, step: int, x: torch.Tensor) -> Any:
+        """One picture: the title, the metric values at that step, class rows for class labels."""
+        return samples_picture(x.float(), pl_module.info, f"step {step}", self.extent(pl_module, x.float()),
+                               y=self._y, caption=self.caption(step))
 
     def extent(self, pl_module: GANModule, x: torch.Tensor) -> Optional[tuple]:
         if pl_module.info.kind == "image":
@@ -328,9 +349,8 @@ class SamplePictures(L.Callback):
         if len(frames) > self.snapshots:
             idx = np.unique(np.linspace(0, len(frames) - 1, self.snapshots).round().astype(int))
             frames = [frames[i] for i in idx]
-        panels = [samples_picture(x.float(), pl_module.info, f"step {s}", self.extent(pl_module, x.float()))
-                  for s, x in frames]
-        save_png(hstack(panels), self.dir / "progress.png")
+        panels = [self.panel(pl_module, s, x) for s, x in frames]
+        save_png(panel_grid(panels, ncols=3), self.dir / "progress.png")
 
     def on_train_start(self, trainer: L.Trainer, pl_module: GANModule) -> None:
         if pl_module.g_steps == 0:

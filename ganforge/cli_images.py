@@ -399,8 +399,31 @@ def _save_figure(metric: Any, out_png: Path) -> str:
         fig = fig[..., 0]
     img = Image.fromarray(fig)
     scale = max(1, 512 // max(img.width, 1))  # small images: enlarge, pixels kept sharp
-    save_png(img.resize((img.width * scale, img.height * scale), Image.NEAREST), out_png)
+    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    tile = getattr(metric, "real_images", None)
+    if tile is not None and getattr(tile, "ndim", 0) == 4:
+        img = _label_neighbour_columns(img, int(tile.shape[-1]), scale)
+    save_png(img, out_png)
     return str(out_png)
+
+
+def _label_neighbour_columns(img: Any, tile_w: int, scale: int, pad: int = 2, gap: int = 4) -> Any:
+    """A header over the nearest-neighbour grid: which column is the generated sample and which are
+    its nearest training images (the grid's geometry: ``classifier_metrics.image_grid``)."""
+    from PIL import Image, ImageDraw
+
+    from ganforge.imaging import BG, TEXT, _font
+
+    header = 20
+    out = Image.new(img.mode, (img.width, img.height + header), 255 if img.mode == "L" else BG)
+    out.paste(img, (0, header))
+    draw = ImageDraw.Draw(out)
+    font = _font()
+    ink = 0 if img.mode == "L" else TEXT
+    draw.text(((pad + tile_w / 2) * scale, header - 3), "sample", fill=ink, font=font, anchor="md")
+    draw.text(((pad + tile_w + pad + gap) * scale, header - 3), "its nearest training images, nearest first", fill=ink,
+              font=font, anchor="ld")
+    return out
 
 
 # -- `ganforge evaluate --samples`: samples from anywhere against a reference ----------------------------

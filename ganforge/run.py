@@ -243,7 +243,8 @@ def make_trainer(cfg: dict[str, Any], run_dir: Path, built: Built, loggers: list
     callbacks: list[Any] = [
         InterruptStop(checkpoint, evaluation),  # Ctrl-C/SIGTERM: first, so it saves after all others' step
         evaluation,
-        SamplePictures(run_dir, sample_every, num_samples, s["snapshots"], cfg["seed"], max_steps),
+        SamplePictures(run_dir, sample_every, num_samples, s["snapshots"], cfg["seed"], max_steps,
+                       caption=evaluation.caption),
         *built.callbacks,
     ]
     callbacks += [cb for lg in loggers for cb in getattr(lg, "extra_callbacks", list)()]  # W&B sample pictures

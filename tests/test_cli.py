@@ -86,6 +86,10 @@ def test_evaluate_prints_values_with_protocols_and_saves_the_neighbour_picture(c
     assert res["metrics"]["nearest-neighbours"]["protocol"]["num_samples"] == 4  # its own --set wins
     img = Image.open(fig)
     assert fig.is_file() and 0 < img.height < 2 * img.width  # 4 rows of 1 + k images
+    import numpy as np
+
+    header = np.asarray(img.convert("L"))[:20]
+    assert header.min() < 100 and (header > 200).mean() > 0.8  # a labelled header: "sample", "nearest ..."
     bad = run(["evaluate", str(cgan_ckpt), "--metrics", "fidd"], cwd=tmp_path)
     assert bad.returncode == 2 and "unknown metric 'fidd'. Did you mean 'fid'" in bad.stderr
 
