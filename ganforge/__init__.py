@@ -20,6 +20,7 @@ _LAZY = {
     "GANMetric": "ganforge.components",
     "Generator": "ganforge.components",
     "LossOutput": "ganforge.components",
+    "NotApplicable": "ganforge.components",
     "Objective": "ganforge.components",
     "adversarial_logits": "ganforge.components",
     "hookimpl": "ganforge.hookspecs",
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ below i
         GANMetric,
         Generator,
         LossOutput,
+        NotApplicable,
         Objective,
         adversarial_logits,
     )

@@ -43,7 +43,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--metrics", default=None,
                    help="comma-separated metric names (default: the run's configured metrics)")
     e.add_argument("--set", dest="params", action="append", default=[], metavar="metric.param=value",
-                   help="metric parameter, e.g. fid.feature_extractor=digits-cnn (repeatable)")
+                   help="metric parameter, e.g. fid.feature_extractor=digits-cnn (repeatable); "
+                        "feature_extractor=NAME sets it for every metric that has one")
     e.add_argument("--num-samples", type=int, default=None, help="generated samples for every metric")
     e.add_argument("--seed", type=int, default=None,
                    help="sampling seed (default: the run's seed; with no flags `evaluate` reproduces summary.json)")
@@ -299,11 +300,46 @@ def _parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         key, sep, raw = item.partition("=")
+        if sep and key.strip() == "feature_extractor":  # shared by every metric that has one
+            out["feature_extractor"] = yaml.safe_load(raw)
+            continue
         if not sep or "." not in key:
-            raise ConfigError(f"--set {item}: expected metric.param=value, e.g. fid.feature_extractor=digits-cnn")
+            raise ConfigError(f"--set {item}: expected metric.param=value, e.g. fid.feature_extractor=digits-cnn "
+                              "(or feature_extractor=digits-cnn for every metric that has one)")
         metric, param = key.split(".", 1)
         out.setdefault(metric, {})[param] = yaml.safe_load(raw)
     return out
+
+
+def _metric_spec(reg: Any, name: str, configured: dict[str, dict[str, Any]], params: dict[str, dict[str, Any]],
+                 shared: dict[str, Any]) -> dict[str, Any]:
+    """The spec of metric ``name``: the run's (or config's) entry, then the shared ``--set feature_extractor=...``,
+    then the metric's own ``--set``. A metric the run did not configure takes the feature extractor the run's
+    metrics use (one shared extractor per run: ``--metrics fid,prdc`` on a digits run scores both with digits-cnn)."""
+    spec = dict(configured.get(name, {"name": name}))
+    accepts = {p.name for p in reg.get("metric", spec["name"], f"--metrics {name}").parameters()}
+    if "feature_extractor" in accepts and "feature_extractor" not in spec:
+        used = {m["feature_extractor"] for m in configured.values() if m.get("feature_extractor")}
+        if len(used) == 1:
+            spec["feature_extractor"] = used.pop()
+    if "feature_extractor" in shared and "feature_extractor" in accepts:
+        spec["feature_extractor"] = shared["feature_extractor"]
+    spec.update(params.get(name, {}))
+    return spec
+
+
+def _split_shared(reg: Any, params: dict[str, dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    """Pop ``--set feature_extractor=X`` (no metric prefix): the default of every metric in ``names`` that has one."""
+    from ganforge.plugins import ConfigError
+
+    shared = params.pop("feature_extractor", None)
+    if shared is None:
+        return {}
+    if not any(any(p.name == "feature_extractor" for p in reg.get("metric", n, f"--metrics {n}").parameters())
+               for n in names):
+        raise ConfigError(f"--set feature_extractor={shared}: none of --metrics {','.join(names)} has a "
+                          "feature extractor; drop it, or add a metric such as fid.")
+    return {"feature_extractor": shared}
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -322,6 +358,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not names:
         raise ConfigError("no metrics: give --metrics fid,prdc,... (the run configured none)")
     params = _parse_params(args.params)
+    shared = _split_shared(reg, params, names)
     unknown = set(params) - set(names)
     if unknown:
         raise ConfigError(f"--set {sorted(unknown)[0]}.*: that metric is not in --metrics {','.join(names)}")
@@ -332,7 +369,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     specs: dict[str, dict[str, Any]] = {}
     metrics, sources = [], []
     for name in names:
-        spec = dict(configured.get(name, {"name": name}))
+        spec = _metric_spec(reg, name, configured, {}, shared)
         if args.num_samples is not None:
             spec["num_samples"] = args.num_samples
         spec.update(params.get(name, {}))  # a metric's own --set wins over the global --num-samples
@@ -623,6 +660,9 @@ def cmd_evaluate_samples(args: argparse.Namespace) -> int:
     dataset, ref_desc, configured_list = _load_reference(reg, args, overrides)
     info = dataset.info
     spath = Path(args.samples)
+    if spath.is_dir() and (spath / "samples.npz").is_file():  # a `ganforge sample --out DIR` folder
+        print(f"ganforge: --samples {args.samples}: reading {spath / 'samples.npz'} (written by ganforge sample)")
+        spath = spath / "samples.npz"
     if spath.is_dir():
         x, sprot = _read_folder(reg, "--samples", spath)
         y = None
@@ -654,6 +694,7 @@ def cmd_evaluate_samples(args: argparse.Namespace) -> int:
     if not names:
         raise ConfigError("no metrics: give --metrics fid,kid,prdc,..." + ("" if args.config else
                           " (or -c CONFIG to use that config's metrics)"))
+    shared = _split_shared(reg, params, names)
     unknown = set(params) - set(names)
     if unknown:
         raise ConfigError(f"--set {sorted(unknown)[0]}.*: that metric is not in --metrics {','.join(names)}")
@@ -663,8 +704,7 @@ def cmd_evaluate_samples(args: argparse.Namespace) -> int:
                     "num_samples": n}
     results: dict[str, Any] = {}
     for name in names:
-        spec = dict(configured.get(name, {"name": name}))
-        spec.update(params.get(name, {}))
+        spec = _metric_spec(reg, name, configured, params, shared)
         comp = reg.get("metric", spec["name"], f"--metrics {name}")
         if any(p.name == "num_samples" for p in comp.parameters()):
             spec["num_samples"] = n  # the protocol records how many samples were evaluated

@@ -296,6 +296,15 @@ class FeatureExtractor(Protocol):
     def forward(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
+class NotApplicable(ValueError):
+    """Raised by a metric's factory when the data lacks what it measures (mode-coverage without true modes).
+
+    Training drops such a configured metric with a one-line note instead of failing, so a config's
+    default metrics follow the data it is pointed at (``dataset.name=tensor-file`` on ring8);
+    ``ganforge evaluate --metrics NAME`` asks for it explicitly and still gets the error.
+    """
+
+
 class ComponentError(TypeError):
     """A plugin's factory returned something that does not follow its kind's protocol."""
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import difflib
 import inspect
+import os
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
@@ -586,7 +588,36 @@ def load_config(path: Union[None, str, list[str]], overrides: list[str], registr
         data = merge_configs(data, more)
         sources.append(source)
     data = apply_overrides(data, overrides)
-    return resolve(data, registry, " + ".join(sources))
+    return docs_shortened(resolve(data, registry, " + ".join(sources)))
+
+
+DOCS_MAX_STEPS_ENV = "GANFORGE_DOCS_MAX_STEPS"
+
+
+def docs_shortened(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A testing aid, off unless ``GANFORGE_DOCS_MAX_STEPS=N`` is set (tests/test_docs_commands.py runs every
+    documented command with it): ``train.max_steps`` at most N (``max_images`` at most N batches) and every
+    metric's ``num_samples`` at most 10·N. Announced on stderr; config.yaml records the shortened values."""
+    raw = os.environ.get(DOCS_MAX_STEPS_ENV, "")
+    if not raw.strip():
+        return cfg
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ConfigError(f"{DOCS_MAX_STEPS_ENV}={raw!r}: expected a positive number of generator steps (e.g. 20); "
+                          f"unset it for real training.")
+    t = cfg["train"]
+    t["max_steps"] = n if t["max_steps"] is None else min(t["max_steps"], n)
+    if t["max_images"] is not None:
+        t["max_images"] = min(t["max_images"], n * t["batch_size"])
+    for m in cfg["metrics"]["list"]:
+        if isinstance(m.get("num_samples"), int):
+            m["num_samples"] = min(m["num_samples"], 10 * n)
+    print(f"ganforge: note: {DOCS_MAX_STEPS_ENV}={n} (a testing aid): train.max_steps {t['max_steps']}, "
+          f"metrics' num_samples at most {10 * n}", file=sys.stderr, flush=True)
+    return cfg
 
 
 class _Dumper(yaml.SafeDumper):

@@ -21,6 +21,7 @@ from ganforge import rundir
 from ganforge import fastpaths
 from ganforge.callbacks import AtomicCheckpointIO, Evaluation, GANCheckpoint, SamplePictures
 from ganforge.checkpoint import load_checkpoint_file
+from ganforge.components import NotApplicable
 from ganforge.data import GANDataModule
 from ganforge.module import GANModule
 from ganforge.plugins import ConfigError, Registry, get_registry
@@ -205,8 +206,16 @@ def build_components(cfg: dict[str, Any], registry: Optional[Registry] = None) -
         total = by_images if total is None else min(total, by_images)
     dm = GANDataModule(dataset, t["batch_size"], module.n_critic, cfg["seed"], t["num_workers"],
                        start=lambda: module.iterations, total_iterations=total, on_device=t["data_on_device"])
-    metrics = [(m["name"], reg.build("metric", m, f"metrics.list[{i}]", info=info))
-               for i, m in enumerate(cfg["metrics"]["list"])]
+    metrics, kept = [], []
+    for i, m in enumerate(cfg["metrics"]["list"]):
+        try:
+            metrics.append((m["name"], reg.build("metric", m, f"metrics.list[{i}]", info=info)))
+            kept.append(m)
+        except ConfigError as exc:
+            if not isinstance(exc.__cause__, NotApplicable):
+                raise
+            print(f"ganforge: note: metrics.list[{i}] ({m['name']}) left out: {exc.__cause__}", flush=True)
+    cfg["metrics"]["list"] = kept  # config.yaml records the metrics that run
     callbacks = [reg.build("callback", c, f"callbacks[{i}]", info=info) for i, c in enumerate(cfg["callbacks"])]
     sources = [f"metrics.list[{i}] (metric '{m['name']}' from {reg.get('metric', m['name']).provider})"
                for i, m in enumerate(cfg["metrics"]["list"])]

@@ -35,7 +35,7 @@ import torch
 from torchmetrics import Metric
 
 from ganforge import DataInfo, hookimpl
-from ganforge.components import GANMetric
+from ganforge.components import GANMetric, NotApplicable
 from ganforge.hookspecs import Register
 
 # Rows of generated samples per distance block, chosen so one block's (rows, K, dim) difference
@@ -168,7 +168,7 @@ def mode_coverage(info: DataInfo, num_samples: int = 2500, threshold_std: float 
         threshold_std: High-quality radius in units of the modes' σ (3 in PacGAN and VEEGAN).
     """
     if info.modes is None or info.mode_std is None:
-        raise ValueError(
+        raise NotApplicable(
             f"mode-coverage needs a dataset with known true modes (info.modes and info.mode_std), such as "
             f"gaussian-ring or gaussian-grid; dataset '{info.name or '?'}' has none. Remove mode-coverage "
             f"from `metrics`, or use a mixture dataset."

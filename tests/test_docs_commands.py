@@ -1,0 +1,257 @@
+"""The docs are executed: every shell command in README.md and docs/*.md runs as written.
+
+Fenced ```bash / ```console / ```sh blocks are split into commands (``\\`` continuations joined,
+``# comments`` and ``$ `` prompts stripped) and run in order, one temporary directory per page (the
+repository's top-level entries linked into it, as in a fresh clone, so ``runs/...`` a page creates are
+there for its later commands). Training is shortened by ``GANFORGE_DOCS_MAX_STEPS`` (ganforge.config:
+``train.max_steps`` at most N, metrics' ``num_samples`` at most 10·N), nothing else is changed.
+
+Output a page shows is checked: lines after a ``$ command`` in a console block, numbers normalized
+(``200 generator steps`` matches ``20 generator steps``), ``...`` skipping any lines. A command whose shown
+output holds ``ganforge: error:`` must fail; every other command must exit 0.
+
+A command that cannot run here carries a marker with its reason: ``<!-- docs-test: skip (reason) -->``
+on the line above the block (the whole block), or ``# docs-test: skip (reason)`` ending the line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+SHELL = {"bash", "console", "sh", "shell"}
+MARKER = re.compile(r"docs-test:\s*skip\s*(?:\((?P<reason>.*)\))?")
+DOCS_MAX_STEPS = 20
+COMMAND_TIMEOUT = 180
+
+
+@dataclass
+class Command:
+    page: str
+    line: int
+    text: str
+    expected: list[str] = field(default_factory=list)
+    skip: Optional[str] = None  # the reason, when marked
+
+
+def _strip_comment(line: str) -> str:
+    """``cmd  # comment`` -> ``cmd`` (a ``#`` after whitespace, outside quotes)."""
+    quote = None
+    for i, ch in enumerate(line):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i].rstrip()
+    return line.rstrip()
+
+
+def _skip_reason(text: str) -> Optional[str]:
+    m = MARKER.search(text)
+    if not m:
+        return None
+    return (m.group("reason") or "").strip()
+
+
+def parse_page(text: str, page: str = "<page>") -> list[Command]:
+    """The shell commands of a markdown page, in order, with shown output and skip markers."""
+    lines = text.splitlines()
+    commands: list[Command] = []
+    i = 0
+    while i < len(lines):
+        fence = re.match(r"^(`{3,})\s*(\w*)", lines[i])
+        if not fence:
+            i += 1
+            continue
+        lang = fence.group(2).lower()
+        end = i + 1
+        while end < len(lines) and not lines[end].startswith(fence.group(1)):
+            end += 1
+        body = lines[i + 1 : end]
+        above = next((lines[k] for k in range(i - 1, -1, -1) if lines[k].strip()), "")
+        block_skip = _skip_reason(above) if above.strip().startswith("<!--") else None
+        if lang in SHELL:
+            commands.extend(_parse_block(body, page, i + 2, block_skip))
+        i = end + 1
+    return commands
+
+
+def _parse_block(body: list[str], page: str, first_line: int, block_skip: Optional[str]) -> list[Command]:
+    prompted = any(line.startswith("$ ") for line in body)
+    out: list[Command] = []
+    k = 0
+    while k < len(body):
+        raw, lineno = body[k], first_line + k
+        k += 1
+        if prompted and not raw.startswith("$ "):
+            if out and raw.strip():
+                out[-1].expected.append(raw.rstrip())
+            continue
+        text = raw[2:] if raw.startswith("$ ") else raw
+        while text.rstrip().endswith("\\") and k < len(body):  # continuation lines
+            text = text.rstrip()[:-1] + " " + body[k].strip()
+            k += 1
+        skip = _skip_reason(text) if "docs-test" in text else None
+        command = _strip_comment(text).strip()
+        if not command:
+            continue
+        out.append(Command(page, lineno, " ".join(command.split()), skip=block_skip if block_skip is not None
+                           else skip))
+    return out
+
+
+def _normalize(line: str) -> str:
+    line = re.sub(r"\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?", "#", line.strip())  # 51,200 / 0.96 / 1e-4 -> #
+    return re.sub(r"\s+", " ", line)
+
+
+def output_mismatch(expected: list[str], output: str) -> Optional[str]:
+    """The first shown line missing from ``output`` (in order, numbers normalized; ``...`` skips), or None."""
+    got = [_normalize(line) for line in output.splitlines()]
+    pos = 0
+    for want in expected:
+        if want.strip() in ("...", "…"):
+            continue
+        norm = _normalize(want)
+        hit = next((j for j in range(pos, len(got)) if norm in got[j]), None)
+        if hit is None:
+            return want.strip()
+        pos = hit + 1
+    return None
+
+
+def all_commands() -> dict[str, list[Command]]:
+    return {p.name: parse_page(p.read_text(), p.name) for p in PAGES}
+
+
+# ---- the parser and the matcher themselves (fast) ----
+
+PAGE = """\
+Intro.
+
+```bash
+ganforge fit -c grid25 \\
+    train.max_steps=500   # a comment
+ganforge plugins   # docs-test: skip (needs a thing)
+```
+
+<!-- docs-test: skip (needs a SLURM cluster: sbatch) -->
+```bash
+sbatch job.sbatch
+```
+
+```yaml
+name: not-a-command
+```
+
+```console
+$ ganforge fit trainer.max_steps=10
+ganforge: error: trainer.max_steps: managed by ganforge
+$ echo '# not a comment'
+```
+"""
+
+
+def test_parser_splits_continuations_comments_prompts_and_markers():
+    cmds = parse_page(PAGE)
+    assert [c.text for c in cmds] == ["ganforge fit -c grid25 train.max_steps=500", "ganforge plugins",
+                                      "sbatch job.sbatch", "ganforge fit trainer.max_steps=10",
+                                      "echo '# not a comment'"]
+    assert [c.skip for c in cmds] == [None, "needs a thing", "needs a SLURM cluster: sbatch", None, None]
+    assert cmds[3].expected == ["ganforge: error: trainer.max_steps: managed by ganforge"]
+    assert cmds[0].line == 4
+
+
+def test_output_matcher_normalizes_numbers_and_catches_mismatches():
+    shown = ["ganforge: run directory runs/ring8/version_0 (1 process)", "...",
+             "  ganforge — final metrics after 200 generator steps (51200 images)"]
+    good = "x\nganforge: run directory runs/ring8/version_3 (1 process)\n...\n  ganforge — final metrics after 20 generator " \
+           "steps (5120 images)\n"
+    assert output_mismatch(shown, good) is None
+    assert output_mismatch(shown, good.replace("generator steps", "iterations")) == shown[2].strip()
+    # order matters: the final line before the run directory is a mismatch
+    swapped = "final metrics after 20 generator steps (5120 images)\nganforge: run directory runs/ring8/version_0 " \
+              "(1 process)\n"
+    assert output_mismatch(shown, swapped) is not None
+
+
+def test_every_skip_marker_has_a_reason():
+    skipped = [c for cmds in all_commands().values() for c in cmds if c.skip is not None]
+    for c in skipped:
+        assert len(c.skip) >= 10, f"{c.page}:{c.line}: `{c.text}` is skipped without a reason"
+    listing = "\n".join(f"  {c.page}:{c.line}: {c.text}  -- {c.skip}" for c in skipped)
+    print(f"\n{len(skipped)} documented commands skipped:\n{listing}")
+    assert all(c.text for c in skipped)
+
+
+def test_docs_have_commands_to_run():
+    cmds = all_commands()
+    runnable = [c for page in cmds.values() for c in page if c.skip is None]
+    assert len(runnable) >= 20, runnable  # the executed docs did not silently stop being parsed
+
+
+# ---- running them (slow) ----
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("ganforge-cache")
+
+
+def _workdir(tmp_path: Path) -> Path:
+    """A fresh-clone look-alike: the repository's top-level entries linked, no runs/."""
+    work = tmp_path / "clone"
+    work.mkdir()
+    for entry in REPO.iterdir():
+        if entry.name in (".git", "runs") or entry.name.startswith(".pytest"):
+            continue
+        (work / entry.name).symlink_to(entry)
+    return work
+
+
+def _env(cache: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(GANFORGE_PROGRESS="0", WANDB_MODE="offline", GANFORGE_CACHE=str(cache),
+               GANFORGE_DOCS_MAX_STEPS=str(DOCS_MAX_STEPS), OMP_NUM_THREADS="1", COLUMNS="200")
+    env.pop("GANFORGE_RUN_DIR", None)
+    return env
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", [p.name for p in PAGES])
+def test_page_commands_run_as_written(page, tmp_path, shared_cache):
+    commands = all_commands()[page]
+    work, env = _workdir(tmp_path), _env(shared_cache)
+    failures, timings = [], []
+    for c in commands:
+        if c.skip is not None:
+            continue
+        start = time.monotonic()
+        proc = subprocess.run(["bash", "-c", c.text], cwd=work, env=env, capture_output=True, text=True,
+                              timeout=COMMAND_TIMEOUT)
+        timings.append((time.monotonic() - start, c.text))
+        output = proc.stdout + proc.stderr
+        should_fail = any("ganforge: error:" in line for line in c.expected)
+        where = f"{page}:{c.line}: `{c.text}`"
+        if should_fail != (proc.returncode != 0):
+            failures.append(f"{where} exited {proc.returncode} (expected {'failure' if should_fail else 0}):\n"
+                            + output[-3000:])
+            continue
+        missing = output_mismatch(c.expected, output)
+        if missing is not None:
+            failures.append(f"{where}: shown output line not printed: {missing!r}\n--- got:\n{output[-3000:]}")
+    for seconds, text in sorted(timings, reverse=True)[:3]:
+        print(f"{seconds:6.1f} s  {text}")
+    assert not failures, "\n\n".join(failures)
