@@ -255,3 +255,126 @@ def test_page_commands_run_as_written(page, tmp_path, shared_cache):
     for seconds, text in sorted(timings, reverse=True)[:3]:
         print(f"{seconds:6.1f} s  {text}")
     assert not failures, "\n\n".join(failures)
+
+
+# ---- the fixes the executed docs asked for (fast, in process) ----
+
+
+def _cli(args, capsys):
+    from ganforge.cli import main
+
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize("raw", ["0", "-3", "abc", "1.5"])
+def test_docs_max_steps_bad_values_are_one_line_errors(raw, monkeypatch, registry):
+    from ganforge.config import load_config
+    from ganforge.plugins import ConfigError
+
+    monkeypatch.setenv("GANFORGE_DOCS_MAX_STEPS", raw)
+    with pytest.raises(ConfigError, match=rf"GANFORGE_DOCS_MAX_STEPS='{re.escape(raw)}': expected a positive"):
+        load_config("digits-cgan", [], registry)
+
+
+def test_docs_max_steps_caps_steps_and_samples_only_when_set(monkeypatch, registry):
+    from ganforge.config import load_config
+
+    monkeypatch.delenv("GANFORGE_DOCS_MAX_STEPS", raising=False)
+    full = load_config("digits-cgan", [], registry)
+    assert full["train"]["max_steps"] == 3000 and [m["num_samples"] for m in full["metrics"]["list"]] == [2000, 2000]
+    monkeypatch.setenv("GANFORGE_DOCS_MAX_STEPS", "7")
+    short = load_config("digits-cgan", ["train.max_images=640"], registry)
+    assert short["train"]["max_steps"] == 7 and short["train"]["max_images"] == 7 * 64
+    assert [m["num_samples"] for m in short["metrics"]["list"]] == [70, 70]
+    assert load_config("digits-cgan", ["train.max_steps=3"], registry)["train"]["max_steps"] == 3  # a cap, not a set
+
+
+def test_a_metric_that_cannot_apply_is_left_out_and_evaluate_still_refuses_it(tiny, tmp_path, capsys):
+    import numpy as np
+    import yaml
+
+    pts = tmp_path / "pts.npy"
+    np.save(pts, np.random.default_rng(0).normal(size=(512, 2)).astype(np.float32))
+    own = [o for o in tiny if not o.startswith("dataset.")]
+    code, out, err = _cli(["fit", *own, "dataset.name=tensor-file", f"dataset.path={pts}", "name=mine",
+                           "train.max_steps=4"], capsys)
+    assert code == 0, err
+    assert "ganforge: note: metrics.list[0] (mode-coverage) left out: mode-coverage needs a dataset with known " \
+           "true modes" in out
+    run = tmp_path / "runs" / "mine" / "version_0"
+    assert yaml.safe_load((run / "config.yaml").read_text())["metrics"]["list"] == []  # what ran
+    code, out, err = _cli(["evaluate", run / "checkpoints" / "last.ckpt", "--metrics", "mode-coverage"], capsys)
+    assert code != 0 and "mode-coverage needs a dataset with known true modes" in err  # asked for: an error
+    # a metric that fails for another reason still stops the run (not silently dropped)
+    code, out, err = _cli(["fit", *tiny, "metrics.list.0.threshold_std=-1", "train.max_steps=2"], capsys)
+    assert code != 0 and "threshold_std" in err
+
+
+@pytest.fixture(scope="module")
+def digits_ckpt(tmp_path_factory):
+    root = tmp_path_factory.mktemp("digits")
+    env = {**os.environ, "GANFORGE_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "ganforge", "fit", "-c", "digits-dcgan", f"root_dir={root}",
+                    "train.max_steps=2", "metrics.list=[{name: fid, feature_extractor: digits-cnn, num_samples: 64}]",
+                    "generator.width=16", "discriminator.width=16"], env=env, check=True, capture_output=True,
+                   timeout=300)
+    return root / "digits-dcgan" / "version_0" / "checkpoints" / "last.ckpt"
+
+
+def test_evaluate_added_metrics_take_the_runs_feature_extractor(digits_ckpt, tmp_path, capsys, monkeypatch):
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _cli(["evaluate", digits_ckpt, "--metrics", "fid,prdc", "--num-samples", "64",
+                           "--json", "e.json"], capsys)
+    assert code == 0, err
+    res = json.loads((tmp_path / "e.json").read_text())["metrics"]
+    assert res["prdc"]["protocol"]["feature_extractor"] == "digits-cnn"  # the run's, not inception-v3
+    # the shared --set, and one metric's own --set over it
+    code, out, err = _cli(["evaluate", digits_ckpt, "--metrics", "fid,prdc", "--num-samples", "64",
+                           "--set", "feature_extractor=identity", "--set", "fid.feature_extractor=digits-cnn",
+                           "--json", "f.json"], capsys)
+    assert code == 0, err
+    res = json.loads((tmp_path / "f.json").read_text())["metrics"]
+    assert res["prdc"]["protocol"]["feature_extractor"] == "identity"
+    assert res["fid"]["protocol"]["feature_extractor"] == "digits-cnn"
+    # bad values: no metric takes one; an unknown extractor; a key without a metric that is not shared
+    code, out, err = _cli(["evaluate", digits_ckpt, "--metrics", "class-coverage", "--set",
+                           "feature_extractor=digits-cnn"], capsys)
+    assert code != 0 and "--set feature_extractor=digits-cnn: none of --metrics class-coverage has a feature " \
+                         "extractor" in err
+    code, out, err = _cli(["evaluate", digits_ckpt, "--metrics", "fid", "--num-samples", "64", "--set",
+                           "feature_extractor=digits-cn"], capsys)
+    assert code != 0 and "digits-cn" in err and "digits-cnn" in err and "Traceback" not in err
+    code, out, err = _cli(["evaluate", digits_ckpt, "--metrics", "fid", "--set", "num_samples=5"], capsys)
+    assert code != 0 and "--set num_samples=5: expected metric.param=value" in err
+
+
+def test_evaluate_samples_reads_the_folder_ganforge_sample_wrote(digits_ckpt, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _cli(["sample", digits_ckpt, "--num", "40", "--out", "samples"], capsys)
+    assert code == 0, err
+    code, out, err = _cli(["evaluate", "--samples", "samples", "-c", "digits-dcgan", "--metrics", "fid",
+                           "--set", "feature_extractor=digits-cnn"], capsys)
+    assert code == 0, err
+    assert "--samples samples: reading samples/samples.npz (written by ganforge sample)" in out
+    assert "samples: samples (40 samples" in out
+    # a folder of images without samples.npz is still read as images (mixed sizes: grid.png and images/)
+    (tmp_path / "samples" / "samples.npz").unlink()
+    code, out, err = _cli(["evaluate", "--samples", "samples", "-c", "digits-dcgan", "--metrics", "fid",
+                           "--set", "feature_extractor=digits-cnn"], capsys)
+    assert code != 0 and "have different sizes" in err
+
+
+def test_make_showers_writes_a_tensor_file_dataset(tmp_path, registry):
+    out = tmp_path / "s.npz"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "make_showers.py"), str(out), "--num", "50"], check=True,
+                   capture_output=True, timeout=60)
+    ds = registry.build("dataset", {"name": "tensor-file", "path": str(out), "samples_key": "images",
+                                    "conditions_key": "energy"}, "dataset", seed=0)
+    assert ds.info.sample_shape == (1, 16, 16) and ds.info.cond_dim == 1 and len(ds) == 50
+    bad = subprocess.run([sys.executable, str(REPO / "scripts" / "make_showers.py"), str(out), "--num", "1"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--num 1: need at least 2 showers" in bad.stderr
