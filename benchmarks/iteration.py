@@ -87,6 +87,29 @@ def ganforge_time(cfg: dict, steps: int, warmup: int) -> float:
     return timer.elapsed / timer.n
 
 
+def hand_written_iteration(G, D, G_ema, opt_g, opt_d, real, latent, beta: float):
+    """One GAN iteration as one writes it by hand (non-saturating loss): D on real vs detached fake,
+    G through a frozen D, EMA lerp. Returns the detached losses; the caller decides when to read
+    them. Shared with benchmarks/gpu.py, so both compare against the same loop."""
+    b, device = real.shape[0], real.device
+    with torch.no_grad():
+        fake = G(torch.randn(b, *latent, device=device))
+    d_loss = F.softplus(-D(real)).mean() + F.softplus(D(fake)).mean()
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_d.step()
+    D.requires_grad_(False)
+    g_loss = F.softplus(-D(G(torch.randn(b, *latent, device=device)))).mean()
+    opt_g.zero_grad(set_to_none=True)
+    g_loss.backward()
+    opt_g.step()
+    D.requires_grad_(True)
+    with torch.no_grad():
+        for pe, p in zip(G_ema.parameters(), G.parameters()):
+            pe.lerp_(p, 1 - beta)
+    return d_loss.detach(), g_loss.detach()
+
+
 def plain_time(cfg: dict, steps: int, warmup: int) -> float:
     """The same loop written by hand: D step on real vs detached fake, G step, Adam, EMA."""
     from ganforge.module import make_optimizer
@@ -111,22 +134,8 @@ def plain_time(cfg: dict, steps: int, warmup: int) -> float:
         if it == warmup:
             t0 = time.perf_counter()
         real = x_all[torch.randint(len(x_all), (b,))]
-        with torch.no_grad():
-            fake = G(torch.randn(b, *latent))
-        d_loss = F.softplus(-D(real)).mean() + F.softplus(D(fake)).mean()
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        opt_d.step()
-        D.requires_grad_(False)
-        g_loss = F.softplus(-D(G(torch.randn(b, *latent)))).mean()
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
-        D.requires_grad_(True)
-        with torch.no_grad():
-            for pe, p in zip(G_ema.parameters(), G.parameters()):
-                pe.lerp_(p, 1 - beta)
-        float(d_loss.detach()), float(g_loss.detach())  # the logging a real loop does
+        d_loss, g_loss = hand_written_iteration(G, D, G_ema, opt_g, opt_d, real, latent, beta)
+        float(d_loss), float(g_loss)  # the logging a real loop does
     return (time.perf_counter() - t0) / steps
 
 
