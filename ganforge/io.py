@@ -153,8 +153,10 @@ class UnsafeFileError(ValueError):
     def __init__(self, path: PathLike, found: list[str]) -> None:
         self.path = Path(path)
         self.found = list(found)
-        what = ", ".join(self.found[:5]) + (", ..." if len(self.found) > 5 else "") if self.found else "unnamed"
-        super().__init__(f"'{path}' contains pickled Python objects that are not plain data ({what})")
+        names = ", ".join(self.found[:5]) + (", ..." if len(self.found) > 5 else "") if self.found else "unnamed"
+        # the message without the path, for callers that name the file their own way
+        self.what = f"contains pickled Python objects that are not plain data ({names})"
+        super().__init__(f"'{path}' {self.what}")
 
 
 def _stream_globals(path: PathLike, limit: int = 1 << 24) -> Optional[list[str]]:

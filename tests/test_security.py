@@ -181,11 +181,12 @@ def test_hostile_cache_entry_is_discarded_unread_and_recomputed(real_ckpt, tmp_p
     assert second["metrics"]["fid"]["values"] == first["metrics"]["fid"]["values"]
 
 
-def test_tensor_file_dataset_refuses_pickled_objects(tmp_path):
+@pytest.mark.parametrize("name", ["data.pt", "my data.pt"])  # a space in the path once cut the message
+def test_tensor_file_dataset_refuses_pickled_objects(tmp_path, name):
     from ganforge_plugins.tensor_file import _read
 
     marker = tmp_path / "ran"
-    bad = tmp_path / "data.pt"
+    bad = tmp_path / name
     torch.save({"x": torch.zeros(4, 2), "y": Payload(marker)}, bad)
     with pytest.raises(ValueError) as e:
         _read(str(bad), bad)

@@ -148,7 +148,7 @@ def _read(path: str, resolved: Path) -> _Contents:
         obj = torch_load_data(resolved)
     except UnsafeFileError as exc:
         raise ValueError(
-            f"path: {path} {str(exc).split(' ', 1)[1]}; {NEVER_EXECUTES}, so it was not loaded and nothing in it ran. "
+            f"path: {path} {exc.what}; {NEVER_EXECUTES}, so it was not loaded and nothing in it ran. "
             "Save a tensor or a dict of tensors (torch.save({'x': samples, 'y': labels}, path)); for NumPy arrays "
             "use .npz."
         ) from None
