@@ -396,10 +396,7 @@ def _resolve_component(reg: Registry, kind: str, value: Any, path: str) -> dict[
         full[p.name] = params.get(p.name, p.default)
     for k, v in params.items():
         full.setdefault(k, v)
-    return _plain(full)
-
-
-_plain = plain  # YAML-friendly copy: tuples → lists, paths → strings
+    return plain(full)
 
 
 def _resolve_section(name: str, value: Any) -> dict[str, Any]:
@@ -409,7 +406,7 @@ def _resolve_section(name: str, value: Any) -> dict[str, Any]:
         raise ConfigError(f"{name}: expected a mapping, got {value!r}.")
     comp = SECTIONS[name]
     params = validate_params(comp, value, name)
-    return _plain({p.name: params.get(p.name, p.default) for p in comp.parameters()})
+    return plain({p.name: params.get(p.name, p.default) for p in comp.parameters()})
 
 
 def _resolve_loggers(value: Any) -> list[dict[str, Any]]:
@@ -431,7 +428,7 @@ def _resolve_loggers(value: Any) -> list[dict[str, Any]]:
             full = {"name": "csv"}
         if any(o["name"] == full["name"] for o in out):
             raise ConfigError(f"{path}: logger '{full['name']}' is given twice; keep one entry.")
-        out.append(_plain(full))
+        out.append(plain(full))
     if out and not any(o["name"] == "csv" for o in out):
         out.insert(0, {"name": "csv"})  # metrics.csv is the run's own record (`ganforge report` reads it)
     return out
@@ -553,7 +550,7 @@ def resolve(data: dict[str, Any], registry: Registry, source: str = "<config>") 
         if not isinstance(given, dict):
             raise ConfigError(f"optim.{net}: expected a mapping like {{lr: 2e-4}}, got {given!r}.")
         params = validate_params(schema, given, f"optim.{net}")
-        cfg["optim"][net] = _plain({p.name: params.get(p.name, p.default) for p in schema.parameters()})
+        cfg["optim"][net] = plain({p.name: params.get(p.name, p.default) for p in schema.parameters()})
     for section in SECTIONS:
         cfg[section] = _resolve_section(section, data.get(section))
     t = cfg["train"]

@@ -108,7 +108,8 @@ def load_run(path: Path) -> RunData:
         try:
             loaded = yaml.safe_load(run.config_text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"report: {cfg} is not valid YAML ({exc}); was it edited by hand?") from None
+            raise ConfigError(f"report: {cfg} is not valid YAML ({exc}); restore it (it is the run's resolved config, "
+                              "also in checkpoints/last.ckpt) or leave that run out of the report.") from None
         run.config = loaded if isinstance(loaded, dict) else {}
     csv_path = path / "metrics.csv"
     if csv_path.is_file():
@@ -122,20 +123,16 @@ def load_run(path: Path) -> RunData:
         try:
             loaded = json.loads(_read_text(summary))
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"report: {summary} is not valid JSON ({exc}).") from None
+            raise ConfigError(f"report: {summary} is not valid JSON ({exc}); ganforge writes it atomically, so it was "
+                              "changed by hand: restore it, or run `ganforge evaluate` on the run's checkpoint to "
+                              "recompute the final values, or leave that run out.") from None
         run.summary = loaded if isinstance(loaded, dict) else {}
     progress = path / "samples" / "progress.png"
     if progress.is_file():
         run.pictures.append(("samples/progress.png", progress.read_bytes()))
-    segments = path / "segments.jsonl"
-    if segments.is_file():
-        for line in _read_text(segments).splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a kill; the others stand
-            if isinstance(rec, dict):
-                run.segments.append(rec)
+    from ganforge.resume import read_segments
+
+    run.segments = [rec for rec in read_segments(path) if isinstance(rec, dict)]
     return run
 
 
