@@ -498,7 +498,12 @@ def check_hardware(trainer: dict[str, Any]) -> None:
                           "trainer.accelerator=cpu or auto.")
     if acc in ("gpu", "cuda") and cuda:
         count = torch.cuda.device_count()
-        want = int(devices) if isinstance(devices, str) and devices.strip().isdigit() else devices
+        want = devices
+        if isinstance(devices, str) and devices.strip().isdigit():
+            want = int(devices)
+        elif isinstance(devices, str) and "," in devices:  # Lightning's "0,1" form: GPU indices
+            parts = [d.strip() for d in devices.split(",") if d.strip()]
+            want = [int(d) if d.lstrip("-").isdigit() else d for d in parts]
         if isinstance(want, int) and want > count:
             raise ConfigError(f"trainer.devices={devices}: only {count} CUDA GPU{'s' if count != 1 else ''} "
                               f"visible{where}; use trainer.devices={count} (or -1 for all of them).")

@@ -219,6 +219,10 @@ def test_gpu_accelerator_without_a_gpu_fails_before_the_trainer(registry, monkey
     check_hardware({"accelerator": "gpu", "devices": 2})
     with pytest.raises(ConfigError, match=r"^trainer.devices=4: only 2 CUDA GPUs visible; use trainer.devices=2"):
         check_hardware({"accelerator": "gpu", "devices": 4})
+    check_hardware({"accelerator": "gpu", "devices": "0,1"})  # index lists: the string form too
+    for bad in ("0,5", [0, 5]):
+        with pytest.raises(ConfigError, match=r"^trainer.devices=.*GPU indices must be in 0..1 on this machine"):
+            check_hardware({"accelerator": "gpu", "devices": bad})
 
 
 def test_gpu_accelerator_without_a_gpu_is_one_line_from_the_cli(tmp_path):
