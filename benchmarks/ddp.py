@@ -8,7 +8,7 @@ Both strategies train the same GAN (MLPs on the ring of 8 Gaussians, non-saturat
 unless ``--objective``) in the same pair of processes, alternately (ours, theirs, ours, ...),
 so they share start-up, data, machine load and process group:
 
-* ``gan_ddp``: :class:`ganforge.strategy.GANDDPStrategy`, G and D in separate DDP wrappers;
+* ``gan_ddp``: :class:`ganforge.loop.strategy.GANDDPStrategy`, G and D in separate DDP wrappers;
   each backward all-reduces the gradients of the network it trained.
 * ``ddp_find_unused_parameters_true``: Lightning's usual workaround, one DDP over the whole
   LightningModule with ``find_unused_parameters=True``: every backward walks the autograd graph
@@ -82,7 +82,7 @@ class HookedDDPStrategy(DDPStrategy):
 
 def make_strategy(name: str, counter: CommCounter) -> Any:
     if name == "gan_ddp":
-        from ganforge.strategy import GANDDPStrategy
+        from ganforge.loop.strategy import GANDDPStrategy
 
         return GANDDPStrategy(ddp_comm_state=counter, ddp_comm_hook=counting_allreduce_hook)
     return HookedDDPStrategy(find_unused_parameters=True, ddp_comm_state=counter,
@@ -129,9 +129,9 @@ class Meter(L.Callback):
 
 
 def run_once(args: argparse.Namespace, strategy_name: str, out: Path, index: int) -> dict[str, Any]:
-    from ganforge.config import load_config
-    from ganforge.plugins import get_registry
-    from ganforge.run import RUN_DIR_ENV, build_components, make_trainer
+    from ganforge.run.config import load_config
+    from ganforge.registry.registry import get_registry
+    from ganforge.run.runner import RUN_DIR_ENV, build_components, make_trainer
 
     overrides = [
         f"objective.name={args.objective}",
@@ -235,7 +235,7 @@ def main() -> int:
         ap.error("--devices must be >= 2 (a comparison of DDP strategies)")
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(REPO))
-    from ganforge.run import quiet_lightning
+    from ganforge.run.runner import quiet_lightning
 
     quiet_lightning()
     out = Path(args.out)

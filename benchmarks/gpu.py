@@ -108,13 +108,13 @@ class _Plugin:
 
 
 def registry():
-    from ganforge.plugins import load_registry
+    from ganforge.registry.registry import load_registry
 
     return load_registry(extra=[("gpu-benchmark", _Plugin)], warn=False)
 
 
 def make_config(reg, model: str, variant: str, args) -> dict:
-    from ganforge.config import resolve
+    from ganforge.run.config import resolve
 
     g, d, res = MODELS[model]
     if args.quick:
@@ -156,7 +156,7 @@ class Timer(L.Callback):
 
 
 def run_ganforge(reg, model: str, variant: str, args) -> dict:
-    from ganforge.run import build_components, make_trainer
+    from ganforge.run.runner import build_components, make_trainer
 
     cfg = make_config(reg, model, variant, args)
     built = build_components(cfg, reg)
@@ -224,7 +224,7 @@ def main() -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("benchmarks/gpu.py: no CUDA GPU visible; run it on a GPU machine, or with --device cpu --quick.")
         return 2
-    from ganforge.run import quiet_lightning
+    from ganforge.run.runner import quiet_lightning
 
     quiet_lightning()
     import logging

@@ -54,8 +54,8 @@ class Timer(L.Callback):
 
 def model_config(model: str, batch_size: int | None, config: str | None = None) -> dict:
     """The resolved config of a benchmark model (non-saturating loss, no loggers)."""
-    from ganforge.config import load_config
-    from ganforge.plugins import get_registry
+    from ganforge.run.config import load_config
+    from ganforge.registry.registry import get_registry
 
     overrides = ["objective.name=non-saturating", "logger=[]"]
     if model.startswith("dcgan-"):
@@ -70,7 +70,7 @@ def model_config(model: str, batch_size: int | None, config: str | None = None) 
 
 
 def ganforge_time(cfg: dict, steps: int, warmup: int) -> float:
-    from ganforge.run import build_components, make_trainer
+    from ganforge.run.runner import build_components, make_trainer
 
     cfg = dict(cfg, train=dict(cfg["train"], max_steps=steps + warmup, checkpoint_every_n_steps=10**9),
                metrics=dict(cfg["metrics"], list=[], every_n_steps=0),
@@ -112,8 +112,8 @@ def hand_written_iteration(G, D, G_ema, opt_g, opt_d, real, latent, beta: float)
 
 def plain_time(cfg: dict, steps: int, warmup: int) -> float:
     """The same loop written by hand: D step on real vs detached fake, G step, Adam, EMA."""
-    from ganforge.module import make_optimizer
-    from ganforge.plugins import get_registry
+    from ganforge.loop.module import make_optimizer
+    from ganforge.registry.registry import get_registry
 
     reg = get_registry()
     torch.manual_seed(cfg["seed"])
@@ -123,7 +123,7 @@ def plain_time(cfg: dict, steps: int, warmup: int) -> float:
     G_ema = __import__("copy").deepcopy(G).requires_grad_(False)
     opt_g = make_optimizer(G.parameters(), cfg["optim"]["generator"])
     opt_d = make_optimizer(D.parameters(), cfg["optim"]["discriminator"])
-    from ganforge.data import materialize
+    from ganforge.loop.data import materialize
 
     x_all = materialize(data)[0]
     b = cfg["train"]["batch_size"]
@@ -235,9 +235,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from ganforge.config import load_config
-    from ganforge.plugins import get_registry
-    from ganforge.run import quiet_lightning
+    from ganforge.run.config import load_config
+    from ganforge.registry.registry import get_registry
+    from ganforge.run.runner import quiet_lightning
 
     quiet_lightning()
     if args.scaling:

@@ -30,9 +30,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--configs", nargs="+", default=["ring8", "grid25"])
     args = ap.parse_args()
-    from ganforge.config import load_config
-    from ganforge.plugins import get_registry
-    from ganforge.run import fit
+    from ganforge.run.config import load_config
+    from ganforge.registry.registry import get_registry
+    from ganforge.run.runner import fit
 
     reg = get_registry()
     for name in args.configs:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ganforge.plugins import get_registry
+from ganforge.registry.registry import get_registry
 
 
 def feed(metric, real, fake, protocol):

@@ -13,23 +13,23 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "DataInfo": "ganforge.components",
-    "Discriminator": "ganforge.components",
-    "FeatureExtractor": "ganforge.components",
-    "GANDataset": "ganforge.components",
-    "GANMetric": "ganforge.components",
-    "Generator": "ganforge.components",
-    "LossOutput": "ganforge.components",
-    "NotApplicable": "ganforge.components",
-    "Objective": "ganforge.components",
-    "adversarial_logits": "ganforge.components",
-    "hookimpl": "ganforge.hookspecs",
+    "DataInfo": "ganforge.contract.components",
+    "Discriminator": "ganforge.contract.components",
+    "FeatureExtractor": "ganforge.contract.components",
+    "GANDataset": "ganforge.contract.components",
+    "GANMetric": "ganforge.contract.components",
+    "Generator": "ganforge.contract.components",
+    "LossOutput": "ganforge.contract.components",
+    "NotApplicable": "ganforge.contract.components",
+    "Objective": "ganforge.contract.components",
+    "adversarial_logits": "ganforge.contract.components",
+    "hookimpl": "ganforge.contract.hookspecs",
 }
 
 __all__ = [*_LAZY, "__version__"]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ below imports on demand
-    from ganforge.components import (
+    from ganforge.contract.components import (
         DataInfo,
         Discriminator,
         FeatureExtractor,
@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ below i
         Objective,
         adversarial_logits,
     )
-    from ganforge.hookspecs import hookimpl
+    from ganforge.contract.hookspecs import hookimpl
 
 
 def __getattr__(name: str) -> Any:

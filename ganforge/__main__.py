@@ -1,5 +1,5 @@
 import sys
 
-from ganforge.cli import main
+from ganforge.cli.commands import main
 
 sys.exit(main())

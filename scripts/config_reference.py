@@ -7,8 +7,8 @@ from __future__ import annotations
 import inspect
 import sys
 
-from ganforge import config as C
-from ganforge.plugins import Component, load_registry
+from ganforge.run import config as C
+from ganforge.registry.registry import Component, load_registry
 
 
 def _param_rows(comp: Component) -> list[str]:

@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from ganforge.plugins import load_registry
+from ganforge.registry.registry import load_registry
 
 PROBABILITIES = [1e-4, 1e-3, 1e-2, 0.1, 0.3, 0.5]
 

@@ -1,10 +1,10 @@
-"""Train the `digits-cnn` feature extractor and write plugins/ganforge_plugins/weights/digits_cnn.pt.
+"""Train the `digits-cnn` feature extractor and write plugins/ganforge_plugins/extractors/weights/digits_cnn.pt.
 
 Usage: .venv/bin/python scripts/train_digits_cnn.py [--out PATH]
 
 Trains on the digits' fixed train split (1,438 images), reports train and test accuracy (test:
 the 359 held-out images) and the SHA-256 of the written file, which must equal
-DIGITS_CNN_SHA256 in plugins/ganforge_plugins/feature_extractors.py. Everything is seeded and
+DIGITS_CNN_SHA256 in plugins/ganforge_plugins/extractors/builtin.py. Everything is seeded and
 runs on one thread with deterministic kernels, so the same torch build writes the same bytes
 (about a minute on one CPU core).
 """
@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from ganforge.io import atomic_write_bytes, sha256_file
-from ganforge_plugins.feature_extractors import DIGITS_CNN_SHA256, DIGITS_CNN_WEIGHTS, DigitsCNN
-from ganforge_plugins.image_data import digits_tensors
+from ganforge_plugins.extractors.builtin import DIGITS_CNN_SHA256, DIGITS_CNN_WEIGHTS, DigitsCNN
+from ganforge_plugins.data.images import digits_tensors
 
 SEED = 0
 EPOCHS = 60

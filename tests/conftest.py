@@ -29,7 +29,7 @@ def tiny(tmp_path):
 
 @pytest.fixture
 def registry():
-    from ganforge.plugins import get_registry
+    from ganforge.registry.registry import get_registry
 
     return get_registry()
 

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from ganforge import cli
+from ganforge.cli import commands as cli
 
 
 @pytest.fixture(autouse=True)

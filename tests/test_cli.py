@@ -214,7 +214,7 @@ import sys
 import ganforge
 assert "torch" not in sys.modules, "import ganforge imported torch"
 print(ganforge.__version__)
-from ganforge.cli import main
+from ganforge.cli.commands import main
 for argv in (["--help"], ["--version"], ["fit", "--help"], ["config", "show", "--help"], ["sample", "--help"]):
     try:
         main(argv)
@@ -248,7 +248,7 @@ class Probe:  # records OMP_WAIT_POLICY at the moment torch is first imported
             seen.append(os.environ.get("OMP_WAIT_POLICY"))
         return None
 sys.meta_path.insert(0, Probe())
-from ganforge.cli import main
+from ganforge.cli.commands import main
 rc = main(["config", "show", "train.max_steps=3"])
 print("RC", rc, "POLICY", seen)
 """
@@ -267,7 +267,7 @@ def test_the_cli_sets_omp_wait_policy_passive_before_torch_unless_the_user_set_i
 def test_every_argument_of_every_subcommand_has_help():
     import argparse
 
-    from ganforge.cli import parser
+    from ganforge.cli.commands import parser
 
     missing, seen = [], []
 
@@ -290,7 +290,7 @@ def test_every_argument_of_every_subcommand_has_help():
 
 
 def test_an_unknown_config_name_suggests_the_closest_builtin_and_lists_them(capsys, tmp_path, monkeypatch):
-    from ganforge.cli import main
+    from ganforge.cli.commands import main
 
     monkeypatch.chdir(tmp_path)
     assert main(["config", "show", "-c", "rign8"]) == 2
@@ -308,7 +308,7 @@ def test_an_unknown_config_name_suggests_the_closest_builtin_and_lists_them(caps
 
 
 def test_several_config_files_merge_in_order(tmp_path, registry):
-    from ganforge.config import ConfigError, load_config
+    from ganforge.run.config import ConfigError, load_config
 
     a = tmp_path / "a.yaml"
     a.write_text("train: {batch_size: 32, max_steps: 7}\nobjective: {name: hinge}\n"
@@ -336,7 +336,7 @@ def test_several_config_files_merge_in_order(tmp_path, registry):
 
 
 def test_sweep_style_overrides_are_overrides_and_real_options_stay_options(capsys, tmp_path):
-    from ganforge.cli import main, parser, split_overrides, _options
+    from ganforge.cli.commands import main, parser, split_overrides, _options
 
     argv = ["fit", "-c", "ring8", "--train.max_steps=500", "--resume=auto", "--config=grid25", "a.b=1",
             "--seed=None", "--no-progress", "--train.compile=False", "--metrics.list=[]"]
@@ -354,7 +354,7 @@ def test_sweep_style_overrides_are_overrides_and_real_options_stay_options(capsy
 
 
 def test_logger_wandb_keeps_the_csv_log(registry):
-    from ganforge.config import ConfigError, load_config
+    from ganforge.run.config import ConfigError, load_config
 
     names = lambda spec: [lg["name"] for lg in load_config(None, [f"logger={spec}"], registry)["logger"]]  # noqa: E731
     assert names("wandb") == ["csv", "wandb"]
@@ -369,8 +369,8 @@ def test_logger_wandb_keeps_the_csv_log(registry):
 def test_cpu_threads_is_applied_for_the_fit_restored_after_and_may_change_on_resume(tmp_path, monkeypatch, registry):
     import torch
 
-    from ganforge.cli import main
-    from ganforge.config import ConfigError, load_config
+    from ganforge.cli.commands import main
+    from ganforge.run.config import ConfigError, load_config
 
     for bad, msg in [("0", "must be > 0, got 0"), ("-2", "must be > 0, got -2"),
                      ("1.5", "expected int | null, got 1.5"), ("two", "expected int | null, got 'two'")]:

@@ -8,8 +8,8 @@ import sys
 import pytest
 import yaml
 
-from ganforge.config import apply_overrides, load_config
-from ganforge.plugins import ConfigError
+from ganforge.run.config import apply_overrides, load_config
+from ganforge.registry.registry import ConfigError
 
 
 def test_default_config_resolves_with_all_defaults(registry):
@@ -86,7 +86,7 @@ def test_missing_component_section(tmp_path, registry):
 
 
 def test_component_factory_errors_are_wrapped_with_the_config_path(tmp_path, registry):
-    from ganforge.run import build_components
+    from ganforge.run.runner import build_components
 
     cfg = load_config(None, ["dataset.name=tensor-file", f"dataset.path={tmp_path}/missing.npz"], registry)
     with pytest.raises(ConfigError, match=r"dataset \(dataset 'tensor-file' from plugin 'tensor-file' \(ganforge .*missing.npz"):
@@ -106,7 +106,7 @@ def test_config_show_prints_the_resolved_config():
 
 
 def test_overrides_may_follow_options(capsys):
-    from ganforge.cli import main
+    from ganforge.cli.commands import main
 
     assert main(["config", "show", "--strict-plugins", "seed=3", "-c", "grid25", "train.max_steps=7"]) == 0
     cfg = yaml.safe_load(capsys.readouterr().out)
@@ -160,7 +160,7 @@ def test_bad_numbers_fail_at_resolution_next_to_good_ones(registry, bad, message
 
 
 def test_duplicate_yaml_keys_name_file_line_and_key(tmp_path, registry):
-    from ganforge.config import default_config_text
+    from ganforge.run.config import default_config_text
 
     base = default_config_text()
     dup = tmp_path / "dup.yaml"
@@ -184,7 +184,7 @@ def test_duplicate_yaml_keys_name_file_line_and_key(tmp_path, registry):
 
 
 def test_non_utf8_config_names_the_file_and_byte(tmp_path, registry):
-    from ganforge.config import default_config_text
+    from ganforge.run.config import default_config_text
 
     good = tmp_path / "good.yaml"
     good.write_text(default_config_text().replace("name: ring8", "name: café"), encoding="utf-8")
@@ -199,8 +199,8 @@ def test_non_utf8_config_names_the_file_and_byte(tmp_path, registry):
 def test_gpu_accelerator_without_a_gpu_fails_before_the_trainer(registry, monkeypatch, tiny):
     import torch
 
-    from ganforge.config import check_hardware
-    from ganforge.run import fit
+    from ganforge.run.config import check_hardware
+    from ganforge.run.runner import fit
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
@@ -242,7 +242,7 @@ def test_gpu_accelerator_without_a_gpu_is_one_line_from_the_cli(tmp_path):
 
 
 def test_trainer_values_lightning_refuses_are_one_line_naming_the_trainer_section(registry, tiny, tmp_path):
-    from ganforge.run import fit
+    from ganforge.run.runner import fit
 
     cfg = load_config(None, tiny + ["trainer.strategy=bogus"], registry)
     with pytest.raises(ConfigError, match=r"^trainer: lightning.Trainer refused these settings \(trainer.accelerator="

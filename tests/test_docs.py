@@ -17,7 +17,7 @@ def test_config_reference_is_current():
 
 
 def test_builtin_configs_named_in_the_readme_resolve(registry):
-    from ganforge.config import load_config
+    from ganforge.run.config import load_config
 
     readme = (REPO / "README.md").read_text()
     for name in ("ring8", "grid25", "digits-dcgan", "digits-cgan", "stacked-digits", "folder-dcgan"):

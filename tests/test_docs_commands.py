@@ -3,7 +3,7 @@
 Fenced ```bash / ```console / ```sh blocks are split into commands (``\\`` continuations joined,
 ``# comments`` and ``$ `` prompts stripped) and run in order, one temporary directory per page (the
 repository's top-level entries linked into it, as in a fresh clone, so ``runs/...`` a page creates are
-there for its later commands). Training is shortened by ``GANFORGE_DOCS_MAX_STEPS`` (ganforge.config:
+there for its later commands). Training is shortened by ``GANFORGE_DOCS_MAX_STEPS`` (ganforge.run.config:
 ``train.max_steps`` at most N, metrics' ``num_samples`` at most 10·N), nothing else is changed.
 
 Output a page shows is checked: lines after a ``$ command`` in a console block, numbers normalized
@@ -261,7 +261,7 @@ def test_page_commands_run_as_written(page, tmp_path, shared_cache):
 
 
 def _cli(args, capsys):
-    from ganforge.cli import main
+    from ganforge.cli.commands import main
 
     code = main([str(a) for a in args])
     out = capsys.readouterr()
@@ -270,8 +270,8 @@ def _cli(args, capsys):
 
 @pytest.mark.parametrize("raw", ["0", "-3", "abc", "1.5"])
 def test_docs_max_steps_bad_values_are_one_line_errors(raw, monkeypatch, registry):
-    from ganforge.config import load_config
-    from ganforge.plugins import ConfigError
+    from ganforge.run.config import load_config
+    from ganforge.registry.registry import ConfigError
 
     monkeypatch.setenv("GANFORGE_DOCS_MAX_STEPS", raw)
     with pytest.raises(ConfigError, match=rf"GANFORGE_DOCS_MAX_STEPS='{re.escape(raw)}': expected a positive"):
@@ -279,7 +279,7 @@ def test_docs_max_steps_bad_values_are_one_line_errors(raw, monkeypatch, registr
 
 
 def test_docs_max_steps_caps_steps_and_samples_only_when_set(monkeypatch, registry):
-    from ganforge.config import load_config
+    from ganforge.run.config import load_config
 
     monkeypatch.delenv("GANFORGE_DOCS_MAX_STEPS", raising=False)
     full = load_config("digits-cgan", [], registry)

@@ -1,4 +1,4 @@
-"""Evaluation has one home (ganforge.evaluation): training and `ganforge evaluate` share it, so
+"""Evaluation has one home (ganforge.evaluation.core): training and `ganforge evaluate` share it, so
 `ganforge evaluate CKPT` with no flags gives summary.json's numbers exactly (issue 12); every
 protocol records the sampling seed, counts, conditions rule, generator and reference split; the
 real-vs-real floor is measured on disjoint real sets at the model's counts."""
@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from ganforge.cli import main
+from ganforge.cli.commands import main
 
 FID_RING = ["metrics.list.1.name=fid", "metrics.list.1.feature_extractor=identity", "metrics.list.1.num_samples=300",
             "metrics.list.1.num_real=700"]
@@ -82,8 +82,8 @@ def test_evaluate_with_no_flags_reproduces_the_summary_of_a_digits_cgan_run(tmp_
 
 
 def test_floor_is_fid_of_two_disjoint_real_sets_at_the_model_counts(ring_run, tmp_path, capsys):
-    from ganforge.data import _perm
-    from ganforge.plugins import get_registry
+    from ganforge.loop.data import _perm
+    from ganforge.registry.registry import get_registry
 
     run, summary = ring_run
     res, out = evaluate_json(capsys, tmp_path, run / "checkpoints" / "last.ckpt", "--floor")
@@ -111,7 +111,7 @@ def test_floor_is_fid_of_two_disjoint_real_sets_at_the_model_counts(ring_run, tm
 
 
 def test_floor_counts_and_reference_selection():
-    from ganforge.evaluation import floor_counts, reference_selection
+    from ganforge.evaluation.core import floor_counts, reference_selection
 
     assert floor_counts(1797, 899, 898) == (899, 898, True)
     assert floor_counts(1797, 1797, 2000) == (850, 947, False)  # 1797 · 1797/3797
@@ -160,8 +160,8 @@ def test_evaluate_replays_a_two_process_run(tiny, tmp_path):
 
 
 def test_training_and_evaluate_call_the_same_function(monkeypatch, tiny, tmp_path):
-    """One home: the callback goes through ganforge.evaluation.evaluate (replacing it changes training)."""
-    import ganforge.callbacks as callbacks
+    """One home: the callback goes through ganforge.evaluation.core.evaluate (replacing it changes training)."""
+    import ganforge.run.callbacks as callbacks
 
     calls = []
     real = callbacks.evaluate_metrics

@@ -11,12 +11,12 @@ import time
 import pytest
 import torch
 
-from ganforge import fastpaths
-from ganforge.config import load_config
-from ganforge.data import GANDataModule, InMemoryDataset, materialize
-from ganforge.module import make_optimizer
-from ganforge.plugins import ConfigError
-from ganforge.run import build_components, fit
+from ganforge.loop import fastpaths
+from ganforge.run.config import load_config
+from ganforge.loop.data import GANDataModule, InMemoryDataset, materialize
+from ganforge.loop.module import make_optimizer
+from ganforge.registry.registry import ConfigError
+from ganforge.run.runner import build_components, fit
 
 from conftest import REPO
 

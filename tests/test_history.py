@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-from ganforge.callbacks import SamplePictures
-from ganforge.components import DataInfo
-from ganforge.config import load_config
-from ganforge.imaging import points_extent
-from ganforge.plugins import ConfigError
-from ganforge.run import fit
+from ganforge.run.callbacks import SamplePictures
+from ganforge.contract.components import DataInfo
+from ganforge.run.config import load_config
+from ganforge.reporting.imaging import points_extent
+from ganforge.registry.registry import ConfigError
+from ganforge.run.runner import fit
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -99,14 +99,14 @@ def test_the_final_evaluation_of_a_segment_survives_the_resume(tiny, registry):
 
 KILL9 = """
 import os, signal, sys
-from ganforge import module
+from ganforge.loop import module
 step = module.GANModule.training_step
 def step_then_kill(self, *args):
     step(self, *args)
     if self.g_steps == 13:  # between the checkpoints of steps 10 and 20, after rows of 11-13 were logged
         os.kill(os.getpid(), signal.SIGKILL)
 module.GANModule.training_step = step_then_kill
-from ganforge.cli import main
+from ganforge.cli.commands import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from ganforge.components import DataInfo
-from ganforge.imaging import (MODE, SAMPLE, class_rows, image_grid, nice_ticks, panel_grid, samples_picture,
+from ganforge.contract.components import DataInfo
+from ganforge.reporting.imaging import (MODE, SAMPLE, class_rows, image_grid, nice_ticks, panel_grid, samples_picture,
                               scatter_panel)
 
 

@@ -261,7 +261,7 @@ def test_ctrl_c_from_a_terminal_reaches_data_loader_workers_too(tmp_path, env):
 
 
 def test_slurm_requeue_signal_still_saves_and_requeues_at_a_step_boundary(tmp_path, env):
-    """The SLURM path shares the step-boundary machinery (ganforge.stopping.StepBoundaryStop); without a
+    """The SLURM path shares the step-boundary machinery (ganforge.run.stopping.StepBoundaryStop); without a
     cluster: SLURM's variables for a one-task batch job and a stand-in ``scontrol`` that records its call."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

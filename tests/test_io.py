@@ -101,8 +101,8 @@ def test_fit_on_a_read_only_file_system_is_one_message(tiny_disk, tmp_path):
 
 
 def test_disk_full_mid_run_names_the_checkpoint_and_keeps_the_previous_one(tiny_disk, tmp_path, monkeypatch, capsys):
-    from ganforge import cli
-    from ganforge.callbacks import GANCheckpoint
+    from ganforge.cli import commands as cli
+    from ganforge.run.callbacks import GANCheckpoint
 
     save = GANCheckpoint.save
 

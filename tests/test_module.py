@@ -8,10 +8,10 @@ import json
 import pytest
 import torch
 
-from ganforge.config import load_config
-from ganforge.module import GANModule, NonFiniteError, noise_seed
-from ganforge.plugins import ConfigError
-from ganforge.run import fit
+from ganforge.run.config import load_config
+from ganforge.loop.module import GANModule, NonFiniteError, noise_seed
+from ganforge.registry.registry import ConfigError
+from ganforge.run.runner import fit
 
 
 def _state(path):
@@ -223,7 +223,7 @@ def test_no_cuda_sync_in_a_non_logging_iteration(tiny, registry, monkeypatch, po
 
 
 def test_lazy_r1_runs_dreg_every_k_discriminator_steps(tiny, registry, monkeypatch):
-    from ganforge_plugins.objectives import NonSaturating
+    from ganforge_plugins.objectives.losses import NonSaturating
 
     calls = []
     original = NonSaturating.discriminator_regularization
@@ -303,7 +303,7 @@ def test_empty_dataset_is_a_config_error(tiny, tmp_path):
     import torch
 
     from ganforge import DataInfo, hookimpl
-    from ganforge.plugins import load_registry
+    from ganforge.registry.registry import load_registry
 
     class Empty(torch.utils.data.Dataset):
         info = DataInfo(sample_shape=(2,))

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from ganforge.plugins import ConfigError, PluginError, get_registry, load_registry
+from ganforge.registry.registry import ConfigError, PluginError, get_registry, load_registry
 
 BROKEN = {"broken_mod": "raise ImportError('this plugin is broken on purpose')\n"}
 DUPLICATE = {
@@ -135,7 +135,7 @@ GOOD = {
     "good_mod": """
         from typing import Annotated
         from ganforge import hookimpl, Objective
-        from ganforge.constraints import Positive
+        from ganforge.registry.bounds import Positive
 
         class Good(Objective):
             def __init__(self, k: Annotated[int, Positive] = 1):
@@ -216,7 +216,7 @@ def test_constraints_in_a_plugin_signature_are_checked_and_listed(fake_plugins):
     assert reg.build("objective", {"name": "good-objective", "k": 2}).k == 2
     with pytest.raises(ConfigError, match=r"^objective.k: must be > 0, got 0\.$"):
         reg.build("objective", {"name": "good-objective", "k": 0})
-    from ganforge.cli import plugins_report
+    from ganforge.cli.commands import plugins_report
 
     good = next(p for p in plugins_report(reg)["plugins"] if p["name"] == "good")
     assert good["components"][0]["parameters"][0]["type"] == "int (> 0)"
@@ -247,7 +247,7 @@ def test_sys_exit_at_import_is_a_failure_and_the_cli_keeps_working(tmp_path):
 def test_parameters_a_config_cannot_express_are_refused_at_registration_and_paths_work(fake_plugins, tmp_path):
     from pathlib import Path
 
-    from ganforge.config import dump, load_config
+    from ganforge.run.config import dump, load_config
 
     root = fake_plugins("ganforge-schemas", SCHEMAS, {"schemas": "schemas_mod"})
     reg = load_registry(warn=False)
@@ -319,7 +319,7 @@ def test_factory_returning_an_invalid_component_is_a_one_line_cli_error(tmp_path
 
 
 def test_disabling_a_first_party_plugin_says_what_went_and_unknown_names_warn(monkeypatch, capsys):
-    from ganforge import plugins
+    from ganforge.registry import registry as plugins
 
     monkeypatch.setattr(plugins, "_ANNOUNCED", set())
     monkeypatch.setenv("GANFORGE_DISABLE_PLUGINS", "mixtures,relativistc")
@@ -339,8 +339,8 @@ def test_metric_results_are_checked_value_by_value():
     import numpy as np
     import torch
 
-    from ganforge.callbacks import Evaluation
-    from ganforge.components import ComponentError
+    from ganforge.run.callbacks import Evaluation
+    from ganforge.contract.components import ComponentError
 
     ev = Evaluation([("m", None)], 0, False, "unused", 0, sources=["metrics.list[0] (metric 'm' from plugin 'p')"])
     trainer, module = SimpleNamespace(callbacks=[]), SimpleNamespace(g_steps=3)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from ganforge.cli import main
-from ganforge.plugins import ConfigError
-from ganforge.report import config_differences, find_runs, load_run, render, series_keys
-from ganforge.resume import flatten
+from ganforge.cli.commands import main
+from ganforge.registry.registry import ConfigError
+from ganforge.reporting.report import config_differences, find_runs, load_run, render, series_keys
+from ganforge.run.resume import flatten
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_curves_are_the_logged_values(two_runs):
     run = load_run(two_runs[0])
     with open(two_runs[0] / "metrics.csv", newline="") as f:
         logged = {int(float(r["step"])): float(r["d_loss"]) for r in csv.DictReader(f) if r["d_loss"]}
-    from ganforge.report import _series
+    from ganforge.reporting.report import _series
 
     xs, ys = _series(run, "d_loss")
     assert dict(zip(xs, ys)) == logged and xs == sorted(logged)
@@ -78,7 +78,7 @@ def test_config_differences_and_flatten():
     a = {"train": {"lr": 1, "steps": 5}, "metrics": {"list": [{"name": "fid"}]}, "tags": ["x", "y"]}
     b = {"train": {"lr": 2, "steps": 5}, "metrics": {"list": [{"name": "kid"}]}, "tags": ["x", "y"], "new": 1}
     assert flatten(a) == {"train.lr": 1, "train.steps": 5, "metrics.list.0.name": "fid", "tags": ["x", "y"]}
-    from ganforge.report import RunData
+    from ganforge.reporting.report import RunData
 
     diffs = dict(config_differences([RunData(Path("a"), "a", config=a), RunData(Path("b"), "b", config=b)]))
     assert diffs == {"metrics.list.0.name": ["fid", "kid"], "new": ["—", 1], "train.lr": [1, 2]}

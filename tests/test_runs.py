@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ganforge import rundir
-from ganforge.cli import main
-from ganforge.config import load_config
-from ganforge.plugins import ConfigError
-from ganforge.run import fit
+from ganforge.run import rundir
+from ganforge.cli.commands import main
+from ganforge.run.config import load_config
+from ganforge.registry.registry import ConfigError
+from ganforge.run.runner import fit
 
 QUICK = ["metrics.list=[]", "train.checkpoint_every_n_steps=1000"]
 
@@ -240,14 +240,14 @@ def test_leftovers_of_killed_starts_are_removed_and_nothing_else(tmp_path, capsy
 
 KILL = """
 import os, sys
-from ganforge import callbacks
+from ganforge.run import callbacks
 save = callbacks.GANCheckpoint.save
 def save_then_die(self, trainer, pl_module):
     save(self, trainer, pl_module)
     if pl_module.g_steps == 10:
         os._exit(9)  # kill -9 right after the checkpoint of step 10
 callbacks.GANCheckpoint.save = save_then_die
-from ganforge.cli import main
+from ganforge.cli.commands import main
 sys.exit(main(sys.argv[1:]))
 """
 

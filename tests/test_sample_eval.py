@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ganforge.cli import main
+from ganforge.cli.commands import main
 
 GANFORGE = [sys.executable, "-m", "ganforge"]
 
@@ -75,7 +75,7 @@ def test_cond_and_grid_rows_share_the_noise(cond_run, capsys, monkeypatch):
 
 
 def test_samples_are_written_in_the_files_units(cond_run, capsys, monkeypatch):
-    from ganforge.checkpoint import load_module
+    from ganforge.run.checkpoint import load_module
 
     root, run_dir, x_file = cond_run
     monkeypatch.chdir(root)
@@ -85,7 +85,7 @@ def test_samples_are_written_in_the_files_units(cond_run, capsys, monkeypatch):
     meta = json.loads(str(saved["ganforge"]))
     assert meta["units"] == "file"
     # The generator's own output (training units), mapped back with the file's statistics computed here.
-    from ganforge.evaluation import sampling_seed
+    from ganforge.evaluation.core import sampling_seed
 
     module = load_module(ckpt)
     g = module.sample(6, y=torch.full((6, 1), 0.7), seed=sampling_seed(0, 0)).double().numpy()
@@ -97,8 +97,8 @@ def test_samples_are_written_in_the_files_units(cond_run, capsys, monkeypatch):
 
 
 def test_normalization_round_trip_and_checkpoint_info(tmp_path):
-    from ganforge.checkpoint import info_from_dict
-    from ganforge_plugins.tensor_file import tensor_file
+    from ganforge.run.checkpoint import info_from_dict
+    from ganforge_plugins.data.tensor_file import tensor_file
 
     r = np.random.default_rng(1)
     img = (r.normal(0, 1, (20, 3, 4, 4)) * np.array([1, 10, 100])[None, :, None, None]
@@ -173,9 +173,9 @@ def test_bad_cond_values_name_the_flag(cond_run, capsys, monkeypatch):
 
 
 def test_cond_refused_for_class_conditional_and_unconditional_models():
-    from ganforge.cli_images import _check_cond_dims
-    from ganforge.components import DataInfo
-    from ganforge.plugins import ConfigError
+    from ganforge.cli.sample_evaluate import _check_cond_dims
+    from ganforge.contract.components import DataInfo
+    from ganforge.registry.registry import ConfigError
 
     with pytest.raises(ConfigError, match=r"^--cond 0.5: this model is class-conditional \(10 classes\), not "
                                           r"conditioned on continuous values; use --class K \(0..9\)\.$"):
@@ -187,7 +187,7 @@ def test_cond_refused_for_class_conditional_and_unconditional_models():
 
 
 def test_greyscale_and_sixteen_bit_pngs(tmp_path):
-    from ganforge.imaging import save_png, to_pil_images
+    from ganforge.reporting.imaging import save_png, to_pil_images
 
     x = torch.linspace(-1, 1, 16).reshape(1, 1, 4, 4)
     grey = to_pil_images(x)[0]
@@ -206,7 +206,7 @@ def test_greyscale_and_sixteen_bit_pngs(tmp_path):
 @pytest.fixture(scope="module")
 def digit_folders(tmp_path_factory):
     """The digits' test split (16×16) as greyscale PNGs, uniform noise of the same size, and .npz copies."""
-    from ganforge_plugins.image_data import digits_tensors
+    from ganforge_plugins.data.images import digits_tensors
 
     root = tmp_path_factory.mktemp("folders")
     x, _ = digits_tensors("test", 16)
@@ -288,8 +288,8 @@ def test_evaluate_the_samples_of_a_run_like_its_checkpoint(cond_run, capsys, mon
                              *ident, "--json", "sm.json"], capsys)
     assert code == 0, err
     # `sample --num N` writes the samples `evaluate --num-samples N` scores (its noise and conditions rule)
-    from ganforge.checkpoint import load_module
-    from ganforge.evaluation import generation_conditions, sampling_seed
+    from ganforge.run.checkpoint import load_module
+    from ganforge.evaluation.core import generation_conditions, sampling_seed
 
     module = load_module(ckpt)
     saved = np.load(root / "run_samples" / "samples.npz", allow_pickle=False)

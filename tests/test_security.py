@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from ganforge.callbacks import AtomicCheckpointIO
-from ganforge.cli import main
-from ganforge.plugins import ConfigError
+from ganforge.run.callbacks import AtomicCheckpointIO
+from ganforge.cli.commands import main
+from ganforge.registry.registry import ConfigError
 
 NEVER = "ganforge never executes code from files"
 
@@ -39,9 +39,9 @@ def real_ckpt(tmp_path_factory):
     """A checkpoint of a tiny ring run (with EMA), written by this version of ganforge."""
     from conftest import TINY
 
-    from ganforge.config import load_config
-    from ganforge.plugins import get_registry
-    from ganforge.run import fit
+    from ganforge.run.config import load_config
+    from ganforge.registry.registry import get_registry
+    from ganforge.run.runner import fit
 
     root = tmp_path_factory.mktemp("security")
     reg = get_registry()
@@ -183,7 +183,7 @@ def test_hostile_cache_entry_is_discarded_unread_and_recomputed(real_ckpt, tmp_p
 
 @pytest.mark.parametrize("name", ["data.pt", "my data.pt"])  # a space in the path once cut the message
 def test_tensor_file_dataset_refuses_pickled_objects(tmp_path, name):
-    from ganforge_plugins.tensor_file import _read
+    from ganforge_plugins.data.tensor_file import _read
 
     marker = tmp_path / "ran"
     bad = tmp_path / name
@@ -201,7 +201,7 @@ def test_rng_states_round_trip_through_a_plain_data_checkpoint(real_ckpt):
     import io
     import random
 
-    from ganforge.checkpoint import load_module
+    from ganforge.run.checkpoint import load_module
 
     module = load_module(real_ckpt)
     np.random.seed(7)
@@ -220,7 +220,7 @@ def test_rng_states_round_trip_through_a_plain_data_checkpoint(real_ckpt):
 
 
 def test_inception_weights_file_with_pickled_objects_runs_nothing(tmp_path):
-    from ganforge_plugins.feature_extractors import INCEPTION_FILE, inception_v3
+    from ganforge_plugins.extractors.builtin import INCEPTION_FILE, inception_v3
 
     marker = tmp_path / "ran"
     bad = tmp_path / INCEPTION_FILE

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ganforge.cli import main
-from ganforge.status import StatusLines, final_table, format_values
+from ganforge.cli.commands import main
+from ganforge.reporting.status import StatusLines, final_table, format_values
 
 
 class FakeClock:

@@ -23,9 +23,9 @@ import torch
 
 wandb = pytest.importorskip("wandb")
 
-from ganforge import config as config_mod  # noqa: E402
-from ganforge import run as run_mod  # noqa: E402
-from ganforge import wandb_logging as wl  # noqa: E402
+from ganforge.run import config as config_mod  # noqa: E402
+from ganforge.run import runner as run_mod  # noqa: E402
+from ganforge.reporting import wandb_logging as wl  # noqa: E402
 
 TINY = [
     "generator.width=32", "generator.depth=2", "discriminator.width=32", "discriminator.depth=2",

@@ -6,7 +6,7 @@ Usage::
 
 ``JOBS.json`` is a list of jobs, each ``{"tag": str, "overrides": [...], "devices": 1|2,
 "global_noise": bool, "capture_grads": bool, "nan_rank": int, "nan_iteration": int,
-"expect_error": bool}``. Every job is one ``ganforge.run.fit`` (the real entry point: config
+"expect_error": bool}``. Every job is one ``ganforge.run.runner.fit`` (the real entry point: config
 validation, run directory, GANDDPStrategy chosen from ``trainer.devices``).
 
 Launching: start it as one plain process. The first job with ``devices: 2`` makes Lightning's
@@ -165,8 +165,8 @@ class _TorchWithGlobalRand:
 
 @contextmanager
 def global_noise() -> Iterator[None]:
-    from ganforge.module import GANModule
-    import ganforge_plugins.objectives as objectives
+    from ganforge.loop.module import GANModule
+    import ganforge_plugins.objectives.losses as objectives
 
     state: dict[str, Any] = {"rank": 0, "world": 1, "iteration": 0, "slot": 0}
     original_noise, original_torch = GANModule.noise, objectives.torch
@@ -190,8 +190,8 @@ def global_noise() -> Iterator[None]:
 
 
 def run_job(job: dict[str, Any], out: Path, registry: Any) -> None:
-    from ganforge.config import load_config
-    from ganforge.run import RUN_DIR_ENV, fit
+    from ganforge.run.config import load_config
+    from ganforge.run.runner import RUN_DIR_ENV, fit
 
     tag = job["tag"]
     job_dir = out / tag
@@ -217,8 +217,8 @@ def run_job(job: dict[str, Any], out: Path, registry: Any) -> None:
 def main() -> int:
     jobs = json.loads(Path(sys.argv[1]).read_text())
     out = Path(sys.argv[2])
-    from ganforge.plugins import load_registry
-    from ganforge.run import quiet_lightning
+    from ganforge.registry.registry import load_registry
+    from ganforge.run.runner import quiet_lightning
 
     quiet_lightning()
     registry = load_registry(strict=True, warn=False, extra=[("ddp-probe", sys.modules[__name__])])

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from ganforge.components import DataInfo
-from ganforge_plugins.classifier_metrics import ClassCoverage, NearestNeighbours, kl_to_uniform
+from ganforge.contract.components import DataInfo
+from ganforge_plugins.metrics.classifier import ClassCoverage, NearestNeighbours, kl_to_uniform
 
 
 @pytest.fixture(autouse=True)
@@ -205,7 +205,7 @@ def test_nearest_neighbours_num_real_keeps_at_most_num_real():
 
 
 def test_registered():
-    from ganforge.plugins import get_registry
+    from ganforge.registry.registry import get_registry
 
     reg = get_registry()
     assert {"class-coverage", "nearest-neighbours"} <= set(reg.names("metric"))
@@ -226,7 +226,7 @@ def _build_or_skip(reg, kind, spec, **inj):
 
 
 def test_real_stacked_digits_cover_most_modes():
-    from ganforge.plugins import get_registry
+    from ganforge.registry.registry import get_registry
 
     reg = get_registry()
     ds = _build_or_skip(reg, "dataset", {"name": "stacked-digits", "num_samples": 3000, "labels": True}, seed=0)
@@ -243,7 +243,7 @@ def test_real_stacked_digits_cover_most_modes():
 
 
 def test_real_digits_nearest_neighbours_detects_training_copies():
-    from ganforge.plugins import get_registry
+    from ganforge.registry.registry import get_registry
 
     reg = get_registry()
     ds = _build_or_skip(reg, "dataset", {"name": "digits"}, seed=0)

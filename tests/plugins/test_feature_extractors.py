@@ -10,11 +10,11 @@ import shutil
 import pytest
 import torch
 
-from ganforge.components import DataInfo, FeatureExtractor
+from ganforge.contract.components import DataInfo, FeatureExtractor
 from ganforge.io import sha256_file
-from ganforge.plugins import ConfigError, load_registry
-import ganforge_plugins.feature_extractors as fx
-from ganforge_plugins.image_data import digits_tensors, stacked_digits
+from ganforge.registry.registry import ConfigError, load_registry
+import ganforge_plugins.extractors.builtin as fx
+from ganforge_plugins.data.images import digits_tensors, stacked_digits
 
 # -- identity -------------------------------------------------------------------------------------
 

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ganforge.components import DataInfo, GANDataset
-from ganforge.plugins import ConfigError, load_registry
-from ganforge_plugins.image_data import (
+from ganforge.contract.components import DataInfo, GANDataset
+from ganforge.registry.registry import ConfigError, load_registry
+from ganforge_plugins.data.images import (
     digits,
     digits_split_indices,
     digits_tensors,

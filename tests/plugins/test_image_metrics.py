@@ -15,9 +15,9 @@ import scipy.linalg
 import torch
 from torch import nn
 
-from ganforge.components import DataInfo
+from ganforge.contract.components import DataInfo
 from ganforge.io import cache_dir
-from ganforge_plugins.image_metrics import (
+from ganforge_plugins.metrics.images import (
     FID,
     canonical_order,
     inception_score_from_logits,
@@ -383,7 +383,7 @@ def test_kid_and_prdc_share_real_features_and_num_real_caps():
 
 
 def test_registered_and_built_through_registry():
-    from ganforge.plugins import get_registry
+    from ganforge.registry.registry import get_registry
 
     reg = get_registry()
     for name in ("fid", "kid", "inception-score", "prdc"):
@@ -464,7 +464,7 @@ def test_two_process_gloo_matches_single_process(tmp_path):
 
 
 def _digits_or_skip():
-    from ganforge.plugins import get_registry
+    from ganforge.registry.registry import get_registry
 
     reg = get_registry()
     if "digits" not in reg.names("dataset"):

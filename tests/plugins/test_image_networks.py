@@ -14,8 +14,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ganforge import DataInfo
-from ganforge.plugins import ConfigError, load_registry
-from ganforge_plugins import image_networks as net
+from ganforge.registry.registry import ConfigError, load_registry
+from ganforge_plugins.networks import images as net
 
 ARCHS = ("dcgan", "resnet", "biggan")
 NUM_CLASSES = 5

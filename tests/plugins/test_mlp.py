@@ -9,8 +9,8 @@ import torch
 from torch.nn.utils import parametrize
 
 from ganforge import DataInfo
-from ganforge.plugins import ConfigError, load_registry
-from ganforge_plugins.mlp import MLPDiscriminator, MLPGenerator, mlp_discriminator, mlp_generator
+from ganforge.registry.registry import ConfigError, load_registry
+from ganforge_plugins.networks.mlp import MLPDiscriminator, MLPGenerator, mlp_discriminator, mlp_generator
 
 POINTS = DataInfo(sample_shape=(2,), name="points")
 IMAGES = DataInfo(sample_shape=(1, 4, 4), kind="image", value_range=(-1.0, 1.0), name="images")

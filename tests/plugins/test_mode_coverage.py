@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-import ganforge_plugins.mode_coverage as mc
+import ganforge_plugins.metrics.mode_coverage as mc
 from ganforge import DataInfo, GANMetric
-from ganforge.plugins import ConfigError, load_registry
-from ganforge_plugins.mixtures import gaussian_grid, gaussian_ring
-from ganforge_plugins.mode_coverage import ModeCoverage, mode_coverage
+from ganforge.registry.registry import ConfigError, load_registry
+from ganforge_plugins.data.mixtures import gaussian_grid, gaussian_ring
+from ganforge_plugins.metrics.mode_coverage import ModeCoverage, mode_coverage
 
 
 @pytest.fixture(scope="module")

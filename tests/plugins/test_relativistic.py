@@ -7,7 +7,7 @@ import torch
 
 import ganforge_relativistic
 from ganforge import Objective
-from ganforge.plugins import load_registry
+from ganforge.registry.registry import load_registry
 from ganforge_relativistic import Relativistic
 
 

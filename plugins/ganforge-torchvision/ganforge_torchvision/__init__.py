@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ganforge import hookimpl
-from ganforge.components import DataInfo
+from ganforge.contract.components import DataInfo
 
 RESIZE_RULE = "torch bilinear interpolation, antialias=True, align_corners=False"
 

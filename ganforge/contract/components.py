@@ -1,0 +1,355 @@
+"""Component protocols: what a plugin's factory must return for each kind.
+
+The engine checks these when it builds a component (:func:`check_component`), so a plugin
+that returns the wrong thing fails at start-up with a message naming the plugin, not deep
+inside a training step.
+
+Parameters that the engine passes to factories itself (never written in a config):
+
+``info``
+    :class:`DataInfo` of the configured dataset (for generators, discriminators, objectives,
+    metrics and callbacks that declare it).
+``seed``
+    The run's seed (for datasets that generate data).
+
+All other factory parameters come from the config section of the component.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Mapping, Optional, Protocol, Sequence, runtime_checkable
+
+import torch
+from torch import nn
+
+INJECTED_PARAMETERS = ("info", "seed")
+
+
+@dataclass
+class DataInfo:
+    """What the engine and the other components need to know about a dataset.
+
+    Attributes:
+        sample_shape: Shape of one sample, without the batch dimension: ``(2,)`` for points,
+            ``(C, H, W)`` for images.
+        num_classes: Number of class labels (``0`` when the data is not class-labelled).
+        cond_dim: Dimension of continuous conditions (``0`` when there are none). A dataset has
+            class labels or continuous conditions, not both.
+        kind: ``"points"`` (low-dimensional vectors) or ``"image"``.
+        value_range: The range samples are normalized to, e.g. ``(-1.0, 1.0)`` for images.
+        modes: For synthetic mixtures, the true mode centres, shape ``(num_modes, *sample_shape)``.
+        mode_std: For synthetic mixtures, the standard deviation of each mode.
+        name: The dataset's registered name.
+        protocol: Everything that defines the data (parameters, sizes, file hashes); part of
+            every metric's protocol and of the real-statistics cache key.
+        denormalize: How samples map back to the units the data was stored in, as plain data
+            (it travels in checkpoints): ``{"scale": [...], "offset": [...]}`` with
+            ``stored = x * scale + offset``; one value for all, or one per channel (images) or
+            per feature (points). ``None``: the data is used as stored. ``ganforge sample``
+            writes ``samples.npz`` in the stored units (:meth:`to_stored_units`).
+    """
+
+    sample_shape: tuple[int, ...]
+    num_classes: int = 0
+    cond_dim: int = 0
+    kind: str = "points"
+    value_range: tuple[float, float] = (-1.0, 1.0)
+    modes: Optional[torch.Tensor] = None
+    mode_std: Optional[float] = None
+    name: str = ""
+    protocol: dict[str, Any] = field(default_factory=dict)
+    denormalize: Optional[dict[str, list[float]]] = None
+
+    def __post_init__(self) -> None:
+        if self.denormalize is not None:  # plain data from a plugin or a checkpoint: check it once, here
+            d = self.denormalize
+            channels = self.sample_shape[0] if self.sample_shape else 1
+            if not isinstance(d, Mapping) or set(d) != {"scale", "offset"}:
+                raise ValueError(f"DataInfo.denormalize must be {{'scale': [...], 'offset': [...]}}, got {d!r}")
+            for key in ("scale", "offset"):
+                v = d[key]
+                if not (isinstance(v, (list, tuple)) and len(v) in (1, channels)
+                        and all(isinstance(e, (int, float)) and not isinstance(e, bool) and math.isfinite(e) for e in v)):
+                    raise ValueError(f"DataInfo.denormalize['{key}'] must be a list of 1 or {channels} finite numbers "
+                                     f"(one per {'channel' if self.kind == 'image' else 'feature'}), got {v!r}")
+            if any(e == 0 for e in d["scale"]):
+                raise ValueError(f"DataInfo.denormalize['scale'] has a 0 (not invertible): {d['scale']!r}")
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0 or self.cond_dim > 0
+
+    def _affine(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(scale, offset)`` of :attr:`denormalize`, shaped to broadcast against a batch ``x``."""
+        assert self.denormalize is not None
+        parts = []
+        for key in ("scale", "offset"):
+            v = torch.as_tensor(self.denormalize[key], dtype=torch.float64).reshape(-1)  # checked in __post_init__
+            n = v.numel()
+            shape = (n,) + (1,) * (len(self.sample_shape) - 1) if n > 1 else ()
+            parts.append(v.reshape(shape).to(x.device))
+        return parts[0], parts[1]
+
+    def to_stored_units(self, x: torch.Tensor) -> torch.Tensor:
+        """Samples (a batch, in training units) in the units the data was stored in (float64)."""
+        if self.denormalize is None:
+            return x.double()
+        scale, offset = self._affine(x)
+        return x.double() * scale + offset
+
+    def from_stored_units(self, x: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`to_stored_units`: stored units to training units (float32)."""
+        if self.denormalize is None:
+            return x.float()
+        scale, offset = self._affine(x)
+        return ((x.double() - offset) / scale).float()
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["modes"] = None if self.modes is None else self.modes.tolist()
+        out["sample_shape"] = list(self.sample_shape)
+        out["value_range"] = list(self.value_range)
+        return out
+
+
+@runtime_checkable
+class GANDataset(Protocol):
+    """A map-style dataset of samples with its :class:`DataInfo`.
+
+    ``dataset[i]`` returns a tensor ``x`` (unconditional) or a tuple ``(x, y)`` where ``y``
+    is a class index (``long`` scalar) or a float vector of conditions. The engine builds the
+    data loader: batch size, sharding over ranks, shuffling and resumable order are its job.
+    """
+
+    info: DataInfo
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Any: ...
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """``nn.Module`` mapping noise (and conditions) to samples.
+
+    ``forward(z, y=None)`` takes ``z`` of shape ``(N, *latent_shape)`` and returns samples of
+    shape ``(N, *info.sample_shape)``. ``y`` is a ``long`` tensor of class indices or a float
+    tensor of conditions, as the dataset yields them.
+    """
+
+    latent_shape: tuple[int, ...]
+
+    def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Discriminator(Protocol):
+    """``nn.Module``: ``forward(x, y=None)`` returns logits of shape ``(N,)`` or ``(N, 1)``.
+
+    A discriminator with auxiliary outputs (e.g. class logits for AC-GAN) returns a tuple
+    ``(logits, aux)``; objectives that do not need ``aux`` use :func:`adversarial_logits`.
+    """
+
+    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> Any: ...
+
+
+DiscriminatorFn = Callable[[torch.Tensor, Optional[torch.Tensor]], Any]
+
+
+def adversarial_logits(out: Any) -> torch.Tensor:
+    """The adversarial logits of a discriminator output, flattened to shape ``(N,)``."""
+    logits = out[0] if isinstance(out, (tuple, list)) else out
+    return logits.reshape(logits.shape[0])
+
+
+@dataclass
+class LossOutput:
+    """A loss to back-propagate and scalars to log (without the ``loss`` itself)."""
+
+    loss: torch.Tensor
+    logs: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Objective:
+    """Base class of GAN objectives.
+
+    Subclasses implement :meth:`discriminator_loss` and :meth:`generator_loss`. Both receive
+    ``d``, a callable ``d(x, y) -> output`` (the discriminator, possibly wrapped for
+    distributed training: always call ``d``, never a module captured elsewhere).
+
+    Attributes:
+        n_critic: Discriminator steps per generator step this objective asks for; the engine
+            uses ``max(train.n_critic, objective.n_critic)``.
+        needs_double_backward: ``True`` when the discriminator loss differentiates through a
+            gradient (gradient penalties, R1); such a discriminator must not be compiled.
+        weight_clip: If set, the engine clamps every discriminator parameter to
+            ``[-weight_clip, weight_clip]`` after each discriminator step (WGAN).
+        reg_every: Lazy regularization (StyleGAN2's ``Dreg`` phase): when ``> 1``, the engine
+            adds :meth:`discriminator_regularization` to the discriminator loss of every
+            ``reg_every``-th discriminator step (and :meth:`discriminator_loss` leaves the
+            regularizer out). ``1``: the regularizer, if any, is part of ``discriminator_loss``.
+    """
+
+    n_critic: int = 1
+    needs_double_backward: bool = False
+    weight_clip: Optional[float] = None
+    reg_every: int = 1
+
+    def discriminator_loss(
+        self, d: DiscriminatorFn, real: torch.Tensor, fake: torch.Tensor, y: Optional[torch.Tensor]
+    ) -> LossOutput:
+        """Loss the discriminator minimizes. ``fake`` is detached from the generator."""
+        raise NotImplementedError
+
+    def generator_loss(
+        self, d: DiscriminatorFn, real: torch.Tensor, fake: torch.Tensor, y: Optional[torch.Tensor]
+    ) -> LossOutput:
+        """Loss the generator minimizes. ``real`` is given for objectives that pair samples."""
+        raise NotImplementedError
+
+    def discriminator_regularization(
+        self, d: DiscriminatorFn, real: torch.Tensor, fake: torch.Tensor, y: Optional[torch.Tensor]
+    ) -> LossOutput:
+        """``Dreg``: the regularizer of a lazy objective, already multiplied by :attr:`reg_every`.
+
+        Called by the engine every ``reg_every`` discriminator steps (only when ``reg_every > 1``);
+        its loss is added to that step's :meth:`discriminator_loss` before the one backward.
+        """
+        raise NotImplementedError(f"{type(self).__name__} sets reg_every > 1 but has no discriminator_regularization")
+
+    def protocol(self) -> dict[str, Any]:
+        """Parameters that define this objective (logged with the run)."""
+        return {k: v for k, v in vars(self).items() if isinstance(v, (int, float, str, bool, type(None)))}
+
+
+class GANMetric:
+    """Base class of metrics evaluated on generated samples (and real data).
+
+    Life cycle, driven by the engine's evaluation callback:
+
+    1. ``prepare_real(batches, data_protocol)`` once per run, before the first evaluation, when
+       :attr:`needs_real`. ``batches()`` returns an iterable of ``(x, y)`` real batches: this
+       rank's shard of the data (``num_real`` samples over all ranks, or the whole dataset).
+       Real statistics must end up complete and identical on every rank: reduce them across
+       ranks inside ``prepare_real`` (``torch.distributed`` when initialized), and cache them
+       with :func:`ganforge.io.cached_torch` under a key of ``data_protocol`` and the metric's
+       own protocol so a second run skips the pass.
+    2. Per evaluation: ``reset()``, then ``update(x, y)`` with batches of generated samples
+       (``y``: the conditions they were generated with, or ``None``), then ``compute()`` on
+       **every rank** (it is collective: reduce generated-sample states there; declaring them
+       with torchmetrics' ``add_state(..., dist_reduce_fx=...)`` does this for you).
+
+    Samples arrive in the dataset's value range (images: ``(N, C, H, W)`` in ``[-1, 1]``).
+
+    Attributes:
+        num_samples: Generated samples to evaluate, over all ranks.
+        needs_real: Whether :meth:`prepare_real` must be called.
+        num_real: Real samples to use (``None``: the whole dataset).
+        units: Unit of each value ``compute()`` returns, shown in the final table (``fraction``,
+            ``nats``, ``modes``, ...); values not named have no unit.
+        context: Values that describe the set-up rather than the result (e.g. ``num_modes``): kept
+            in ``summary.json``, left out of the final table.
+    """
+
+    num_samples: int = 2500
+    needs_real: bool = False
+    num_real: Optional[int] = None
+    units: ClassVar[dict[str, str]] = {}
+    context: ClassVar[tuple[str, ...]] = ()
+
+    def prepare_real(self, batches: Callable[[], Any], data_protocol: dict[str, Any]) -> None:
+        """Compute (or load from the cache) the statistics of real data."""
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def update(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> None:
+        raise NotImplementedError
+
+    def compute(self) -> dict[str, float]:
+        """Named values, e.g. ``{"modes": 8.0, "high_quality": 0.97}`` (collective)."""
+        raise NotImplementedError
+
+    def protocol(self) -> dict[str, Any]:
+        """Everything needed to reproduce the number: extractor and its weights hash, sample
+        counts, preprocessing, dtype, thresholds."""
+        raise NotImplementedError
+
+
+@runtime_checkable
+class FeatureExtractor(Protocol):
+    """``nn.Module`` mapping a batch of samples to feature vectors ``(N, feature_dim)``.
+
+    Attributes:
+        name: Registered name, reported in every metric's protocol.
+        feature_dim: Length of the feature vectors.
+        weights_sha256: SHA-256 of the weights file (``""`` for parameter-free extractors).
+    """
+
+    name: str
+    feature_dim: int
+    weights_sha256: str
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+class NotApplicable(ValueError):
+    """Raised by a metric's factory when the data lacks what it measures (mode-coverage without true modes).
+
+    Training drops such a configured metric with a one-line note instead of failing, so a config's
+    default metrics follow the data it is pointed at (``dataset.name=tensor-file`` on ring8);
+    ``ganforge evaluate --metrics NAME`` asks for it explicitly and still gets the error.
+    """
+
+
+class ComponentError(TypeError):
+    """A plugin's factory returned something that does not follow its kind's protocol."""
+
+
+def check_component(kind: str, name: str, obj: Any, provider: str) -> Any:
+    """Check ``obj`` against the protocol of ``kind``; raise :class:`ComponentError` naming the plugin."""
+    problems: list[str] = []
+    if kind in ("generator", "discriminator", "feature_extractor") and not isinstance(obj, nn.Module):
+        problems.append(f"expected a torch.nn.Module, got {type(obj).__name__}")
+    if kind == "generator" and not problems:
+        shape = getattr(obj, "latent_shape", None)
+        if not (isinstance(shape, Sequence) and all(isinstance(s, int) for s in shape)):
+            problems.append("generator must expose `latent_shape` (a tuple of ints)")
+    if kind == "objective" and not isinstance(obj, Objective):
+        problems.append(f"expected a ganforge.contract.components.Objective, got {type(obj).__name__}")
+    if kind == "dataset":
+        if isinstance(getattr(obj, "info", None), DataInfo):
+            if not hasattr(obj, "__getitem__") or not hasattr(obj, "__len__"):
+                problems.append("dataset must be map-style (define __len__ and __getitem__)")
+        else:
+            problems.append("dataset must have an `info` attribute of type ganforge.contract.components.DataInfo")
+    if kind == "metric":
+        for attr in ("reset", "update", "compute", "protocol"):
+            if not callable(getattr(obj, attr, None)):
+                problems.append(f"metric must define {attr}()")
+    if kind == "feature_extractor" and not problems:
+        for attr in ("name", "feature_dim", "weights_sha256"):
+            if not hasattr(obj, attr):
+                problems.append(f"feature extractor must expose `{attr}`")
+    if kind == "callback":
+        import lightning
+
+        if not isinstance(obj, lightning.Callback):
+            problems.append(f"expected a lightning.Callback, got {type(obj).__name__}")
+    if problems:
+        raise ComponentError(f"{kind} '{name}' (from {provider}) is invalid: " + "; ".join(problems))
+    return obj
+
+
+def as_pair(batch: Any) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Split a batch into ``(x, y)``; ``y`` is ``None`` for unconditional data."""
+    if isinstance(batch, (tuple, list)):
+        if len(batch) == 1:
+            return batch[0], None
+        return batch[0], batch[1]
+    if isinstance(batch, Mapping):
+        return batch["x"], batch.get("y")
+    return batch, None

@@ -1,0 +1,77 @@
+"""The plugin contract: one hook per component kind.
+
+Every hook receives a ``register`` callable::
+
+    register(name: str, factory: Callable[..., Any], description: str = "")
+
+``name`` is the kebab-case name users write in configs (``objective.name: wgan-gp``).
+``factory`` builds the component; its typed signature *is* the component's parameter
+schema: config validation, defaults, ``ganforge plugins`` and the docs all read it.
+Parameters the engine supplies itself (never written in a config) are listed in
+:data:`ganforge.contract.components.INJECTED_PARAMETERS`.
+
+A plugin is a module named by an entry point in the ``ganforge`` group whose functions
+are decorated with :data:`hookimpl`. First-party components are loaded the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pluggy
+
+PROJECT = "ganforge"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+Register = Callable[..., None]
+
+
+@hookspec
+def ganforge_register_generators(register: Register) -> None:
+    """Register generator factories returning :class:`ganforge.contract.components.Generator` modules."""
+
+
+@hookspec
+def ganforge_register_discriminators(register: Register) -> None:
+    """Register discriminator factories returning ``nn.Module``\\ s with ``forward(x, y=None) -> logits``."""
+
+
+@hookspec
+def ganforge_register_objectives(register: Register) -> None:
+    """Register objective factories returning :class:`ganforge.contract.components.Objective` instances."""
+
+
+@hookspec
+def ganforge_register_datasets(register: Register) -> None:
+    """Register dataset factories returning a :class:`ganforge.contract.components.GANDataset`."""
+
+
+@hookspec
+def ganforge_register_metrics(register: Register) -> None:
+    """Register metric factories returning :class:`ganforge.contract.components.GANMetric` instances."""
+
+
+@hookspec
+def ganforge_register_feature_extractors(register: Register) -> None:
+    """Register feature-extractor factories returning :class:`ganforge.contract.components.FeatureExtractor` modules."""
+
+
+@hookspec
+def ganforge_register_callbacks(register: Register) -> None:
+    """Register factories returning ``lightning.Callback`` instances (enabled with ``callbacks:`` in a config)."""
+
+
+KINDS: dict[str, str] = {
+    # component kind -> hook name
+    "generator": "ganforge_register_generators",
+    "discriminator": "ganforge_register_discriminators",
+    "objective": "ganforge_register_objectives",
+    "dataset": "ganforge_register_datasets",
+    "metric": "ganforge_register_metrics",
+    "feature_extractor": "ganforge_register_feature_extractors",
+    "callback": "ganforge_register_callbacks",
+}
+
+__all__ = ["hookimpl", "hookspec", "KINDS", "PROJECT", "Register", "Any"]

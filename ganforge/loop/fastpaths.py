@@ -1,0 +1,81 @@
+"""Fast paths as options, not forks: ``train.compile`` and ``train.channels_last`` for G and D.
+
+Both change how the networks run, never what they are: ``torch.compile`` is applied in place
+(:meth:`torch.nn.Module.compile`), so the raw modules stay the LightningModule's registered
+submodules — checkpoint keys, the EMA copy (made from the raw generator) and the separate DDP
+wrappers of :mod:`ganforge.loop.strategy` see plain modules. ``channels_last`` only changes the memory
+layout of 4-D weights (NHWC convolutions on GPUs, with Tensor Cores); values and state-dict keys
+stay the same.
+
+Gradient penalties (WGAN-GP, R1) differentiate D's gradient (``create_graph=True``); a compiled D
+cannot run that double backward, so ``train.compile`` is refused for such objectives.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ganforge.registry.registry import ConfigError
+
+
+def check(cfg: dict[str, Any], objective: Any) -> None:
+    """Refuse ``train.compile`` when the objective needs double backward (called before training)."""
+    if cfg["train"].get("compile") and getattr(objective, "needs_double_backward", False):
+        spec = cfg["objective"]
+        params = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "name")
+        raise ConfigError(
+            f"train.compile=true: objective '{spec['name']}'{f' ({params})' if params else ''} needs double "
+            "backward (a gradient penalty), which torch.compile cannot differentiate. Set train.compile=false, "
+            "or use an objective without a penalty (e.g. objective.r1_weight=0, or hinge instead of wgan-gp)."
+        )
+
+
+def has_spectral_norm(net: nn.Module) -> bool:
+    """Whether ``net`` uses ``torch.nn.utils.parametrizations.spectral_norm``."""
+    return any(type(p).__name__ == "_SpectralNorm" for m in net.modules()
+               for plist in getattr(m, "parametrizations", {}).values() for p in plist)
+
+
+def has_conv(net: nn.Module) -> bool:
+    return any(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in net.modules())
+
+
+def use_channels_last(setting: Any, device: torch.device, nets: list[nn.Module]) -> bool:
+    """``auto``: on CUDA when a network has 2-D convolutions (NHWC is slower on the CPU)."""
+    if setting == "auto":
+        return device.type == "cuda" and any(has_conv(n) for n in nets)
+    return bool(setting)
+
+
+def apply(module: Any, device: torch.device) -> dict[str, Any]:
+    """Apply ``train.channels_last`` and ``train.compile`` to a GANModule's networks, in place.
+
+    Call before the networks move to their device and before DDP wraps them (the module's
+    ``setup``). Returns what was applied, for logs and tests: ``{"channels_last": bool, "compile":
+    (names of the compiled networks)}``.
+    """
+    t = module.train_cfg
+    nets = [module.generator, module.discriminator]
+    applied = {"channels_last": use_channels_last(t.get("channels_last", "auto"), device, nets),
+               "compile": ()}
+    if applied["channels_last"]:
+        for net in nets + ([module.generator_ema] if module.generator_ema is not None else []):
+            net.to(memory_format=torch.channels_last)  # only 4-D parameters and buffers change layout
+    if t.get("compile", False):
+        compiled = nets  # the EMA generator only samples: eager
+        if has_spectral_norm(module.discriminator):
+            # torch 2.13's compiled backward saves spectral norm's power-iteration vectors without
+            # the copy eager mode makes, so D(real), D(fake), backward fails ("modified by an
+            # inplace operation"). D stays eager; G is compiled.
+            compiled = [module.generator]
+            if module.rank == 0:
+                print("ganforge: train.compile: the discriminator uses spectral norm, which torch.compile cannot "
+                      "train (in-place power iteration); compiling the generator only.", flush=True)
+        for net in compiled:
+            net.compile()  # in place: no wrapper, no "_orig_mod." in the state-dict keys
+        applied["compile"] = tuple(n for n, net in (("generator", module.generator),
+                                                    ("discriminator", module.discriminator)) if net in compiled)
+    return applied

@@ -1,0 +1,572 @@
+"""GANModule: the alternating discriminator/generator loop.
+
+One training step is one *iteration*: ``n_critic`` discriminator steps (StyleGAN2-ADA's
+``Dmain``, plus ``Dreg`` every ``objective.reg_every`` steps), then one generator step
+(``Gmain``), then the EMA update. ganforge keeps its own counters (generator steps,
+discriminator steps, images seen) because Lightning's ``global_step`` counts every optimizer step.
+
+No host sync in an ordinary iteration: whether a step is finite is decided on the device
+(:mod:`ganforge.loop.nonfinite`); the host settles that, and reads the losses, only at *sync points*:
+logging, checkpoint, evaluation and picture steps, and the end. Between sync points the
+counters count every step as if it ran; a sync point corrects them for the steps that did not.
+
+Distributed training: :mod:`ganforge.loop.strategy` may wrap G and D in separate DDP instances and
+put them in ``self.ddp``; the loop calls the wrapper of the network being trained and the raw
+module of the frozen one, so no backward ever leaves a DDP wrapper with unused parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import random
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+import lightning as L
+
+from ganforge.contract.components import DataInfo, LossOutput, Objective, as_pair
+from ganforge.loop.nonfinite import NonFiniteGuard, Verdict
+
+
+class NonFiniteError(RuntimeError):
+    """A loss or gradient became NaN/inf and ``train.on_nonfinite`` is ``stop``."""
+
+
+def noise_seed(seed: int, rank: int, iteration: int, slot: int) -> int:
+    """A 63-bit seed for one draw: different on every rank, step and slot, same on resume."""
+    blob = f"{seed}:{rank}:{iteration}:{slot}".encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little") & (2**63 - 1)
+
+
+class GANModule(L.LightningModule):
+    """The alternating D/G loop with manual optimization.
+
+    Args:
+        generator: A :class:`ganforge.contract.components.Generator`.
+        discriminator: A :class:`ganforge.contract.components.Discriminator`.
+        objective: A :class:`ganforge.contract.components.Objective`.
+        info: The dataset's :class:`DataInfo`.
+        train: The resolved ``train`` config section.
+        optim: The resolved ``optim`` config section.
+        seed: The run's seed (noise is seeded from it per rank and iteration).
+    """
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, objective: Objective, info: DataInfo,
+                 train: dict[str, Any], optim: dict[str, Any], seed: int = 0) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.generator = generator
+        self.discriminator = discriminator
+        self.objective = objective
+        self.info = info
+        self.train_cfg = dict(train)
+        self.optim_cfg = optim
+        self.seed = seed
+        self.n_critic = max(int(train.get("n_critic", 1)), int(getattr(objective, "n_critic", 1)))
+        self.generator_ema: Optional[nn.Module] = None
+        if train.get("ema_halflife_images"):
+            self.generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
+        # Own counters (saved in checkpoints).
+        self.iterations = 0
+        self.g_steps = 0
+        self.d_steps = 0
+        self.images_seen = 0
+        self.skipped_steps = 0
+        # Filled by the GAN strategy with DDP wrappers: {"generator": DDP(G), "discriminator": DDP(D)}.
+        self.ddp: dict[str, nn.Module] = {}
+        self._world: Optional[int] = None
+        self._rank: Optional[int] = None
+        self.last_logs: dict[str, float] = {}
+        self._grad_norm: Optional[torch.Tensor] = None  # set when train.grad_clip clips (read: last_grad_norm)
+        self.guard = NonFiniteGuard(train.get("on_nonfinite", "stop"), train.get("max_consecutive_skips", 100))
+        self._noise_generators: dict[torch.device, torch.Generator] = {}
+        self._loop: dict[str, Any] = {}  # per-fit lists the loop reuses (on_train_start)
+        self._outputs: dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}  # last losses, read on logging steps
+        self.extra_state: dict[str, Any] = {}  # other components' resumable state (e.g. logger run id)
+        self.run_config: Optional[dict[str, Any]] = None  # the resolved config, saved in checkpoints
+        self.requeued = False  # set when a SLURM requeue stopped training (no final evaluation)
+        self.interrupted: Optional[str] = None  # "SIGINT"/"SIGTERM" when a signal stopped training (ganforge.run.stopping)
+        self.fast_paths: dict[str, Any] = {}  # what ganforge.loop.fastpaths applied in setup (compile, channels_last)
+
+    # -- networks -------------------------------------------------------------------------------------
+
+    def trained(self, name: str) -> nn.Module:
+        """The network being updated: its DDP wrapper when distributed, else the module."""
+        return self.ddp.get(name) or getattr(self, name)
+
+    @property
+    def sampling_generator(self) -> nn.Module:
+        return self.generator_ema if self.generator_ema is not None else self.generator
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [make_optimizer(self.generator.parameters(), self.optim_cfg["generator"]),
+                make_optimizer(self.discriminator.parameters(), self.optim_cfg["discriminator"])]
+
+    def setup(self, stage: str) -> None:
+        from ganforge.loop import fastpaths  # train.compile, train.channels_last: before DDP wraps G and D
+
+        self.fast_paths = fastpaths.apply(self, self.trainer.strategy.root_device)
+
+    # -- noise ----------------------------------------------------------------------------------------
+
+    @property
+    def rank(self) -> int:
+        if self._trainer is None:
+            return 0
+        if self._rank is None:
+            self._rank = self.trainer.global_rank
+        return self._rank
+
+    @property
+    def world_size(self) -> int:
+        if self._trainer is None:
+            return 1
+        if self._world is None:
+            self._world = self.trainer.world_size  # Lightning computes it through several properties
+        return self._world
+
+    def noise(self, n: int, iteration: int, slot: int, device: Optional[torch.device] = None) -> torch.Tensor:
+        """Latent noise for one draw, a pure function of (seed, rank, iteration, slot)."""
+        device = device or self.device
+        g = self._noise_generators.get(device)  # one generator per device, re-seeded for each draw
+        if g is None:
+            g = self._noise_generators[device] = torch.Generator(device=device)
+        g.manual_seed(noise_seed(self.seed, self.rank, iteration, slot))
+        return torch.randn((n, *self.generator.latent_shape), generator=g, device=device)
+
+    @contextmanager
+    def _seeded_globals(self, iteration: int) -> Iterator[None]:
+        """Seed the global torch RNG per rank and iteration (penalty interpolation, dropout, ...).
+
+        Only the generator of the device in use: ``torch.manual_seed`` also queues seeds for every
+        uninitialized accelerator backend, formatting a stack trace each time (~5 ms per call).
+        """
+        s = noise_seed(self.seed, self.rank, iteration, -1)
+        torch.default_generator.manual_seed(s)
+        if self.device.type == "cuda":
+            torch.cuda.manual_seed(s)
+        yield
+
+    # -- the loop -------------------------------------------------------------------------------------
+
+    def stop_reached(self) -> bool:
+        t = self.train_cfg
+        if t.get("max_steps") is not None and self.g_steps >= t["max_steps"]:
+            return True
+        if t.get("max_images") is not None and self.images_seen >= t["max_images"]:
+            return True
+        return False
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> Optional[int]:
+        if self.stop_reached():
+            self.trainer.should_stop = True
+            return -1
+        return None
+
+    def lr_factor(self) -> float:
+        """Learning-rate multiplier at the current generator step (``train.lr_decay``)."""
+        t = self.train_cfg
+        if t.get("lr_decay", "none") != "linear" or not t.get("max_steps"):
+            return 1.0
+        start = float(t.get("lr_decay_start", 0.5)) * t["max_steps"]
+        if self.g_steps <= start:
+            return 1.0
+        return max(0.0, (t["max_steps"] - self.g_steps) / max(t["max_steps"] - start, 1.0))
+
+    def _apply_lr(self, opt_g: Any, opt_d: Any) -> None:
+        f = self.lr_factor()
+        for opt, net in ((opt_g, "generator"), (opt_d, "discriminator")):
+            for group in opt.param_groups:
+                group["lr"] = float(self.optim_cfg[net]["lr"]) * f
+
+    def on_train_start(self) -> None:
+        """Look up once per fit what every iteration needs (Lightning's and nn.Module's lookups
+        cost more than the small networks' steps)."""
+        G, D = self.generator, self.discriminator
+        cfg, t = self.run_config or {}, self.train_cfg
+        metrics_every = (cfg.get("metrics") or {}).get("every_n_steps", 0)
+        samples_every = (cfg.get("samples") or {}).get("every_n_steps", 0) or metrics_every
+        self._loop = {
+            "params": {"generator": list(G.parameters()), "discriminator": list(D.parameters())},
+            "ema": None if self.generator_ema is None else (
+                list(self.generator_ema.parameters()), list(G.parameters()),
+                list(self.generator_ema.buffers()), list(G.buffers())),
+            "fp16": getattr(self.trainer.precision_plugin, "scaler", None) is not None,
+            "lr_decay": t.get("lr_decay", "none") != "none",
+            # Sync points: where the host reads losses or counters (logging, checkpoints, evaluation, pictures).
+            "sync_every": sorted({int(t.get("log_every_n_steps", 10)), int(t.get("checkpoint_every_n_steps") or 0),
+                                  int(metrics_every or 0), int(samples_every or 0)} - {0}),
+            "g_regularization": callable(getattr(G, "regularization_loss", None)),
+        }
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        """One iteration: Dmain (+ Dreg) ``n_critic`` times, Gmain, the EMA; at a sync point, settle
+        the non-finite guard, then stop and log."""
+        opt_g, opt_d = self.optimizers()
+        if self._loop["lr_decay"]:
+            self._apply_lr(opt_g, opt_d)
+        x, y = as_pair(batch)
+        it = self.iterations
+        reals = x.chunk(self.n_critic)
+        conds = y.chunk(self.n_critic) if y is not None else [None] * self.n_critic
+        with self._seeded_globals(it):
+            for k in range(self.n_critic):
+                self.discriminator_step(opt_d, reals[k], conds[k], it, k)
+            self.generator_step(opt_g, reals[-1], conds[-1], it)
+        self.iterations += 1
+        self.images_seen += x.shape[0] * self.world_size
+        self.update_ema()
+        if self._sync_due():
+            self._settle()
+        if self.stop_reached():
+            self.trainer.should_stop = True
+        self._log_step()
+
+    def discriminator_step(self, opt: Any, real: torch.Tensor, y: Optional[torch.Tensor], it: int, k: int) -> None:
+        """Dmain, plus Dreg every ``objective.reg_every`` steps: G frozen (no graph), D trained."""
+        with torch.no_grad():
+            fake = self.generator(self.noise(real.shape[0], it, k), y)
+        d = self.trained("discriminator")
+        out = self.objective.discriminator_loss(d, real, fake, y)
+        loss = out.loss
+        reg_every = self.objective.reg_every
+        # Lazy regularization (StyleGAN2): its k-weighted penalty on every k-th step, counted over
+        # iterations (not successful steps) so that it is the same on every rank and after resume.
+        if reg_every > 1 and (it * self.n_critic + k) % reg_every == 0:
+            reg = self.objective.discriminator_regularization(d, real, fake, y)
+            loss = loss + reg.loss
+            self._outputs["d_reg"] = (reg.loss, reg.logs)
+        self.manual_backward(loss)
+        self._guarded_step("discriminator", loss, opt)
+        self._after_d_step()
+        opt.zero_grad(set_to_none=True)
+        self._outputs["d"] = (out.loss, out.logs)
+
+    def generator_step(self, opt: Any, real: torch.Tensor, y: Optional[torch.Tensor], it: int) -> None:
+        """Gmain: D frozen (its raw module: no DDP bookkeeping), G trained."""
+        G, D = self.generator, self.discriminator
+        d_params = self._loop["params"]["discriminator"]
+        for p in d_params:
+            p.requires_grad_(False)
+        try:
+            fake = self.trained("generator")(self.noise(real.shape[0], it, self.n_critic), y)
+            out = self.objective.generator_loss(D, real, fake, y)
+            loss = out.loss
+            if self._loop["g_regularization"]:
+                reg = G.regularization_loss()
+                loss = loss + reg
+                self._outputs["g_reg"] = (reg, {})
+            self.manual_backward(loss)
+            self._guarded_step("generator", loss, opt)
+            opt.zero_grad(set_to_none=True)
+        finally:
+            for p in d_params:
+                p.requires_grad_(True)
+        self._outputs["g"] = (loss, out.logs)
+
+    # -- guards ---------------------------------------------------------------------------------------
+
+    def _any_rank(self, flag: bool) -> bool:
+        """True when ``flag`` is true on any rank (collective: every rank decides alike)."""
+        if self.world_size == 1:
+            return flag
+        t = torch.tensor(1.0 if flag else 0.0, device=self.device)
+        return bool(self.trainer.strategy.reduce(t, reduce_op="max").item() > 0)
+
+    def _guarded_step(self, which: str, loss: torch.Tensor, opt: Any) -> None:
+        """The optimizer step, made a no-op on the device when the loss or a gradient is not finite
+        on any rank (or the run has halted): :class:`ganforge.loop.nonfinite.NonFiniteGuard`.
+
+        Under fp16 the GradScaler skips steps with inf/nan gradients itself: only the loss counts.
+        """
+        fp16 = self._loop["fp16"]
+        grads = [p.grad for p in self._loop["params"][which] if p.grad is not None]
+        record = {"which": which, "iteration": self.iterations, "g_steps": self.g_steps, "d_steps": self.d_steps,
+                  "images_seen": self.images_seen}
+        skip = self.guard.check(loss, grads, self.world_size, loss_only=fp16, record=record)
+        synced = self.guard.step(opt, skip, on_host=fp16)
+        if which == "generator":  # as if it ran; the next sync point corrects
+            self.g_steps += 1
+        else:
+            self.d_steps += 1
+        if synced:  # the host has decided already (no found_inf support): report now
+            self._settle()
+
+    def _sync_due(self) -> bool:
+        """Is the end of this iteration a sync point? (Logging, checkpoint, evaluation and picture
+        steps, the end of training, and any iteration after the guard halted.)"""
+        g = self.g_steps
+        return (any(g % every == 0 for every in self._loop["sync_every"]) or self.stop_reached()
+                or self.guard.halted is not None)
+
+    def _settle(self, final: bool = True) -> None:
+        """A sync point: learn which steps since the last one were no-ops (one transfer), correct
+        the counters, warn about skipped steps; on a halt roll the counters back to the last good
+        state and, when ``final``, save it and stop."""
+        result = self.guard.settle()
+        for v in result.skipped:
+            self.skipped_steps += 1
+            if v.record.which == "generator":
+                self.g_steps -= 1
+            else:
+                self.d_steps -= 1
+            if self.rank == 0:
+                print(f"ganforge: warning: {v.describe()} at {v.where()}; step skipped (train.on_nonfinite=skip).")
+        if result.halt is None:
+            return
+        c = result.halt.counters
+        self.iterations, self.g_steps, self.d_steps, self.images_seen = (
+            c["iterations"], c["g_steps"], c["d_steps"], c["images_seen"])
+        if final:
+            self._nonfinite_stop(result.halt)
+
+    def _nonfinite_stop(self, v: Verdict) -> None:
+        what = f"{v.describe()} at {v.where()}"
+        fix = "Lower the learning rates, set train.grad_clip, or set train.on_nonfinite=skip to skip such steps."
+        if self.guard.policy == "skip":
+            what += (f", after {v.run - 1} skipped {v.record.which} steps in a row (train.max_consecutive_skips="
+                     f"{self.guard.max_consecutive_skips})")
+            fix = "Lower the learning rates, set train.grad_clip, or raise train.max_consecutive_skips."
+        saved = ""
+        path = getattr(self.trainer, "ganforge_last_ckpt", None)
+        if path is not None:
+            self.trainer.save_checkpoint(path, weights_only=False)  # the guard kept weights and optimizers as they were
+            saved = f" The last good state was saved to {path}; resume with --resume {path}."
+        raise NonFiniteError(f"{what}.{saved} {fix}")
+
+    def _after_d_step(self) -> None:
+        clip = self.objective.weight_clip
+        if clip:  # after a skipped step too: clamping clamped weights changes nothing
+            with torch.no_grad():
+                torch._foreach_clamp_min_(self._loop["params"]["discriminator"], -clip)
+                torch._foreach_clamp_max_(self._loop["params"]["discriminator"], clip)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Called by Lightning after the AMP scaler has unscaled the gradients: the place for clipping.
+        clip = self.train_cfg.get("grad_clip")
+        if clip:
+            params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            self._grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)  # stays on the device
+
+    @property
+    def last_grad_norm(self) -> Optional[float]:
+        """The gradient norm before the latest clipping (``train.grad_clip``); reading it is a host sync."""
+        return None if self._grad_norm is None else float(self._grad_norm)
+
+    # -- distributed consistency ----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sync_buffers(self) -> None:
+        """Average floating buffers (BatchNorm running statistics) over ranks; copy integer ones
+        from rank 0. Called before evaluation and checkpointing, so every rank evaluates and saves
+        the same networks (DDP runs with ``broadcast_buffers=False``)."""
+        if self.world_size == 1 or not torch.distributed.is_available() or not torch.distributed.is_initialized():
+            return
+        for net in (self.generator, self.discriminator):
+            for b in net.buffers():
+                if b.is_floating_point():
+                    torch.distributed.all_reduce(b, op=torch.distributed.ReduceOp.SUM)
+                    b.div_(self.world_size)
+                else:
+                    torch.distributed.broadcast(b, src=0)
+        if self.generator_ema is not None:
+            for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
+                b_ema.copy_(b)
+
+    # -- EMA ------------------------------------------------------------------------------------------
+
+    def ema_beta(self) -> float:
+        half = float(self.train_cfg.get("ema_halflife_images") or 0.0)
+        rampup = self.train_cfg.get("ema_rampup")
+        if rampup:
+            half = min(half, self.images_seen * float(rampup))
+        batch = float(self.train_cfg["batch_size"])
+        return 0.5 ** (batch / max(half, 1e-8))
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        if self.generator_ema is None:
+            return
+        ema_params, params, ema_buffers, buffers = self._loop.get("ema") or (
+            list(self.generator_ema.parameters()), list(self.generator.parameters()),
+            list(self.generator_ema.buffers()), list(self.generator.buffers()))
+        weight = 1.0 - self.ema_beta()
+        live = self.guard.live  # 0 once the run has halted: the EMA stays at the last good state
+        if live is None:
+            torch._foreach_lerp_(ema_params, params, weight)  # ema <- ema + (1 - beta) (p - ema), fused
+        elif live.device.type == "cpu":  # lerp reads a tensor weight on the host: free for a CPU tensor
+            torch._foreach_lerp_(ema_params, params, live * weight)
+        else:  # on an accelerator that read would be a sync: the same update with a device multiplier
+            delta = torch._foreach_sub(params, ema_params)
+            torch._foreach_mul_(delta, live * weight)
+            torch._foreach_add_(ema_params, delta)
+        if buffers:
+            torch._foreach_copy_(ema_buffers, buffers)
+
+    # -- logging --------------------------------------------------------------------------------------
+
+    def _log_step(self) -> None:
+        """Losses to the progress bar and the loggers every ``train.log_every_n_steps``
+        generator steps, with ``step = g_steps`` (Lightning's own step counts optimizer steps).
+        Only here do the losses leave the device: in one transfer."""
+        every = max(1, int(self.train_cfg.get("log_every_n_steps", 10)))
+        if self.g_steps % every and not self.stop_reached():
+            return  # self.log costs ~2 ms a call: only on logging steps
+        logs: dict[str, torch.Tensor] = {}
+        for phase, (loss, parts) in self._outputs.items():
+            if phase in ("d", "g"):
+                logs[f"{phase}_loss"] = loss
+            elif phase == "g_reg":
+                logs["g/regularization"] = loss
+            prefix = "d" if phase.startswith("d") else "g"
+            logs.update({f"{prefix}/{k}": v for k, v in parts.items()})
+        values = torch.stack([v.detach().float().reshape(()) for v in logs.values()]).tolist()
+        scalars = dict(zip(logs, values))
+        self.last_logs = scalars
+        self.log("d_loss", scalars["d_loss"], prog_bar=True, logger=False, on_step=True, on_epoch=False)
+        self.log("g_loss", scalars["g_loss"], prog_bar=True, logger=False, on_step=True, on_epoch=False)
+        if self.rank != 0:
+            return
+        row = {("train/" + k if k not in ("d_loss", "g_loss") else k): v for k, v in scalars.items()}
+        row.update(self.counters(float_values=True))
+        log_to_loggers(self.trainer, row, self.g_steps)
+
+    def counters(self, float_values: bool = False) -> dict[str, Any]:
+        """The counters, exact: steps since the last sync point are settled first (a host sync),
+        without stopping a halted run (the loop does that at its next sync point)."""
+        if self.guard.records:
+            self._settle(final=False)
+        c = {"g_steps": self.g_steps, "d_steps": self.d_steps, "images_seen": self.images_seen,
+             "iterations": self.iterations, "skipped_steps": self.skipped_steps}
+        return {k: float(v) for k, v in c.items()} if float_values else c
+
+    # -- sampling -------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(self, n: int, y: Optional[torch.Tensor] = None, seed: int = 0, ema: bool = True,
+               batch_size: int = 1000) -> torch.Tensor:
+        """``n`` samples from the (EMA) generator with a fixed seed, in eval mode."""
+        G = self.sampling_generator if ema else self.generator
+        was_training = G.training
+        G.eval()
+        g = torch.Generator(device=self.device)
+        g.manual_seed(seed)
+        out = []
+        for i in range(0, n, batch_size):
+            m = min(batch_size, n - i)
+            z = torch.randn((m, *self.generator.latent_shape), generator=g, device=self.device)
+            yi = None if y is None else y[i : i + m].to(self.device)
+            out.append(G(z, yi).float())
+        G.train(was_training)
+        return torch.cat(out) if out else torch.empty(0)
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["ganforge"] = {
+            "counters": self.counters(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "numpy": numpy_rng_to_data(np.random.get_state()),
+                "python": python_rng_to_data(random.getstate()),
+            },
+            "n_critic": self.n_critic,
+            "extra": dict(self.extra_state),
+            "info": self.info.to_dict(),
+            "config": self.run_config,
+            "saved_unix": time.time(),  # --resume auto takes the newest by this, not the file's mtime
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("ganforge")
+        if state is None:
+            raise ValueError("this checkpoint was not written by ganforge (no 'ganforge' section).")
+        c = state["counters"]
+        self.iterations, self.g_steps, self.d_steps = c["iterations"], c["g_steps"], c["d_steps"]
+        self.images_seen, self.skipped_steps = c["images_seen"], c.get("skipped_steps", 0)
+        rng = state.get("rng") or {}
+        if rng.get("torch") is not None:
+            torch.set_rng_state(rng["torch"])
+        if rng.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        if rng.get("numpy") is not None:
+            np.random.set_state(numpy_rng_from_data(rng["numpy"]))
+        if rng.get("python") is not None:
+            random.setstate(python_rng_from_data(rng["python"]))
+        self.extra_state.update(state.get("extra") or {})
+
+
+# Checkpoints are plain data (tensors, numbers, strings), loadable with torch.load(weights_only=True):
+# numpy's and Python's RNG states are converted to that and back, bit for bit.
+
+
+def numpy_rng_to_data(state: tuple) -> dict[str, Any]:
+    """``np.random.get_state()`` (legacy tuple, MT19937) as plain data."""
+    name, key, pos, has_gauss, cached = state
+    return {"bit_generator": str(name), "key": torch.from_numpy(np.asarray(key, dtype=np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def numpy_rng_from_data(d: dict[str, Any]) -> tuple:
+    return (d["bit_generator"], d["key"].numpy().astype(np.uint32), d["pos"], d["has_gauss"], d["cached_gaussian"])
+
+
+def python_rng_to_data(state: tuple) -> dict[str, Any]:
+    """``random.getstate()`` (version, 625 words of Mersenne Twister state, cached gaussian) as plain data."""
+    version, internal, gauss_next = state
+    return {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64), "gauss_next": gauss_next}
+
+
+def python_rng_from_data(d: dict[str, Any]) -> tuple:
+    return (d["version"], tuple(int(v) for v in d["internal"].tolist()), d["gauss_next"])
+
+
+def log_to_loggers(trainer: Any, row: dict[str, float], step: int) -> None:
+    """Write one row to every logger now (rank 0 only), with ``step`` = generator steps."""
+    if trainer is None or not trainer.is_global_zero:
+        return
+    for logger in trainer.loggers:
+        logger.log_metrics(row, step=step)
+        logger.save()
+
+
+def fused_available(params: list[torch.Tensor]) -> bool:
+    """Whether torch has fused optimizer kernels for all of ``params`` (floating, one device type)."""
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+    types_ = {p.device.type for p in params}
+    return (len(types_) == 1 and types_.pop() in _get_fused_kernels_supported_devices()
+            and all(p.is_floating_point() for p in params))
+
+
+def make_optimizer(params: Any, cfg: dict[str, Any]) -> torch.optim.Optimizer:
+    """One network's optimizer from its ``optim.<network>`` section.
+
+    Adam, AdamW and SGD use torch's fused kernels where every parameter sits on a device that has
+    them (CUDA, and the CPU since torch 2.4): one kernel per step instead of a dozen per tensor
+    (3x faster on the CPU for the ring MLPs, the same update); otherwise torch's own choice
+    (foreach on GPUs). RMSprop has no fused kernel: foreach. Fused and foreach steps are
+    deterministic, so resume stays bit-exact.
+    """
+    name, lr = cfg["name"], float(cfg["lr"])
+    params = list(params)
+    fast: dict[str, Any] = {"fused": True} if params and fused_available(params) else {}
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=tuple(cfg["betas"]), eps=cfg["eps"], weight_decay=cfg["weight_decay"],
+                                **fast)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=tuple(cfg["betas"]), eps=cfg["eps"], weight_decay=cfg["weight_decay"],
+                                 **fast)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, eps=cfg["eps"], weight_decay=cfg["weight_decay"], momentum=cfg["momentum"],
+                                   foreach=True if params else None)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=cfg["weight_decay"], momentum=cfg["momentum"], **fast)
+    raise ValueError(f"unknown optimizer {name!r}; use adam, adamw, rmsprop or sgd")

@@ -1,0 +1,435 @@
+"""Weights & Biases for ganforge runs, safe on clusters without network.
+
+``make_wandb_logger`` returns a :class:`GanforgeWandbLogger` (a Lightning ``WandbLogger``) that
+
+* writes W&B's folder into the run directory (``<run_dir>/wandb/``);
+* picks the mode without ever waiting on the network: ``auto`` goes online only when an API key
+  is configured *and* the W&B host (or the HTTPS proxy) answers a TCP connect within
+  :data:`PROBE_TIMEOUT_S`; otherwise it runs offline and prints one line with the
+  ``wandb sync`` command that uploads the run later;
+* keeps one W&B run per ganforge run: the run id lives in ``module.extra_state["wandb_run_id"]``
+  (so every checkpoint carries it) and is reused with ``resume="allow"`` when training resumes;
+  under SLURM it is derived from the job id, so a requeued job continues the same W&B run even
+  before its first checkpoint;
+* logs every row at W&B step = ganforge's generator step (``g_steps``), which continues after a
+  resume, so offline segments of one run line up when ``wandb sync`` replays them in order;
+* logs the resolved config as the run config, the sample pictures as ``wandb.Image`` (through
+  :class:`WandbSamples`, see :meth:`GanforgeWandbLogger.extra_callbacks`) and, at the end, the
+  final metrics, counters and metric protocols of ``summary.json`` into the run summary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import threading
+from pathlib import Path
+from typing import Any, Mapping, Optional
+from urllib.parse import urlsplit
+
+import lightning as L
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+RUN_ID_KEY = "wandb_run_id"
+PROBE_TIMEOUT_S = 2.0
+INIT_TIMEOUT_S = 60.0  # wandb.init (online: talks to the server; offline: local only)
+FINISH_TIMEOUT_S = 300.0  # online: stop waiting for uploads; the run's .wandb file still has everything
+DEFAULT_BASE_URL = "https://api.wandb.ai"  # only if wandb's own settings cannot be read
+_ENV_MODES = {"online": "online", "offline": "offline", "dryrun": "offline", "disabled": "disabled"}
+
+
+# -- mode -----------------------------------------------------------------------------------------------
+
+
+def _base_url() -> str:
+    """The W&B server URL as wandb itself resolves it (``WANDB_BASE_URL``, settings files), offline."""
+    try:
+        from wandb.sdk import wandb_setup
+
+        return str(wandb_setup.singleton().settings.base_url or DEFAULT_BASE_URL)
+    except Exception:  # noqa: BLE001
+        return os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL
+
+
+def api_key_source(base_url: str) -> Optional[str]:
+    """Where an API key for ``base_url`` comes from, or ``None``; reads only env and files.
+
+    Mirrors wandb 0.31's own lookup order (``wbauth.authenticate._use_system_auth``):
+    ``WANDB_API_KEY`` / ``WANDB_IDENTITY_TOKEN_FILE``, the netrc entry for the host
+    (``$NETRC`` or ``~/.netrc``), then an ``api_key`` in the wandb settings files.
+    """
+    if os.environ.get("WANDB_API_KEY"):
+        return "WANDB_API_KEY"
+    if os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return "WANDB_IDENTITY_TOKEN_FILE"
+    try:
+        from wandb.sdk.lib import wbauth
+
+        if wbauth.read_netrc_auth(host=base_url):
+            return "netrc"
+    except Exception:  # noqa: BLE001 - a malformed key or netrc: not usable
+        pass
+    try:
+        from wandb.sdk import wandb_setup
+
+        if wandb_setup.singleton().settings.api_key:
+            return "wandb settings"
+    except Exception:  # noqa: BLE001
+        pass
+    return None
+
+
+def _probe_target(base_url: str) -> tuple[str, int]:
+    """The host and port a connection to ``base_url`` goes to first: the HTTPS proxy if any."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or "api.wandb.ai"
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    if parts.scheme == "http":
+        proxy = os.environ.get("HTTP_PROXY") or os.environ.get("http_proxy")
+    no_proxy = os.environ.get("NO_PROXY") or os.environ.get("no_proxy") or ""
+    bypass = any(h.strip() and (host == h.strip().lstrip(".") or host.endswith("." + h.strip().lstrip(".")))
+                 for h in no_proxy.split(",")) or no_proxy.strip() == "*"
+    if proxy and not bypass:
+        p = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        if p.hostname:
+            return p.hostname, p.port or (443 if p.scheme == "https" else 80)
+    return host, parts.port or (80 if parts.scheme == "http" else 443)
+
+
+def host_reachable(base_url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """True when a TCP connection to the W&B host (or proxy) opens within ``timeout`` seconds.
+
+    Name resolution has no timeout of its own, so the whole probe runs in a daemon thread that
+    is abandoned after ``timeout``: this never blocks longer than that.
+    """
+    host, port = _probe_target(base_url)
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    t = threading.Thread(target=probe, name="ganforge-wandb-probe", daemon=True)
+    t.start()
+    t.join(timeout)
+    return bool(result and result[0])
+
+
+def decide_mode(requested: str) -> tuple[str, str]:
+    """``(mode, reason)`` for a configured mode ``auto|online|offline|disabled``.
+
+    Only ``auto`` looks at the environment: ``WANDB_MODE`` wins when set, else online needs an
+    API key and a host that answers within :data:`PROBE_TIMEOUT_S`.
+    """
+    if requested != "auto":
+        return requested, f"logger mode: {requested}"
+    env_mode = _ENV_MODES.get(os.environ.get("WANDB_MODE", "").strip().lower())
+    if env_mode:
+        return env_mode, f"WANDB_MODE={os.environ['WANDB_MODE']}"
+    base = _base_url()
+    source = api_key_source(base)
+    if source is None:
+        return "offline", "no W&B API key found (WANDB_API_KEY, ~/.netrc)"
+    host, port = _probe_target(base)
+    if not host_reachable(base):
+        return "offline", f"{host}:{port} did not answer within {PROBE_TIMEOUT_S:g} s"
+    return "online", f"API key from {source}, {host}:{port} reachable"
+
+
+# -- run id ---------------------------------------------------------------------------------------------
+
+
+def _clean_id(text: str, limit: int = 64) -> str:
+    """A W&B run id: no reserved characters (``:;,#?/'``), no spaces, at most ``limit`` characters."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:limit] or "run"
+
+
+def scheduler_run_id(name: str) -> Optional[str]:
+    """A run id that survives a requeue/restart of the same job, from the scheduler's job id.
+
+    Matches the run-directory rule of :func:`ganforge.run.runner.choose_run_dir`: a SLURM batch job
+    (``slurm_<job id>``), a torchrun launch (``torchrun_<run id>``).
+    """
+    job = os.environ.get("SLURM_JOB_ID")
+    if job and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
+        return _with_suffix(name, f"-slurm-{job}")
+    rdzv = os.environ.get("TORCHELASTIC_RUN_ID")
+    if rdzv and rdzv != "none":
+        return _with_suffix(name, f"-torchrun-{rdzv}")
+    return None
+
+
+def _with_suffix(name: str, suffix: str) -> str:
+    suffix = "-" + _clean_id(suffix, 48)
+    return _clean_id(name, 64 - len(suffix)) + suffix
+
+
+def choose_run_id(cfg: Mapping[str, Any], module: Any, resuming: bool) -> str:
+    """The checkpoint's run id when resuming, else ``WANDB_RUN_ID`` (a W&B sweep agent sets it for the
+    run it waits for), else the scheduler job's, else a new random one."""
+    extra = getattr(module, "extra_state", None)
+    if resuming and isinstance(extra, dict) and extra.get(RUN_ID_KEY):
+        return str(extra[RUN_ID_KEY])
+    if os.environ.get("WANDB_RUN_ID"):
+        return os.environ["WANDB_RUN_ID"]
+    derived = scheduler_run_id(str(cfg.get("name", "run")))
+    if derived:
+        return derived
+    from wandb.sdk.lib.runid import generate_id
+
+    return generate_id()
+
+
+# -- the logger -----------------------------------------------------------------------------------------
+
+
+class GanforgeWandbLogger(WandbLogger):
+    """Lightning's ``WandbLogger`` with ganforge's run id, step axis, pictures and summary.
+
+    * Rows are logged at W&B step ``g_steps`` (read from the module when the row is logged);
+      ``g_steps`` is restored from checkpoints, so a resumed run continues its x-axis.
+    * :meth:`finalize` writes ``summary.json`` into the run summary and finishes the W&B run, so
+      the offline file is complete and a later ``fit`` in the same process starts cleanly.
+    """
+
+    def __init__(self, *, run_dir: Path, mode: str, module: Any, requested: str = "auto", **kwargs: Any) -> None:
+        self.run_dir = Path(run_dir)
+        self.mode = mode
+        self.requested = requested
+        self._module = module
+        self._closed = False
+        self._owns_run = True
+        self._starting_step = 0
+        self._dropped = 0
+        self._pictures_seen: dict[str, tuple[int, int]] = {}
+        super().__init__(save_dir=str(self.run_dir), **kwargs)
+
+    # The experiment is created on first use, on rank 0 only (other ranks get a dummy).
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        import wandb
+
+        if self._experiment is None:
+            if wandb.run is not None:  # e.g. inside a W&B sweep agent: log into the caller's run
+                self._experiment = wandb.run
+                self._owns_run = False
+            else:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                try:
+                    self._experiment = self._init(wandb)
+                except Exception as exc:  # noqa: BLE001
+                    if not (self.mode == "online" and self.requested == "auto"):
+                        raise
+                    # auto: a server that answered the probe but failed wandb.init (key, timeout)
+                    self.mode = "offline"
+                    reason = f"wandb.init online failed ({type(exc).__name__}: {str(exc)[:200]})"
+                    print(offline_line(reason, str(self._id), self.run_dir), flush=True)
+                    self._experiment = self._init(wandb)
+            self._starting_step = int(getattr(self._experiment, "starting_step", 0) or 0)
+            run_id = getattr(self._experiment, "id", None)
+            extra = getattr(self._module, "extra_state", None)
+            if run_id and isinstance(extra, dict):
+                extra[RUN_ID_KEY] = run_id
+        return self._experiment
+
+    def _init(self, wandb: Any) -> Any:
+        init = {k: v for k, v in self._wandb_init.items() if k != "anonymous"}  # deprecated in wandb
+        settings: dict[str, Any] = {"mode": self.mode, "init_timeout": INIT_TIMEOUT_S}
+        if self.mode == "online":
+            settings["finish_timeout"] = FINISH_TIMEOUT_S
+        if not any(os.environ.get(v) for v in ("WANDB_SILENT", "WANDB_QUIET")):
+            # Offline, ganforge printed the one line that matters; online, keep the run's URL.
+            settings["silent" if self.mode == "offline" else "quiet"] = True
+        return wandb.init(settings=wandb.Settings(**settings), **init)
+
+    def _step(self, fallback: Optional[int]) -> int:
+        g = getattr(self._module, "g_steps", None)
+        return int(g if g is not None else (fallback or 0))
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: Optional[int] = None) -> None:
+        if self._closed or self.mode == "disabled":
+            return
+        g = self._step(step)
+        if g < self._starting_step:
+            # A requeued job without a checkpoint replays steps the W&B run already has.
+            self._dropped += 1
+            return
+        row = {k: (v.item() if hasattr(v, "item") else v) for k, v in metrics.items()}
+        if "g_steps" in row and int(row["g_steps"]) != g:
+            # Lightning re-emits the module's last ``self.log`` values on later batches: stale rows.
+            return
+        if self._prefix:
+            row = {f"{self._prefix}{self.LOGGER_JOIN_CHAR}{k}": v for k, v in row.items()}
+        row.setdefault("g_steps", g)
+        self.experiment.log(row, step=g)
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any) -> None:
+        """The resolved config is the run config (given to ``wandb.init``); module hparams are not."""
+
+    # -- pictures ---------------------------------------------------------------------------------
+
+    def extra_callbacks(self) -> list[L.Callback]:
+        """Callbacks this logger needs in the trainer: :class:`WandbSamples`."""
+        return [WandbSamples(self)]
+
+    def _changed(self, path: Path) -> bool:
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        key = (st.st_mtime_ns, st.st_size)
+        if self._pictures_seen.get(path.name) == key:
+            return False
+        self._pictures_seen[path.name] = key
+        return True
+
+    @rank_zero_only
+    def log_pictures(self, step: Optional[int] = None, prime: bool = False) -> None:
+        """Log ``samples/progress.png`` and ``samples/step_<g_steps>.png`` when ``SamplePictures`` has
+        written them since the last call (it rewrites ``progress.png`` with every snapshot).
+
+        ``prime``: only remember the picture on disk as already logged (after a resume).
+        """
+        if self._closed or self.mode == "disabled":
+            return
+        progress = self.run_dir / "samples" / "progress.png"
+        if not self._changed(progress) or prime:
+            return
+        g = self._step(step)
+        if g < self._starting_step:
+            return
+        import wandb
+
+        row: dict[str, Any] = {"samples/progress": wandb.Image(str(progress), caption=f"up to step {g}"), "g_steps": g}
+        snapshot = progress.with_name(f"step_{g:07d}.png")
+        if snapshot.is_file():
+            row["samples/step"] = wandb.Image(str(snapshot), caption=f"step {g}")
+        self.experiment.log(row, step=g)
+
+    # -- end of training --------------------------------------------------------------------------
+
+    @rank_zero_only
+    def log_summary(self) -> None:
+        """Final metrics, counters and metric protocols from ``summary.json`` into the run summary."""
+        path = self.run_dir / "summary.json"
+        if self._closed or self.mode == "disabled" or not path.is_file():
+            return
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        run = self.experiment
+        update: dict[str, Any] = {}
+        protocols: dict[str, Any] = {}
+        for name, entry in (summary.get("metrics") or {}).items():
+            for k, v in (entry.get("values") or {}).items():
+                update[f"metrics/{name}/{k}"] = v
+            protocols[name] = {"protocol": entry.get("protocol"), "evaluated": entry.get("evaluated")}
+        for k, v in (summary.get("counters") or {}).items():
+            update[f"final/{k}"] = v
+        update["protocols"] = protocols
+        update["wall_time_s"] = summary.get("wall_time_s")
+        update["run_dir"] = str(self.run_dir)
+        run.summary.update(update)
+        run.config.update({"metric_protocols": protocols}, allow_val_change=True)
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        if self._closed or self._experiment is None:
+            return
+        if status == "success":
+            self.log_pictures()
+            self.log_summary()
+        if self._dropped:
+            print(f"ganforge: W&B: {self._dropped} logging calls before step {self._starting_step} were skipped "
+                  "(the W&B run already had them).")
+        if self._owns_run and hasattr(self._experiment, "finish"):
+            self._experiment.finish(exit_code=0 if status in ("success", "finished") else 1)
+            self._experiment = None
+        self._closed = True
+
+
+class WandbSamples(L.Callback):
+    """Logs the sample pictures that ``SamplePictures`` writes, as ``wandb.Image``, at their step.
+
+    Must come after ``SamplePictures`` in the trainer's callbacks (it reads the files that one
+    has just written in the same hook).
+    """
+
+    def __init__(self, logger: GanforgeWandbLogger) -> None:
+        self.logger = logger
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        if trainer.is_global_zero:
+            # After a resume the pictures on disk were logged by the previous segment already.
+            self.logger.log_pictures(prime=getattr(pl_module, "g_steps", 0) > 0)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
+        if trainer.is_global_zero:
+            self.logger.log_pictures()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        if trainer.is_global_zero:
+            self.logger.log_pictures()
+
+
+# -- factory --------------------------------------------------------------------------------------------
+
+
+def sync_command(run_dir: Path) -> str:
+    """The command that uploads every offline segment of this run (in order of start time)."""
+    return f"wandb sync {Path(run_dir).absolute() / 'wandb'}"
+
+
+def offline_line(reason: str, run_id: str, run_dir: Path) -> str:
+    """The one line printed when W&B runs offline."""
+    where = Path(run_dir).absolute() / "wandb"
+    return (f"ganforge: W&B is offline: {reason}. Run {run_id} is saved under {where}; "
+            f"upload it later with: {sync_command(run_dir)}")
+
+
+def make_wandb_logger(spec: Mapping[str, Any], cfg: Mapping[str, Any], run_dir: Path, module: Any,
+                      resuming: bool) -> GanforgeWandbLogger:
+    """The W&B logger for one run (see the module docstring)."""
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        from ganforge.registry.registry import ConfigError
+
+        raise ConfigError("logger wandb: the wandb package is not installed (pip install wandb), "
+                          "or remove wandb from the logger: section.") from None
+    run_dir = Path(run_dir)
+    is_zero = rank_zero_only.rank == 0
+    if is_zero:
+        mode, reason = decide_mode(str(spec.get("mode", "auto")))
+    else:
+        mode, reason = "disabled", "not rank 0"
+    run_id = choose_run_id(cfg, module, resuming)
+    extra = getattr(module, "extra_state", None)
+    if isinstance(extra, dict):
+        extra[RUN_ID_KEY] = run_id  # into every checkpoint from the first one on
+    if is_zero and mode == "offline":
+        print(offline_line(reason, run_id, run_dir), flush=True)
+    return GanforgeWandbLogger(
+        run_dir=run_dir,
+        mode=mode,
+        requested=str(spec.get("mode", "auto")),
+        module=module,
+        project=spec.get("project") or "ganforge",
+        entity=spec.get("entity") or None,
+        tags=list(spec.get("tags") or []),
+        id=run_id,
+        name=f"{cfg.get('name', 'run')}/{run_dir.name}",
+        group=str(cfg.get("name", "run")),
+        config=dict(cfg),
+    )

@@ -1,0 +1,447 @@
+"""From a resolved config to a trained GAN: build components, the trainer, the run directory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+import lightning as L
+
+from ganforge.run import config as config_mod
+from ganforge.run import resume as resume_mod
+from ganforge.run import rundir
+from ganforge.loop import fastpaths
+from ganforge.run.callbacks import AtomicCheckpointIO, Evaluation, GANCheckpoint, SamplePictures
+from ganforge.run.checkpoint import load_checkpoint_file
+from ganforge.contract.components import NotApplicable
+from ganforge.loop.data import GANDataModule
+from ganforge.loop.module import GANModule
+from ganforge.registry.registry import ConfigError, Registry, get_registry
+
+RUN_DIR_ENV = "GANFORGE_RUN_DIR"
+
+
+def quiet_lightning() -> None:
+    """Lightning's start-up banners (GPU available, tips) drown the few lines that matter."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                 "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*The `srun` command is available.*")
+    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the EMA generator
+    warnings.filterwarnings("ignore", message=".*`weights_only` was not set.*")
+    # Our data order is a pure function of the restored iteration counter (ganforge.loop.data), so a
+    # mid-epoch resume is exact; Lightning cannot know that and warns.
+    warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*is deprecated. Please use.*TreeSpec.*")
+
+
+# -- run directory --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Candidate:
+    """A run's ``last.ckpt`` as ``--resume auto`` sees it: its generator step and when it was saved
+    (recorded inside the checkpoint; the file's mtime for checkpoints from before that, or copies)."""
+
+    path: Path
+    g_steps: int
+    saved: float
+
+    @property
+    def state(self) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.saved))
+        return f"generator step {self.g_steps}, saved {when}"
+
+
+def checkpoint_candidates(root: Path, name: str) -> tuple[list[Candidate], list[Path]]:
+    """Every run of ``name`` with a ``last.ckpt``, newest first, and the ones that cannot be read."""
+    found, unreadable = [], []
+    for p in sorted((root / name).glob("*/checkpoints/last.ckpt")):
+        if not p.is_file():
+            continue
+        try:
+            section = load_checkpoint_file(p, mmap=True)["ganforge"]
+            g_steps = int(section["counters"]["g_steps"])
+        except (ConfigError, KeyError, TypeError, ValueError):
+            unreadable.append(p)
+            continue
+        saved = section.get("saved_unix")
+        found.append(Candidate(p, g_steps, float(saved) if isinstance(saved, (int, float)) else p.stat().st_mtime))
+    found.sort(key=lambda c: (c.saved, c.g_steps), reverse=True)
+    return found, unreadable
+
+
+def latest_checkpoint(root: Path, name: str, announce: bool = False) -> Optional[Path]:
+    """The newest readable ``<root>/<name>/*/checkpoints/last.ckpt`` by the save time recorded in it
+    (then by generator step); with ``announce``, say which one and what else there was."""
+    found, unreadable = checkpoint_candidates(root, name)
+    if not found:
+        return unreadable[-1] if unreadable else None  # a damaged one is reported by the resume itself
+    chosen, base = found[0], root / name
+    if announce:
+        others = "; ".join(f"{c.path.parent.parent.relative_to(base)} ({c.state})" for c in found[1:4])
+        others += " and more" if len(found) > 4 else ""
+        n = len(found) - 1
+        more = (f" {n} other run{'s have' if n > 1 else ' has'} a checkpoint: {others} (resume one of those with "
+                "--resume <its checkpoints/last.ckpt>)." if n else "")
+        skipped = (f" Skipped unreadable: {', '.join(str(p) for p in unreadable)}." if unreadable else "")
+        print(f"ganforge: --resume auto: took run {chosen.path.parent.parent}, checkpoint {chosen.path.name} "
+              f"({chosen.state}).{more}{skipped}", flush=True)
+    return chosen.path
+
+
+def choose_run_dir(cfg: dict[str, Any], resume: Optional[str]) -> tuple[Path, Optional[Path]]:
+    """The run directory and the checkpoint to resume from.
+
+    Order: ``$GANFORGE_RUN_DIR`` (set by the parent of spawned ranks); a SLURM job's
+    ``slurm_<job id>`` (survives requeue, which then resumes from its ``last.ckpt``); a torchrun
+    launch's ``torchrun_<run id>``; the directory of the checkpoint being resumed; else the next
+    ``version_<n>``, claimed atomically (:func:`ganforge.run.rundir.claim_version`: two runs started
+    together never share one).
+    """
+    root = Path(cfg["root_dir"])
+    base = root / cfg["name"]
+    ckpt: Optional[Path] = None
+    if resume == "auto":
+        announce = rundir.launch_rank() == 0 and not os.environ.get(RUN_DIR_ENV)  # once, not per rank
+        ckpt = latest_checkpoint(root, cfg["name"], announce=announce)
+        if ckpt is None:
+            print(f"ganforge: --resume auto: no checkpoint under {base}/*/checkpoints/; starting a new run.")
+    elif resume:
+        ckpt = Path(resume)
+        if not ckpt.is_file():
+            raise ConfigError(f"--resume {resume}: no such checkpoint file (relative to {Path.cwd()}). "
+                              f"Use --resume auto to take the newest {base}/*/checkpoints/last.ckpt.")
+    if os.environ.get(RUN_DIR_ENV):
+        run_dir = Path(os.environ[RUN_DIR_ENV])
+    elif os.environ.get("SLURM_JOB_ID") and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
+        run_dir = base / f"slurm_{os.environ['SLURM_JOB_ID']}"
+    elif os.environ.get("TORCHELASTIC_RUN_ID") and os.environ.get("TORCHELASTIC_RUN_ID") != "none":
+        run_dir = base / f"torchrun_{os.environ['TORCHELASTIC_RUN_ID']}"
+    elif ckpt is not None and ckpt.parent.name == "checkpoints":
+        run_dir = ckpt.parent.parent
+    else:
+        if os.environ.get("TORCHELASTIC_RUN_ID") == "none" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            run_dir = _rank0_choice(lambda: rundir.claim_version(base))
+        else:
+            run_dir = rundir.claim_version(base)
+    if ckpt is None and (run_dir / "checkpoints" / "last.ckpt").is_file() and run_dir.name.startswith("slurm_"):
+        ckpt = run_dir / "checkpoints" / "last.ckpt"  # a requeued job picks up where it stopped
+    return run_dir, ckpt
+
+
+def _rank0_choice(claim: Callable[[], Path]) -> Path:
+    """Rank 0's run directory, for every rank of a torchrun launch without a run id.
+
+    torchrun's static rendezvous (no ``--standalone``, no ``--rdzv-id``) sets
+    ``TORCHELASTIC_RUN_ID=none``; each rank would then pick the next ``version_<n>`` on its own
+    and a rank starting after rank 0 created ``version_0`` would pick ``version_1``. Rank 0
+    publishes its choice in torchrun's agent store (the TCP store at ``MASTER_ADDR:MASTER_PORT``
+    that the process group rendezvous uses too); the other ranks wait for it. A restarted
+    attempt finds the key set and keeps the directory.
+    """
+    from datetime import timedelta
+
+    from torch.distributed import TCPStore
+
+    store = TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                     timeout=timedelta(minutes=10))
+    key = "ganforge/run_dir"
+    if int(os.environ.get("RANK", "0")) == 0:
+        if store.check([key]):  # a restarted attempt keeps the directory of the first
+            return Path(store.get(key).decode())
+        candidate = claim()
+        chosen = Path(store.compare_set(key, "", str(candidate)).decode())
+        if chosen != candidate:
+            candidate.rmdir()  # still empty: claimed a moment ago
+        return chosen
+    return Path(store.get(key).decode())
+
+
+# -- building -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Built:
+    cfg: dict[str, Any]
+    module: GANModule
+    datamodule: GANDataModule
+    metrics: list[tuple[str, Any]] = field(default_factory=list)
+    callbacks: list[Any] = field(default_factory=list)
+    metric_sources: list[str] = field(default_factory=list)  # "metrics.list[i] (metric 'x' from plugin ...)"
+
+
+def build_components(cfg: dict[str, Any], registry: Optional[Registry] = None) -> Built:
+    reg = registry or get_registry()
+    L.seed_everything(cfg["seed"], workers=True, verbose=False)
+    dataset = reg.build("dataset", cfg["dataset"], "dataset", seed=cfg["seed"])
+    if len(dataset) == 0:
+        raise ConfigError(f"dataset ({cfg['dataset']['name']}): the dataset is empty (0 samples); check the "
+                          "dataset section's parameters (path, split, num_samples).")
+    info = dataset.info
+    if not info.name:
+        info.name = cfg["dataset"]["name"]
+    G = reg.build("generator", cfg["generator"], "generator", info=info, seed=cfg["seed"])
+    D = reg.build("discriminator", cfg["discriminator"], "discriminator", info=info, seed=cfg["seed"])
+    objective = reg.build("objective", cfg["objective"], "objective", info=info)
+    fastpaths.check(cfg, objective)  # train.compile with a gradient penalty: refused before training
+    module = GANModule(G, D, objective, info, cfg["train"], cfg["optim"], seed=cfg["seed"])
+    module.run_config = cfg
+    t = cfg["train"]
+    total = t["max_steps"]
+    if t["max_images"] is not None:
+        by_images = -(-t["max_images"] // (t["batch_size"] * module.n_critic))
+        total = by_images if total is None else min(total, by_images)
+    dm = GANDataModule(dataset, t["batch_size"], module.n_critic, cfg["seed"], t["num_workers"],
+                       start=lambda: module.iterations, total_iterations=total, on_device=t["data_on_device"])
+    metrics, kept = [], []
+    for i, m in enumerate(cfg["metrics"]["list"]):
+        try:
+            metrics.append((m["name"], reg.build("metric", m, f"metrics.list[{i}]", info=info)))
+            kept.append(m)
+        except ConfigError as exc:
+            if not isinstance(exc.__cause__, NotApplicable):
+                raise
+            print(f"ganforge: note: metrics.list[{i}] ({m['name']}) left out: {exc.__cause__}", flush=True)
+    cfg["metrics"]["list"] = kept  # config.yaml records the metrics that run
+    callbacks = [reg.build("callback", c, f"callbacks[{i}]", info=info) for i, c in enumerate(cfg["callbacks"])]
+    sources = [f"metrics.list[{i}] (metric '{m['name']}' from {reg.get('metric', m['name']).provider})"
+               for i, m in enumerate(cfg["metrics"]["list"])]
+    return Built(cfg, module, dm, metrics, callbacks, metric_sources=sources)
+
+
+def make_loggers(cfg: dict[str, Any], run_dir: Path, module: GANModule, resuming: bool) -> list[Any]:
+    loggers: list[Any] = []
+    for spec in cfg["logger"]:
+        if spec["name"] == "csv":
+            from ganforge.reporting.loggers import ResumableCSVLogger
+
+            loggers.append(ResumableCSVLogger(run_dir))
+        elif spec["name"] == "wandb":
+            from ganforge.reporting.loggers import make_wandb_logger
+
+            loggers.append(make_wandb_logger(spec, cfg, run_dir, module, resuming))
+    return loggers
+
+
+def make_trainer(cfg: dict[str, Any], run_dir: Path, built: Built, loggers: list[Any],
+                 progress: Optional[bool] = None) -> L.Trainer:
+    t = cfg["train"]
+    metrics_every = cfg["metrics"]["every_n_steps"]
+    s = cfg["samples"]
+    max_steps = t["max_steps"]
+    sample_every = s["every_n_steps"] or metrics_every or (max(1, max_steps // 10) if max_steps else 1000)
+    num_samples = s["num_samples"] or (64 if built.module.info.kind == "image" else 1000)
+    from ganforge.run.stopping import InterruptStop
+
+    checkpoint = GANCheckpoint(run_dir / "checkpoints", t["checkpoint_every_n_steps"])
+    evaluation = Evaluation(built.metrics, metrics_every, cfg["metrics"]["use_ema"], run_dir, cfg["seed"], cfg["name"],
+                            sources=built.metric_sources)
+    callbacks: list[Any] = [
+        InterruptStop(checkpoint, evaluation),  # Ctrl-C/SIGTERM: first, so it saves after all others' step
+        evaluation,
+        SamplePictures(run_dir, sample_every, num_samples, s["snapshots"], cfg["seed"], max_steps,
+                       caption=evaluation.caption),
+        *built.callbacks,
+    ]
+    callbacks += [cb for lg in loggers for cb in getattr(lg, "extra_callbacks", list)()]  # W&B sample pictures
+    # The periodic checkpoint comes after evaluation and pictures of the same step: a kill right
+    # after it cannot lose them (a resume starts after that step and would never redo them).
+    callbacks.append(checkpoint)
+    plugins: list[Any] = [AtomicCheckpointIO()]
+    from ganforge.run.launch import SlurmRequeue, in_slurm_job
+
+    if in_slurm_job():
+        from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+        # Lightning's handler saves inside the signal handler (deadlock-prone under DDP); ours waits
+        # for the step boundary. Lightning still reads ranks and addresses from SLURM.
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+        callbacks.append(SlurmRequeue(checkpoint))
+        ntasks = os.environ.get("SLURM_NTASKS_PER_NODE")
+        if ntasks and ntasks.isdigit() and str(cfg["trainer"].get("devices")) not in (ntasks, "auto", "-1"):
+            print(f"ganforge: warning: trainer.devices={cfg['trainer'].get('devices')} but SLURM_NTASKS_PER_NODE="
+                  f"{ntasks}; use one task per device (see configs/slurm/ganforge.sbatch).")
+    if progress is None:
+        progress = use_progress_bar()
+    if progress:
+        from ganforge.run.callbacks import GANProgressBar
+
+        callbacks.append(GANProgressBar())
+    else:  # a batch job's log, a redirected stdout: periodic lines instead of a bar nobody sees
+        from ganforge.reporting.status import StatusLines
+
+        status = StatusLines(cfg["console"]["status_every_s"], max_steps, t["max_images"],
+                             latest_metrics=lambda: evaluation.latest)
+        evaluation.listeners.append(status.evaluated)
+        callbacks.append(status)
+    kwargs = dict(cfg["trainer"])
+    kwargs.setdefault("enable_progress_bar", bool(progress))
+    world = _world_size_hint(kwargs)
+    if world > 1 and "strategy" not in kwargs:
+        kwargs["strategy"] = "gan_ddp"
+    if kwargs.get("strategy") in ("gan_ddp", "gan-ddp"):
+        from ganforge.loop.strategy import GANDDPStrategy
+
+        kwargs["strategy"] = GANDDPStrategy()
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return L.Trainer(
+            max_epochs=-1,
+            logger=loggers or False,
+            callbacks=callbacks,
+            enable_checkpointing=False,
+            default_root_dir=str(run_dir),
+            use_distributed_sampler=False,
+            log_every_n_steps=1,  # GANModule decides when to log (train.log_every_n_steps, in G steps)
+            num_sanity_val_steps=0,
+            enable_model_summary=False,
+            plugins=plugins,
+            **kwargs,
+        )
+    except (MisconfigurationException, ValueError) as exc:  # values of the right type Lightning refuses
+        given = ", ".join(f"trainer.{k}={v!r}" for k, v in cfg["trainer"].items())
+        raise ConfigError(f"trainer: lightning.Trainer refused these settings ({given}): {exc}") from None
+
+
+def use_progress_bar() -> bool:
+    """A progress bar only where someone watches: ``$GANFORGE_PROGRESS`` (0/1) decides when set,
+    else whether standard output is a terminal (a SLURM job's log is not)."""
+    env = os.environ.get("GANFORGE_PROGRESS")
+    if env is not None:
+        return env != "0"
+    return sys.stdout.isatty()
+
+
+def _world_size_hint(trainer_kwargs: dict[str, Any]) -> int:
+    devices = trainer_kwargs.get("devices", 1)
+    nodes = int(trainer_kwargs.get("num_nodes", 1) or 1)
+    if isinstance(devices, int):
+        n = devices if devices > 0 else max(1, torch.cuda.device_count())
+    elif isinstance(devices, (list, tuple)):
+        n = len(devices)
+    elif isinstance(devices, str) and devices.strip().isdigit():
+        n = int(devices)
+    elif isinstance(devices, str) and "," in devices:
+        n = len([d for d in devices.split(",") if d.strip()])
+    else:
+        n = 1
+    return n * nodes
+
+
+def fit(cfg: dict[str, Any], resume: Optional[str] = None, progress: Optional[bool] = None,
+        registry: Optional[Registry] = None) -> dict[str, Any]:
+    """Train a GAN from a resolved config. Returns ``{"run_dir", "summary", "module", "trainer"}``."""
+    quiet_lightning()
+    config_mod.check_hardware(cfg["trainer"])  # trainer.accelerator=gpu on a machine without one
+    threads = torch.get_num_threads()  # train.cpu_threads is this run's setting: restored at the end
+    owner = not os.environ.get(RUN_DIR_ENV) and rundir.launch_rank() == 0  # not a spawned or non-zero rank
+    run_dir, ckpt = choose_run_dir(cfg, resume)
+    fresh = not run_dir.exists() or not any(run_dir.iterdir())  # created for this run (a new version_<n>)
+    lock = rundir.RunLock(run_dir).acquire() if owner else None  # refused while another process runs it
+    previous = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(run_dir)  # spawned ranks inherit it: one run directory for all
+    try:
+        if cfg["train"].get("cpu_threads") is not None:
+            torch.set_num_threads(cfg["train"]["cpu_threads"])
+        if lock is not None and not fresh:
+            rundir.remove_orphan_temporaries(run_dir)
+        return _fit(cfg, run_dir, ckpt, progress, registry)
+    except BaseException:
+        if lock is not None and fresh:
+            rundir.remove_own_start(run_dir)  # a start that failed before training wrote anything
+        raise
+    finally:
+        torch.set_num_threads(threads)
+        if previous is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+        else:
+            os.environ[RUN_DIR_ENV] = previous
+        if lock is not None:
+            lock.release()
+
+
+def _fit(cfg: dict[str, Any], run_dir: Path, ckpt: Optional[Path], progress: Optional[bool],
+         registry: Optional[Registry]) -> dict[str, Any]:
+    plan, state = None, None
+    if ckpt is not None:  # before anything is built or written: refuse a different experiment, or a no-op
+        state = _check_checkpoint(ckpt)
+        plan = resume_mod.plan_resume(state, cfg, ckpt, registry)
+        if plan.finished:
+            print(plan.finished, flush=True)
+            summary = run_dir / "summary.json"
+            return {"run_dir": run_dir, "summary": json.loads(summary.read_text()) if summary.is_file() else None,
+                    "module": None, "trainer": None}
+    built = build_components(cfg, registry)
+    resumed_step = None
+    if state is not None:  # loggers' rows carry the generator step (iterations differ by skipped steps)
+        resumed_step = int(state["counters"]["g_steps"])
+        built.module.extra_state.update(state.get("extra") or {})  # e.g. the W&B run id, before loggers exist
+    loggers = make_loggers(cfg, run_dir, built.module, resuming=ckpt is not None)
+    for lg in loggers:
+        if resumed_step is not None and hasattr(lg, "truncate_after"):
+            lg.truncate_after(resumed_step)
+    trainer = make_trainer(cfg, run_dir, built, loggers, progress)
+    batch, world = cfg["train"]["batch_size"], trainer.world_size
+    if batch % world:
+        raise ConfigError(f"train.batch_size={batch} is the global batch and must divide by the {world} processes "
+                          f"(trainer.devices x trainer.num_nodes); use a multiple of {world}, e.g. "
+                          f"{(batch // world + 1) * world}.")
+    if trainer.is_global_zero:
+        record = resume_mod.record_segment(run_dir, cfg, ckpt, plan)  # config.yaml once; segments.jsonl each start
+        evaluation = next(c for c in trainer.callbacks if isinstance(c, Evaluation))
+        evaluation.segment = {k: record[k] for k in ("segment", "started", "host")}  # summary.json's segments
+        strategy = getattr(trainer.strategy, "strategy_name", type(trainer.strategy).__name__)
+        world = f"{trainer.world_size} process{'es' if trainer.world_size > 1 else ''}, strategy {strategy}"
+        if ckpt is None:
+            print(f"ganforge: run directory {run_dir} ({world})", flush=True)
+        else:
+            print(f"ganforge: resuming from {ckpt} in {run_dir} ({world})", flush=True)
+    start_iterations, t0 = int(state["counters"]["iterations"]) if state is not None else 0, time.perf_counter()
+    trainer.fit(built.module, datamodule=built.datamodule, ckpt_path=str(ckpt) if ckpt else None,
+                weights_only=True)  # checkpoints are data, never code (AtomicCheckpointIO loads them so anyway)
+    evaluation = next(c for c in trainer.callbacks if isinstance(c, Evaluation))
+    module = built.module
+    if trainer.is_global_zero and not (module.interrupted or module.requeued):
+        # after fit, so the progress bar has closed: the table is not glued to it
+        from ganforge.reporting.status import print_final
+
+        print_final(evaluation.latest, evaluation.metrics, module, run_dir, module.iterations - start_iterations,
+                    time.perf_counter() - t0)
+    return {"run_dir": run_dir, "summary": evaluation.summary(built.module), "module": built.module,
+            "trainer": trainer}
+
+
+def _intact_hint(path: Path) -> str:
+    """What is true about the run's other checkpoint, for the message about a damaged one."""
+    folder = Path(path).parent
+    if folder.name != "checkpoints":
+        return ""
+    others = [p for p in folder.glob("*.ckpt") if p.is_file() and not p.samefile(path)]
+    if others:
+        return f" The run's other checkpoint {sorted(others)[0]} is a separate file: resume from that one."
+    return (" ganforge writes checkpoints atomically, so this one was damaged or replaced after it was written, "
+            "and the run has no other checkpoint: start again without --resume.")
+
+
+def _check_checkpoint(path: Path) -> dict[str, Any]:
+    """Fail early and clearly on a file that is not a loadable ganforge checkpoint; returns its
+    ``ganforge`` section (counters, RNG states, extra state)."""
+    # mmap: only the small 'ganforge' section is actually read; Lightning loads the file for real
+    blob = load_checkpoint_file(path, mmap=True, hint=_intact_hint(path))
+    if not isinstance(blob, dict) or "ganforge" not in blob:
+        raise ConfigError(f"checkpoint '{path}' was not written by ganforge (no 'ganforge' section).")
+    return blob["ganforge"]
