@@ -11,6 +11,8 @@ Parameters that the engine passes to factories itself (never written in a config
     metrics and callbacks that declare it).
 ``seed``
     The run's seed (for datasets that generate data).
+``run``
+    :class:`LoggerRun` of the run being logged (for loggers).
 
 All other factory parameters come from the config section of the component.
 """
@@ -25,7 +27,7 @@ from typing import Any, Callable, ClassVar, Mapping, Optional, Protocol, Sequenc
 import torch
 from torch import nn
 
-INJECTED_PARAMETERS = ("info", "seed")
+INJECTED_PARAMETERS = ("info", "seed", "run")
 
 
 @dataclass
@@ -296,6 +298,78 @@ class FeatureExtractor(Protocol):
     def forward(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
+# -- loggers ----------------------------------------------------------------------------------------------
+#
+# A logger factory receives the injected parameter ``run`` (a :class:`LoggerRun`) plus its own config
+# parameters, and returns a ``lightning.pytorch.loggers.Logger``. Rows arrive through ``log_metrics(row,
+# step)`` with ``step`` = generator steps, on rank 0. Everything else a logger may do is one of the optional
+# capabilities below, each a protocol the engine checks with ``isinstance``.
+
+
+@dataclass(frozen=True)
+class LoggerRun:
+    """What the engine tells a logger factory about the run it logs.
+
+    Attributes:
+        run_dir: The run directory (``runs/<name>/version_<n>``); a logger writes its files under it.
+        name: The run's name (``name:`` in the config).
+        config: The resolved config, as written to ``config.yaml``.
+        rank: This process's global rank (loggers write on rank 0 only).
+        resume_state: What this logger's :meth:`StatefulLogger.state_dict` returned into the checkpoint the
+            run resumes from; ``None`` for a fresh run (or a checkpoint written without this logger).
+        launch: How this process was started (``ganforge.run.launch.Launch``: scheduler, job id), or
+            ``None`` when unknown.
+        step: The current generator step (counts continue after a resume).
+    """
+
+    run_dir: Any
+    name: str
+    config: Mapping[str, Any]
+    rank: int = 0
+    resume_state: Optional[Mapping[str, Any]] = None
+    launch: Any = None
+    step: Callable[[], int] = lambda: 0
+
+    @property
+    def resuming(self) -> bool:
+        return self.resume_state is not None
+
+
+@runtime_checkable
+class SummaryLogger(Protocol):
+    """Receives the run's final summary: the dict written to ``summary.json`` (also when interrupted).
+
+    Called once on rank 0, after ``summary.json`` is written and before the logger is finalized.
+    """
+
+    def log_summary(self, summary: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class CallbackLogger(Protocol):
+    """Needs callbacks in the trainer (e.g. to log sample pictures); they run after the engine's own
+    evaluation and picture callbacks of the same step, before the checkpoint."""
+
+    def extra_callbacks(self) -> list[Any]: ...
+
+
+@runtime_checkable
+class HistoryLogger(Protocol):
+    """Keeps a history on disk that a resume must cut: rows logged after the checkpoint's generator step
+    ``step`` are logged again by the resumed run, so the engine calls ``truncate_after(step)`` first."""
+
+    def truncate_after(self, step: int) -> None: ...
+
+
+@runtime_checkable
+class StatefulLogger(Protocol):
+    """Has state that must survive a resume (e.g. the W&B run id). ``state_dict()`` (plain data: strings,
+    numbers, lists, dicts) goes into every checkpoint; on resume the factory receives it back as
+    ``run.resume_state``, before the logger exists, so it can reopen the same run."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+
 class NotApplicable(ValueError):
     """Raised by a metric's factory when the data lacks what it measures (mode-coverage without true modes).
 
@@ -339,6 +413,11 @@ def check_component(kind: str, name: str, obj: Any, provider: str) -> Any:
 
         if not isinstance(obj, lightning.Callback):
             problems.append(f"expected a lightning.Callback, got {type(obj).__name__}")
+    if kind == "logger":
+        from lightning.pytorch.loggers import Logger
+
+        if not isinstance(obj, Logger):
+            problems.append(f"expected a lightning.pytorch.loggers.Logger, got {type(obj).__name__}")
     if problems:
         raise ComponentError(f"{kind} '{name}' (from {provider}) is invalid: " + "; ".join(problems))
     return obj

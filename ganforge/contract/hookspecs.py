@@ -63,6 +63,16 @@ def ganforge_register_callbacks(register: Register) -> None:
     """Register factories returning ``lightning.Callback`` instances (enabled with ``callbacks:`` in a config)."""
 
 
+@hookspec
+def ganforge_register_loggers(register: Register) -> None:
+    """Register logger factories returning ``lightning.pytorch.loggers.Logger`` instances (``logger:`` in a config).
+
+    A factory declares ``run`` to receive :class:`ganforge.contract.components.LoggerRun`; optional
+    capabilities (final summary, extra callbacks, history cut on resume, resumable state) are the
+    logger protocols in :mod:`ganforge.contract.components`.
+    """
+
+
 KINDS: dict[str, str] = {
     # component kind -> hook name
     "generator": "ganforge_register_generators",
@@ -72,6 +82,7 @@ KINDS: dict[str, str] = {
     "metric": "ganforge_register_metrics",
     "feature_extractor": "ganforge_register_feature_extractors",
     "callback": "ganforge_register_callbacks",
+    "logger": "ganforge_register_loggers",
 }
 
 __all__ = ["hookimpl", "hookspec", "KINDS", "PROJECT", "Register", "Any"]
