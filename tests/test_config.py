@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from ganforge.run.config import apply_overrides, load_config
-from ganforge.registry.registry import ConfigError
+from ganforge.registry.errors import ConfigError
 
 
 def test_default_config_resolves_with_all_defaults(registry):

@@ -271,7 +271,7 @@ def _cli(args, capsys):
 @pytest.mark.parametrize("raw", ["0", "-3", "abc", "1.5"])
 def test_docs_max_steps_bad_values_are_one_line_errors(raw, monkeypatch, registry):
     from ganforge.run.config import load_config
-    from ganforge.registry.registry import ConfigError
+    from ganforge.registry.errors import ConfigError
 
     monkeypatch.setenv("GANFORGE_DOCS_MAX_STEPS", raw)
     with pytest.raises(ConfigError, match=rf"GANFORGE_DOCS_MAX_STEPS='{re.escape(raw)}': expected a positive"):

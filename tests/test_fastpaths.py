@@ -15,7 +15,7 @@ from ganforge.loop import fastpaths
 from ganforge.run.config import load_config
 from ganforge.loop.data import GANDataModule, InMemoryDataset, materialize
 from ganforge.loop.module import make_optimizer
-from ganforge.registry.registry import ConfigError
+from ganforge.registry.errors import ConfigError
 from ganforge.run.runner import build_components, fit
 
 from conftest import REPO

@@ -19,7 +19,7 @@ from ganforge.run.callbacks import SamplePictures
 from ganforge.contract.components import DataInfo
 from ganforge.run.config import load_config
 from ganforge.reporting.imaging import points_extent
-from ganforge.registry.registry import ConfigError
+from ganforge.registry.errors import ConfigError
 from ganforge.run.runner import fit
 
 pytestmark = pytest.mark.timeout(300)

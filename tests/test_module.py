@@ -10,7 +10,7 @@ import torch
 
 from ganforge.run.config import load_config
 from ganforge.loop.module import GANModule, NonFiniteError, noise_seed
-from ganforge.registry.registry import ConfigError
+from ganforge.registry.errors import ConfigError
 from ganforge.run.runner import fit
 
 

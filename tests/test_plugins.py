@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from ganforge.registry.registry import ConfigError, PluginError, get_registry, load_registry
+from ganforge.registry.errors import ConfigError, PluginError
+from ganforge.registry.registry import get_registry, load_registry
 
 BROKEN = {"broken_mod": "raise ImportError('this plugin is broken on purpose')\n"}
 DUPLICATE = {

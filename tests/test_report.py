@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ganforge.cli.commands import main
-from ganforge.registry.registry import ConfigError
+from ganforge.registry.errors import ConfigError
 from ganforge.reporting.report import config_differences, find_runs, load_run, render, series_keys
 from ganforge.run.resume import flatten
 

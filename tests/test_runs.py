@@ -19,7 +19,7 @@ import yaml
 from ganforge.run import rundir
 from ganforge.cli.commands import main
 from ganforge.run.config import load_config
-from ganforge.registry.registry import ConfigError
+from ganforge.registry.errors import ConfigError
 from ganforge.run.runner import fit
 
 QUICK = ["metrics.list=[]", "train.checkpoint_every_n_steps=1000"]

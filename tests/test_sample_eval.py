@@ -175,7 +175,7 @@ def test_bad_cond_values_name_the_flag(cond_run, capsys, monkeypatch):
 def test_cond_refused_for_class_conditional_and_unconditional_models():
     from ganforge.cli.sample_evaluate import _check_cond_dims
     from ganforge.contract.components import DataInfo
-    from ganforge.registry.registry import ConfigError
+    from ganforge.registry.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"^--cond 0.5: this model is class-conditional \(10 classes\), not "
                                           r"conditioned on continuous values; use --class K \(0..9\)\.$"):

@@ -19,7 +19,7 @@ import torch
 
 from ganforge.run.callbacks import AtomicCheckpointIO
 from ganforge.cli.commands import main
-from ganforge.registry.registry import ConfigError
+from ganforge.registry.errors import ConfigError
 
 NEVER = "ganforge never executes code from files"
 

@@ -202,7 +202,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if hasattr(args, "overrides"):
         args.overrides = list(args.overrides) + overrides
     from ganforge.contract.components import ComponentError
-    from ganforge.registry.registry import ConfigError, PluginError
+    from ganforge.registry.errors import ConfigError, PluginError
 
     try:
         if args.command == "fit":

@@ -63,7 +63,7 @@ def check_device(flag: str, device: str) -> None:
     """A torch device string that exists on this machine, or a ConfigError naming the flag."""
     import torch
 
-    from ganforge.registry.registry import ConfigError
+    from ganforge.registry.errors import ConfigError
 
     try:
         dev = torch.device(device)
@@ -85,7 +85,7 @@ def check_device(flag: str, device: str) -> None:
 def _check_args(args: argparse.Namespace) -> None:
     """Bad flag values fail before the checkpoint is read, each naming the flag."""
     from ganforge.registry.bounds import SEED_RANGE
-    from ganforge.registry.registry import ConfigError
+    from ganforge.registry.errors import ConfigError
 
     if args.command == "sample":
         if args.num is not None and args.num < 1:
@@ -125,7 +125,7 @@ def parse_values(flag: str, text: str, expect: str = "numbers separated by comma
                  shown: str | None = None) -> list[float]:
     """Comma-separated finite numbers, or a ConfigError naming the flag and its value (``shown``: the whole
     value when ``text`` is a part of it)."""
-    from ganforge.registry.registry import ConfigError
+    from ganforge.registry.errors import ConfigError
 
     shown = text if shown is None else shown
 
@@ -143,7 +143,7 @@ def parse_values(flag: str, text: str, expect: str = "numbers separated by comma
 
 def parse_cond_grid(text: str) -> tuple[list[float], list[float], int]:
     """``LO:HI:N`` (LO and HI comma-separated for several condition dimensions) → ``(lo, hi, n)``."""
-    from ganforge.registry.registry import ConfigError
+    from ganforge.registry.errors import ConfigError
 
     parts = text.split(":")
     if len(parts) != 3:
@@ -179,7 +179,7 @@ def _conditions(module: Any, n: int, klass: int | None, dataset: Any = None, see
     """``--class``, or the conditions evaluation draws (:func:`ganforge.evaluation.core.generation_conditions`)."""
     import torch
 
-    from ganforge.registry.registry import ConfigError
+    from ganforge.registry.errors import ConfigError
 
     info = module.info
     if klass is not None:
@@ -200,7 +200,7 @@ def _conditions(module: Any, n: int, klass: int | None, dataset: Any = None, see
 
 def _check_cond_dims(info: Any, flag: str, text: str, values: list[float]) -> None:
     """The model takes continuous conditions, as many as ``values``; else a ConfigError naming ``flag``."""
-    from ganforge.registry.registry import ConfigError
+    from ganforge.registry.errors import ConfigError
 
     if info.num_classes > 0:
         raise ConfigError(f"{flag} {text}: this model is class-conditional ({info.num_classes} classes), not "
@@ -295,7 +295,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def _parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
     import yaml
 
-    from ganforge.registry.registry import ConfigError
+    from ganforge.registry.errors import ConfigError
 
     out: dict[str, dict[str, Any]] = {}
     for item in items:
@@ -330,7 +330,7 @@ def _metric_spec(reg: Any, name: str, configured: dict[str, dict[str, Any]], par
 
 def _split_shared(reg: Any, params: dict[str, dict[str, Any]], names: list[str]) -> dict[str, Any]:
     """Pop ``--set feature_extractor=X`` (no metric prefix): the default of every metric in ``names`` that has one."""
-    from ganforge.registry.registry import ConfigError
+    from ganforge.registry.errors import ConfigError
 
     shared = params.pop("feature_extractor", None)
     if shared is None:
@@ -348,7 +348,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ganforge.run.checkpoint import load_module
     from ganforge.loop.data import GANDataModule
     from ganforge.evaluation.core import evaluate, generator_used, prepare_real, real_floor
-    from ganforge.registry.registry import ConfigError, get_registry
+    from ganforge.registry.errors import ConfigError
+    from ganforge.registry.registry import get_registry
 
     reg = get_registry()
     module = load_module(args.checkpoint, registry=reg, device=args.device)
@@ -468,7 +469,7 @@ def _label_neighbour_columns(img: Any, tile_w: int, scale: int, pad: int = 2, ga
 
 def _check_evaluate_sources(args: argparse.Namespace) -> None:
     """A checkpoint, or --samples with one reference (--reference or -c); paths that exist."""
-    from ganforge.registry.registry import ConfigError
+    from ganforge.registry.errors import ConfigError
 
     if args.samples is None:
         for flag, value in (("--reference", args.reference), ("-c", args.config)):
@@ -528,7 +529,7 @@ def _read_npz(flag: str, path: Path) -> tuple[torch.Tensor, torch.Tensor | None,
     import torch
 
     from ganforge.io import sha256_file
-    from ganforge.registry.registry import ConfigError
+    from ganforge.registry.errors import ConfigError
 
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -596,7 +597,7 @@ def _to_channels(flag: str, value: str, x: torch.Tensor, channels: int) -> torch
     """Folders are read as RGB: greyscale references take one channel back (when all three agree)."""
     import torch
 
-    from ganforge.registry.registry import ConfigError
+    from ganforge.registry.errors import ConfigError
 
     if x.dim() != 4 or x.shape[1] == channels:
         return x
@@ -646,7 +647,8 @@ def cmd_evaluate_samples(args: argparse.Namespace) -> int:
     (the real data chosen and cached as :mod:`ganforge.evaluation.core` does; ``sampling`` names the samples)."""
     from ganforge.loop.data import GANDataModule
     from ganforge.evaluation.core import UPDATE_BATCH, data_protocol, metric_values, prepare_real, reference_protocol
-    from ganforge.registry.registry import ConfigError, get_registry
+    from ganforge.registry.errors import ConfigError
+    from ganforge.registry.registry import get_registry
 
     reg = get_registry()
     params = _parse_params(args.params)

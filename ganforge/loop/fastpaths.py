@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ganforge.registry.registry import ConfigError
+from ganforge.registry.errors import ConfigError
 
 
 def check(cfg: dict[str, Any], objective: Any) -> None:

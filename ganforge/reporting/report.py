@@ -22,7 +22,7 @@ from typing import Any, Iterable, Optional
 
 import yaml
 
-from ganforge.registry.registry import ConfigError
+from ganforge.registry.errors import ConfigError
 from ganforge.run.resume import flatten
 
 COUNTERS = ("g_steps", "d_steps", "images_seen", "iterations", "skipped_steps")

@@ -404,7 +404,7 @@ def make_wandb_logger(spec: Mapping[str, Any], cfg: Mapping[str, Any], run_dir: 
     try:
         import wandb  # noqa: F401
     except ImportError:
-        from ganforge.registry.registry import ConfigError
+        from ganforge.registry.errors import ConfigError
 
         raise ConfigError("logger wandb: the wandb package is not installed (pip install wandb), "
                           "or remove wandb from the logger: section.") from None

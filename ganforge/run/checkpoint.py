@@ -11,7 +11,8 @@ import torch
 from ganforge.contract.components import DataInfo
 from ganforge.io import NEVER_EXECUTES, UnsafeFileError, torch_load_data
 from ganforge.loop.module import GANModule
-from ganforge.registry.registry import ConfigError, Registry, get_registry
+from ganforge.registry.errors import ConfigError
+from ganforge.registry.registry import Registry, get_registry
 
 # What numpy arrays pickle to: ganforge before checkpoints became plain data kept numpy's RNG state so.
 _OLD_FORMAT = re.compile(r"numpy\.(_core\.|core\.)?(multiarray\._reconstruct|ndarray|dtype|dtypes\.\w+)")

@@ -20,7 +20,9 @@ from typing import Annotated, Any, Literal, Optional, Union
 import yaml
 
 from ganforge.registry.bounds import SEED_RANGE, NonNegative, Positive, Range, violated
-from ganforge.registry.registry import Component, ConfigError, Registry, coerce, plain, validate_params, _NO
+from ganforge.registry.errors import ConfigError
+from ganforge.registry.registry import Registry
+from ganforge.registry.schema import NO, Component, coerce, plain, type_name, validate_params
 
 COMPONENT_SECTIONS = ("dataset", "generator", "discriminator", "objective")
 DEFAULT_CONFIG = "ring8.yaml"
@@ -459,11 +461,9 @@ def _resolve_trainer(value: Any) -> dict[str, Any]:
             raise ConfigError(f"trainer.{key}: not an argument of lightning.Trainer.{hint}")
         ann = hints.get(key, inspect.Parameter.empty)
         converted = coerce(v, ann)
-        if converted is _NO:
-            from ganforge.registry.registry import type_name
-
+        if converted is NO:
             raise ConfigError(f"trainer.{key}: expected {type_name(ann)}, got {v!r} ({type(v).__name__}).")
-        out[key] = v
+        out[key] = plain(converted)  # what Lightning gets is what config.yaml says (1 for a float field: 1.0)
     devices = out.get("devices")
     count = int(devices) if isinstance(devices, str) and devices.strip().lstrip("-").isdigit() else devices
     if (isinstance(count, int) and (count == 0 or count < -1)) or count == []:

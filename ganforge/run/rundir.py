@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from ganforge.registry.registry import ConfigError
+from ganforge.registry.errors import ConfigError
 
 LOCK_NAME = ".ganforge.lock"
 # What a run directory holds before training has written anything (see run._fit).

@@ -24,7 +24,8 @@ from ganforge.run.checkpoint import load_checkpoint_file
 from ganforge.contract.components import NotApplicable
 from ganforge.loop.data import GANDataModule
 from ganforge.loop.module import GANModule
-from ganforge.registry.registry import ConfigError, Registry, get_registry
+from ganforge.registry.errors import ConfigError
+from ganforge.registry.registry import Registry, get_registry
 
 RUN_DIR_ENV = "GANFORGE_RUN_DIR"
 

@@ -12,7 +12,8 @@ import torch
 
 from ganforge.contract.components import DataInfo, FeatureExtractor
 from ganforge.io import sha256_file
-from ganforge.registry.registry import ConfigError, load_registry
+from ganforge.registry.errors import ConfigError
+from ganforge.registry.registry import load_registry
 import ganforge_plugins.extractors.builtin as fx
 from ganforge_plugins.data.images import digits_tensors, stacked_digits
 

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ganforge.contract.components import DataInfo, GANDataset
-from ganforge.registry.registry import ConfigError, load_registry
+from ganforge.registry.errors import ConfigError
+from ganforge.registry.registry import load_registry
 from ganforge_plugins.data.images import (
     digits,
     digits_split_indices,

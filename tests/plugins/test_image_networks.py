@@ -14,7 +14,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ganforge import DataInfo
-from ganforge.registry.registry import ConfigError, load_registry
+from ganforge.registry.errors import ConfigError
+from ganforge.registry.registry import load_registry
 from ganforge_plugins.networks import images as net
 
 ARCHS = ("dcgan", "resnet", "biggan")

@@ -11,7 +11,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from ganforge import DataInfo, GANDataset
-from ganforge.registry.registry import ConfigError, load_registry
+from ganforge.registry.errors import ConfigError
+from ganforge.registry.registry import load_registry
 from ganforge_plugins.data.mixtures import MixtureDataset, gaussian_grid, gaussian_ring, grid_modes, ring_modes
 
 

@@ -9,7 +9,8 @@ import torch
 from torch.nn.utils import parametrize
 
 from ganforge import DataInfo
-from ganforge.registry.registry import ConfigError, load_registry
+from ganforge.registry.errors import ConfigError
+from ganforge.registry.registry import load_registry
 from ganforge_plugins.networks.mlp import MLPDiscriminator, MLPGenerator, mlp_discriminator, mlp_generator
 
 POINTS = DataInfo(sample_shape=(2,), name="points")

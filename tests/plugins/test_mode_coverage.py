@@ -11,7 +11,8 @@ import torch
 
 import ganforge_plugins.metrics.mode_coverage as mc
 from ganforge import DataInfo, GANMetric
-from ganforge.registry.registry import ConfigError, load_registry
+from ganforge.registry.errors import ConfigError
+from ganforge.registry.registry import load_registry
 from ganforge_plugins.data.mixtures import gaussian_grid, gaussian_ring
 from ganforge_plugins.metrics.mode_coverage import ModeCoverage, mode_coverage
 

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganforge import DataInfo, LossOutput, Objective
-from ganforge.registry.registry import ConfigError, load_registry
+from ganforge.registry.errors import ConfigError
+from ganforge.registry.registry import load_registry
 from ganforge_plugins.objectives.losses import (
     ACGAN,
     WGAN,

@@ -11,7 +11,8 @@ import torch
 
 from ganforge import GANDataset
 from ganforge.io import sha256_file
-from ganforge.registry.registry import ConfigError, load_registry
+from ganforge.registry.errors import ConfigError
+from ganforge.registry.registry import load_registry
 from ganforge_plugins.data.tensor_file import TensorFileDataset, tensor_file
 
 

@@ -18,7 +18,8 @@ import pytest
 import torch
 
 import ganforge_torchvision as gtv
-from ganforge.registry.registry import ConfigError, load_registry
+from ganforge.registry.errors import ConfigError
+from ganforge.registry.registry import load_registry
 
 DATASETS = {"mnist": gtv.mnist, "fashion-mnist": gtv.fashion_mnist, "cifar10": gtv.cifar10}
 
