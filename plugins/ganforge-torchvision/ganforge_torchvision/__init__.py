@@ -31,8 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from ganforge import hookimpl
-from ganforge.contract.components import DataInfo
+from ganforge import DataInfo, hookimpl
 
 RESIZE_RULE = "torch bilinear interpolation, antialias=True, align_corners=False"
 

@@ -27,8 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ganforge import hookimpl
-from ganforge.contract.components import DataInfo
+from ganforge import DataInfo, hookimpl
 
 # -- the digits ---------------------------------------------------------------------------------------
 

@@ -20,8 +20,7 @@ from typing import Any, Optional, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from ganforge import DataInfo, hookimpl
-from ganforge.contract.hookspecs import Register
+from ganforge import DataInfo, Register, hookimpl
 
 
 class MixtureDataset(Dataset):
@@ -35,7 +34,7 @@ class MixtureDataset(Dataset):
         data: The samples, float32 tensor of shape ``(num_samples, dim)``.
         components: The component each sample was drawn from, long tensor ``(num_samples,)``;
             for tests and plots, not returned by ``__getitem__`` (the data is unconditional).
-        info: The dataset's :class:`~ganforge.contract.components.DataInfo`, with the true ``modes``
+        info: The dataset's :class:`ganforge.DataInfo`, with the true ``modes``
             and ``mode_std`` that mode-coverage metrics need.
     """
 

@@ -42,9 +42,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ganforge import DataInfo, hookimpl
-from ganforge.contract.hookspecs import Register
-from ganforge.io import NEVER_EXECUTES, UnsafeFileError, sha256_file, torch_load_data
+from ganforge import NEVER_EXECUTES, DataInfo, Register, UnsafeFileError, hookimpl, sha256_file, torch_load_data
 
 Normalize = Literal["none", "minmax", "standard"]
 
@@ -59,7 +57,7 @@ class TensorFileDataset(Dataset):
         targets: Class indices (long ``(N,)``), conditions (float32 ``(N, cond_dim)``) or ``None``.
         shift: Added back by :meth:`denormalize` (broadcasts against one sample or a batch).
         scale: Multiplied back by :meth:`denormalize`.
-        info: The dataset's :class:`~ganforge.contract.components.DataInfo`.
+        info: The dataset's :class:`ganforge.DataInfo`.
     """
 
     def __init__(

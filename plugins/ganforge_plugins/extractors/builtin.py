@@ -27,9 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganforge import hookimpl
-from ganforge.contract.components import DataInfo
-from ganforge.io import NEVER_EXECUTES, UnsafeFileError, sha256_file, torch_load_data
+from ganforge import NEVER_EXECUTES, DataInfo, UnsafeFileError, hookimpl, sha256_file, torch_load_data
 
 
 class FrozenExtractor(nn.Module):

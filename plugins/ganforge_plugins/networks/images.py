@@ -5,7 +5,7 @@ Each name is registered as both a generator and a discriminator (``generator.nam
 power-of-two resolution from 8 to 128 (``info.sample_shape == (C, H, H)``); the number of
 up/down-sampling stages follows from ``H`` (``log2(H) - 2`` stages between 4x4 and ``H``x``H``).
 
-Conditioning follows the dataset's :class:`~ganforge.contract.components.DataInfo`:
+Conditioning follows the dataset's :class:`ganforge.DataInfo`:
 
 * ``info.num_classes > 0``: ``y`` is a ``long`` tensor of class indices, shape ``(N,)``;
 * ``info.cond_dim > 0``: ``y`` is a float tensor of continuous conditions, shape ``(N, cond_dim)``;
@@ -33,8 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from ganforge import DataInfo, hookimpl
-from ganforge.contract.hookspecs import Register
+from ganforge import DataInfo, Register, hookimpl
 
 MIN_RESOLUTION = 8
 MAX_RESOLUTION = 128

@@ -5,7 +5,7 @@ both networks work for any sample shape: the generator's output is reshaped to
 ``info.sample_shape`` and the discriminator flattens its input, so an MLP is also a quick
 baseline on small images.
 
-Conditioning follows the dataset's :class:`~ganforge.contract.components.DataInfo`: class labels
+Conditioning follows the dataset's :class:`ganforge.DataInfo`: class labels
 (``info.num_classes > 0``) go through a learned embedding, continuous conditions
 (``info.cond_dim > 0``) are used as they are; either is concatenated to the network's input.
 """
@@ -19,8 +19,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from ganforge import DataInfo, hookimpl
-from ganforge.contract.hookspecs import Register
+from ganforge import DataInfo, Register, hookimpl
 
 Activation = Literal["relu", "leaky-relu", "tanh", "elu"]
 OutputActivation = Literal["auto", "linear", "tanh"]

@@ -23,8 +23,7 @@ from typing import Any, Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from ganforge import DataInfo, LossOutput, Objective, adversarial_logits, hookimpl
-from ganforge.contract.components import DiscriminatorFn
+from ganforge import DataInfo, DiscriminatorFn, LossOutput, Objective, Register, adversarial_logits, build_component, hookimpl
 
 Tensor = torch.Tensor
 
@@ -423,14 +422,13 @@ class ACGAN(Objective):
             )
         if base == self.name:
             raise ValueError("base must be an adversarial objective, got 'acgan'; use e.g. 'non-saturating'")
-        from ganforge.registry.registry import get_registry  # the registry also finds third-party bases
-
-        registry = get_registry()
-        registry.get("objective", base, path="objective.base")  # unknown name: error with did-you-mean
         self.base = base
         self.class_weight = float(class_weight)
         self.base_params = dict(base_params or {})
-        self.inner: Objective = registry.build("objective", {"name": base, **self.base_params}, path="objective.base_params")
+        # through the registry, so a third-party objective can be the base too
+        self.inner: Objective = build_component(
+            "objective", base, self.base_params, name_key="objective.base", params_key="objective.base_params"
+        )
         self.n_critic = self.inner.n_critic
         self.needs_double_backward = self.inner.needs_double_backward
         self.weight_clip = self.inner.weight_clip
@@ -504,6 +502,6 @@ OBJECTIVES: dict[str, tuple[Callable[..., Objective], str]] = {
 
 
 @hookimpl
-def ganforge_register_objectives(register: Callable[..., None]) -> None:
+def ganforge_register_objectives(register: Register) -> None:
     for name, (factory, description) in OBJECTIVES.items():
         register(name, factory, description=description)
