@@ -50,8 +50,9 @@ _LAZY = {
     "NonNegative": "ganforge.registry.bounds",
     "Positive": "ganforge.registry.bounds",
     "Range": "ganforge.registry.bounds",
-    # errors a plugin's tests may expect, and the registry a plugin's tests build
-    "ConfigError": "ganforge.registry.registry",
+    # a parameter naming another component (ACGAN's base objective); errors; the registry a plugin's tests build
+    "ComponentRef": "ganforge.registry.schema",
+    "ConfigError": "ganforge.registry.errors",
     "load_registry": "ganforge.registry.registry",
     # files are data, never code: safe loading, hashing, the on-disk cache
     "NEVER_EXECUTES": "ganforge.io",
@@ -117,7 +118,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ below i
         RequeueLauncher,
     )
     from ganforge.registry.bounds import Finite, NonNegative, Positive, Range
-    from ganforge.registry.registry import ConfigError, load_registry
+    from ganforge.registry.errors import ConfigError
+    from ganforge.registry.registry import load_registry
+    from ganforge.registry.schema import ComponentRef
 
 
 def build_component(

@@ -270,6 +270,12 @@ def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages that quote a bad value."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def stable_hash(obj: Any) -> str:
     """SHA-256 (first 16 hex digits) of the canonical JSON of ``obj``: a cache key."""
     blob = json.dumps(obj, sort_keys=True, default=str).encode("utf-8")

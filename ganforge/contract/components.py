@@ -140,11 +140,25 @@ class Generator(Protocol):
     ``forward(z, y=None)`` takes ``z`` of shape ``(N, *latent_shape)`` and returns samples of
     shape ``(N, *info.sample_shape)``. ``y`` is a ``long`` tensor of class indices or a float
     tensor of conditions, as the dataset yields them.
+
+    Optional capability: a generator with a penalty on its own weights (BigGAN's orthogonal
+    regularization) also follows :class:`RegularizedGenerator`; the engine adds its
+    ``regularization_loss()`` to the loss of every generator phase and logs it as
+    ``train/g/regularization``.
     """
 
     latent_shape: tuple[int, ...]
 
     def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class RegularizedGenerator(Protocol):
+    """A :class:`Generator` with a penalty on its own weights, added to every generator loss."""
+
+    def regularization_loss(self) -> torch.Tensor:
+        """A 0-d tensor differentiable in the generator's parameters (already weighted)."""
+        ...
 
 
 @runtime_checkable
@@ -186,7 +200,8 @@ class Objective:
         n_critic: Discriminator steps per generator step this objective asks for; the engine
             uses ``max(train.n_critic, objective.n_critic)``.
         needs_double_backward: ``True`` when the discriminator loss differentiates through a
-            gradient (gradient penalties, R1); such a discriminator must not be compiled.
+            gradient (gradient penalties, R1): the engine refuses ``train.compile`` for it (a
+            compiled discriminator cannot run the double backward).
         weight_clip: If set, the engine clamps every discriminator parameter to
             ``[-weight_clip, weight_clip]`` after each discriminator step (WGAN).
         reg_every: Lazy regularization (StyleGAN2's ``Dreg`` phase): when ``> 1``, the engine
@@ -223,47 +238,79 @@ class Objective:
         raise NotImplementedError(f"{type(self).__name__} sets reg_every > 1 but has no discriminator_regularization")
 
     def protocol(self) -> dict[str, Any]:
-        """Parameters that define this objective (logged with the run)."""
+        """Parameters that define this objective: ``summary.json`` records them under
+        ``objective.protocol``, next to what the engine read from the attributes above."""
         return {k: v for k, v in vars(self).items() if isinstance(v, (int, float, str, bool, type(None)))}
 
 
 class GANMetric:
     """Base class of metrics evaluated on generated samples (and real data).
 
-    Life cycle, driven by the engine's evaluation callback:
+    Write a metric as a :class:`torchmetrics.Metric` and this class; the engine does the rest, the
+    same in one process and under DDP, without any ``torch.distributed`` code in the metric:
 
-    1. ``prepare_real(batches, data_protocol)`` once per run, before the first evaluation, when
-       :attr:`needs_real`. ``batches()`` returns an iterable of ``(x, y)`` real batches: this
-       rank's shard of the data (``num_real`` samples over all ranks, or the whole dataset).
-       Real statistics must end up complete and identical on every rank: reduce them across
-       ranks inside ``prepare_real`` (``torch.distributed`` when initialized), and cache them
-       with :func:`ganforge.io.cached_torch` under a key of ``data_protocol`` and the metric's
-       own protocol so a second run skips the pass.
-    2. Per evaluation: ``reset()``, then ``update(x, y)`` with batches of generated samples
-       (``y``: the conditions they were generated with, or ``None``), then ``compute()`` on
-       **every rank** (it is collective: reduce generated-sample states there; declaring them
-       with torchmetrics' ``add_state(..., dist_reduce_fx=...)`` does this for you).
+    * **Generated samples** are the metric's torchmetrics state: declare it with
+      ``self.add_state(name, default, dist_reduce_fx="sum" | "cat" | ...)`` and fill it in
+      ``update(x, y)``. Per evaluation the engine calls ``reset()``, ``update`` with each rank's share
+      of the samples (``y``: the conditions they were generated with, or ``None``), then
+      ``compute()`` on every rank, which reduces the states over ranks before your code sees them.
+    * **Real statistics** are received, not gathered: when :attr:`needs_real`, declare in
+      :attr:`real_reduce` what you need from real data and how it combines (``"cat"``: rows of all
+      ranks; ``"sum"``; ``"moments"``: float64 mean and unbiased covariance of ``(N, D)`` rows),
+      return those statistics for one real batch from :meth:`real_batch`, and name in
+      :meth:`real_key` what besides the data they depend on (e.g. the extractor's weights hash).
+      The engine's real pass (:func:`ganforge.evaluation.cache.real_statistics`) runs every rank's
+      shard once per run, combines the ranks, caches the result on disk under a key of the data, the
+      ``real_key`` and ``num_real``, and calls :meth:`set_real` on every rank with identical values.
+      Two metrics with the same key share one pass (KID and PRDC on the same extractor).
 
     Samples arrive in the dataset's value range (images: ``(N, C, H, W)`` in ``[-1, 1]``).
 
     Attributes:
         num_samples: Generated samples to evaluate, over all ranks.
-        needs_real: Whether :meth:`prepare_real` must be called.
-        num_real: Real samples to use (``None``: the whole dataset).
+        needs_real: Whether the metric uses real data (then the three real-data methods are required).
+        num_real: Real samples to use over all ranks (``None``: the whole dataset).
+        real_reduce: ``{statistic: "cat" | "sum" | "moments"}``, the keys :meth:`real_batch` returns.
         units: Unit of each value ``compute()`` returns, shown in the final table (``fraction``,
             ``nats``, ``modes``, ...); values not named have no unit.
         context: Values that describe the set-up rather than the result (e.g. ``num_modes``): kept
             in ``summary.json``, left out of the final table.
+        real_count: Real samples behind the statistics last received (set by :meth:`prepare_real`).
+        cache_hit: Whether they came from the cache (set by :meth:`prepare_real`).
     """
 
     num_samples: int = 2500
     needs_real: bool = False
     num_real: Optional[int] = None
+    real_reduce: ClassVar[dict[str, str]] = {}
     units: ClassVar[dict[str, str]] = {}
     context: ClassVar[tuple[str, ...]] = ()
+    real_count: Optional[int] = None
+    cache_hit: Optional[bool] = None
+
+    def real_key(self) -> dict[str, Any]:
+        """What the real statistics depend on besides the data (extractor, its weights hash,
+        preprocessing): part of the cache key. Required when :attr:`needs_real`."""
+        raise NotImplementedError(f"{type(self).__name__} needs real data but does not define real_key()")
+
+    def real_batch(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+        """The statistics of one batch of real samples, one entry per key of :attr:`real_reduce`
+        (``"cat"`` and ``"moments"`` entries have one row per sample; an empty batch gives empty rows)."""
+        raise NotImplementedError(f"{type(self).__name__} needs real data but does not define real_batch()")
+
+    def set_real(self, stats: dict[str, Any]) -> None:
+        """Receive the combined real statistics (on the CPU, identical on every rank): a ``"moments"``
+        entry is ``{"n": int, "mean": (D,), "cov": (D, D)}``, the others tensors. Resets the generated state."""
+        raise NotImplementedError(f"{type(self).__name__} needs real data but does not define set_real()")
 
     def prepare_real(self, batches: Callable[[], Any], data_protocol: dict[str, Any]) -> None:
-        """Compute (or load from the cache) the statistics of real data."""
+        """Engine-provided, not to be overridden: the collective, cached real pass
+        (:func:`ganforge.evaluation.cache.real_statistics`), then :meth:`set_real`. Collective under
+        DDP: call it on every rank. ``batches()`` iterates this rank's shard of real ``(x, y)`` batches."""
+        from ganforge.evaluation.cache import real_statistics
+
+        stats, self.cache_hit = real_statistics(self, batches, data_protocol)
+        self.set_real(stats)
 
     def reset(self) -> None:
         raise NotImplementedError

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ganforge.contract.components import DataInfo, as_pair
+from ganforge.io import short_repr
 from ganforge.loop.module import noise_seed
 
 EVAL_ITERATION = -7  # noise_seed's iteration slot for evaluation: never a training iteration
@@ -50,11 +51,14 @@ def generation_conditions(info: DataInfo, dataset: Any, n: int, seed: int,
     if info.num_classes > 0:
         return torch.arange(n, device=device) % info.num_classes
     if info.cond_dim > 0:
-        from ganforge.loop.data import _BatchFetch
+        from ganforge.loop.data import fetch_batch
 
+        if dataset is None:
+            raise ValueError("this model is conditioned on continuous values, drawn from the training data; "
+                             "no dataset was given to draw them from")
         g = torch.Generator().manual_seed(seed)
         idx = torch.randint(len(dataset), (n,), generator=g).tolist()
-        return as_pair(_BatchFetch(dataset)[idx])[1].to(device)
+        return as_pair(fetch_batch(dataset, idx))[1].to(device)
     return None
 
 
@@ -117,18 +121,28 @@ def full_protocol(metric: Any, info: DataInfo, *, seed: int, world: int, generat
 
 
 def prepare_real(metrics: Sequence[tuple[str, Any]], info: DataInfo, datamodule: Any, device: Any) -> None:
-    """Move the metrics to ``device`` and give those that need it their real statistics (cached)."""
+    """Move the metrics to ``device`` and give those that need it their real statistics: the engine's
+    collective, cached real pass (:func:`ganforge.evaluation.cache.real_statistics`), then ``set_real``."""
     n = len(datamodule.dataset)
     for _, metric in metrics:
         if hasattr(metric, "to"):
             metric.to(device)
         if getattr(metric, "needs_real", False):
-            num_real = getattr(metric, "num_real", None)
-            metric.prepare_real(datamodule.real_batches(num_real),
-                                data_protocol(info, n, num_real, datamodule.seed))
+            receive_real(metric, info, datamodule.real_batches(getattr(metric, "num_real", None)),
+                         data_protocol(info, n, getattr(metric, "num_real", None), datamodule.seed), device)
+
+
+def receive_real(metric: Any, info: DataInfo, batches: Any, protocol: dict[str, Any],
+                 device: Any = None) -> None:
+    """One metric's real statistics from the engine's real pass, handed to its ``set_real``."""
+    from ganforge.evaluation.cache import real_statistics
+
+    stats, metric.cache_hit = real_statistics(metric, batches, protocol, sample_shape=info.sample_shape, device=device)
+    metric.set_real(stats)
 
 
 def generator_used(module: Any, use_ema: bool) -> str:
+    """Which generator evaluation samples: ``"ema"`` or ``"raw"`` (summary.json's ``generator_used``)."""
     return "ema" if use_ema and module.generator_ema is not None else "raw"
 
 
@@ -140,7 +154,7 @@ def evaluate(module: Any, metrics: Sequence[tuple[str, Any]], dataset: Any, seed
 
     Args:
         module: A :class:`ganforge.loop.module.GANModule`.
-        metrics: ``(name, metric)`` pairs.
+        metrics: ``(id, metric)`` pairs (the id of its ``metrics.list`` entry, default its name).
         dataset: The training dataset (continuous conditions are drawn from it; its size is recorded).
         seed: The run's seed (``config.yaml``'s ``seed``); the noise follows from it.
         use_ema: Evaluate the EMA generator when there is one.
@@ -151,7 +165,7 @@ def evaluate(module: Any, metrics: Sequence[tuple[str, Any]], dataset: Any, seed
         data_seed: The data-order seed (selects the real subset; default ``seed``).
 
     Returns:
-        ``{name: {"values": {key: float}, "protocol": {...}}}``; a bad ``compute()`` result raises
+        ``{id: {"values": {key: float}, "protocol": {...}, "generator_used": "ema" | "raw"}}``; a bad ``compute()`` result raises
         a ComponentError naming the source.
     """
     ranks = list(range(world)) if ranks is None else list(ranks)
@@ -173,6 +187,7 @@ def evaluate(module: Any, metrics: Sequence[tuple[str, Any]], dataset: Any, seed
             "protocol": full_protocol(metric, module.info, seed=seed, world=world, generator=generator,
                                       dataset_size=len(dataset), data_seed=seed if data_seed is None else data_seed,
                                       device=module.device.type),
+            "generator_used": generator,
         }
     return out
 
@@ -198,7 +213,8 @@ def real_floor(metric: Any, info: DataInfo, datamodule: Any, num_real: int, num_
     if a < 2 or b < 2:
         return {"available": False,
                 "why": f"the dataset has {n} samples; two disjoint real sets of at least 2 are needed"}
-    metric.prepare_real(datamodule.real_batches(a), data_protocol(info, n, a, datamodule.seed))
+    receive_real(metric, info, datamodule.real_batches(a), data_protocol(info, n, a, datamodule.seed),
+                 getattr(metric, "device", None))
     metric.reset()
     for batch in datamodule.real_batches(b, start=a)():
         x, y = as_pair(batch)
@@ -220,7 +236,7 @@ def metric_values(result: Any, where: str) -> dict[str, float]:
     with it, prefixed by ``where`` (the metric's config entry and plugin)."""
     problem = ""
     if not isinstance(result, Mapping):
-        problem = f"returned {type(result).__name__} {_short(result)}"
+        problem = f"returned {type(result).__name__} {short_repr(result)}"
     else:
         for k, v in result.items():
             if not isinstance(k, str):
@@ -228,7 +244,7 @@ def metric_values(result: Any, where: str) -> dict[str, float]:
             elif isinstance(v, torch.Tensor) and v.numel() != 1 or isinstance(v, np.ndarray) and v.size != 1:
                 problem = f"returned '{k}' with shape {tuple(v.shape)}, not a scalar"
             elif isinstance(v, bool) or not isinstance(v, (int, float, np.number, torch.Tensor, np.ndarray)):
-                problem = f"returned '{k}' = {_short(v)} ({type(v).__name__}), not a number"
+                problem = f"returned '{k}' = {short_repr(v)} ({type(v).__name__}), not a number"
             if problem:
                 break
     if not problem:
@@ -236,9 +252,4 @@ def metric_values(result: Any, where: str) -> dict[str, float]:
     from ganforge.contract.components import ComponentError
 
     raise ComponentError(f"{where}: compute() {problem}; expected a dict of name → number.")
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 

@@ -106,6 +106,11 @@ class _BatchFetch(Dataset):
         return default_collate([self.dataset[i] for i in indices])
 
 
+def fetch_batch(dataset: Any, indices: list[int]) -> Any:
+    """The collated batch of ``dataset`` at ``indices`` (batched ``get_batch``/``__getitems__`` when the dataset has one)."""
+    return _BatchFetch(dataset)[list(indices)]
+
+
 @runtime_checkable
 class InMemoryDataset(Protocol):
     """A dataset held in memory as tensors (the declared capability ``train.data_on_device: auto`` uses).

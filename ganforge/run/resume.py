@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ganforge.run import config as config_mod
-from ganforge.io import atomic_write_text
-from ganforge.registry.registry import ConfigError, Registry
+from ganforge.io import atomic_write_text, short_repr
+from ganforge.registry.errors import ConfigError
+from ganforge.registry.registry import Registry
 
 # Keys (or section prefixes) that may differ between the checkpoint's config and a resume's.
 SAFE_ON_RESUME = (
@@ -76,10 +77,7 @@ class ResumePlan:
 
 
 def _short(v: Any) -> str:
-    if v == _ABSENT:
-        return "(absent)"
-    s = repr(v)
-    return s if len(s) <= 40 else s[:37] + "..."
+    return "(absent)" if v == _ABSENT else short_repr(v, 40)
 
 
 def plan_resume(state: dict[str, Any], cfg: dict[str, Any], ckpt: Path,

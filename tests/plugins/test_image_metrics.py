@@ -17,16 +17,10 @@ from torch import nn
 
 from ganforge.contract.components import DataInfo
 from ganforge.io import cache_dir
-from ganforge_plugins.metrics.images import (
-    FID,
-    canonical_order,
-    inception_score_from_logits,
-    KID,
-    PRDC,
-    InceptionScore,
-    frechet_distance,
-    kid_subset_indices,
-)
+from ganforge_plugins.metrics.features import canonical_order
+from ganforge_plugins.metrics.frechet import FID, KID, frechet_distance, kid_subset_indices
+from ganforge_plugins.metrics.inception_score import InceptionScore, inception_score_from_logits
+from ganforge_plugins.metrics.prdc import PRDC
 
 RTOL = 1e-6
 

@@ -15,24 +15,15 @@ the generated-to-real nearest distance to the typical real-to-real one.
 
 from __future__ import annotations
 
-import math
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics.utilities.data import dim_zero_cat
 
-from ganforge import hookimpl
-from ganforge.contract.components import DataInfo, as_pair
-from ganforge_plugins.metrics.images import (
-    FeatureMetric,
-    _rank_world,
-    all_gather_cat,
-    build_extractor,
-    cached_real,
-    describe_preprocessing,
-)
+from ganforge import DataInfo, hookimpl
+from ganforge_plugins.metrics.features import FeatureMetric, build_extractor, describe_preprocessing
 
 __all__ = ["ClassCoverage", "NearestNeighbours", "kl_to_uniform", "image_grid"]
 
@@ -181,7 +172,7 @@ class NearestNeighbours(FeatureMetric):
     :meth:`figure` returns the grid (each row: a generated sample, then its k neighbours) and
     :meth:`distances` the ``(num_samples, k)`` distances.
 
-    Real images are kept as uint8 (at most ``num_real``), with their features, in the cache.
+    Real images are kept as uint8 (at most ``num_real``), with their features (the engine's real pass caches both).
     """
 
     metric_name = "nearest-neighbours"
@@ -206,39 +197,20 @@ class NearestNeighbours(FeatureMetric):
     def _value_range(self) -> tuple[float, float]:
         return tuple(self.info.value_range) if self.info is not None else (-1.0, 1.0)  # type: ignore[return-value]
 
-    def prepare_real(self, batches: Callable[[], Iterable[Any]], data_protocol: dict[str, Any]) -> None:
-        def compute() -> dict[str, Tensor]:
-            _, world = _rank_world()
-            cap = None if self.num_real is None else math.ceil(self.num_real / world)
-            feats, imgs, seen = [], [], 0
-            for batch in batches():
-                x, _ = as_pair(batch)
-                if cap is not None:
-                    x = x[: cap - seen]
-                if x.shape[0] == 0:
-                    break
-                seen += x.shape[0]
-                feats.append(self._extract(x.to(self.device), "real").double())
-                imgs.append(_to_uint8(x, self._value_range).cpu())
-                if cap is not None and seen >= cap:
-                    break
-            d = int(self.extractor.feature_dim)
-            f = torch.cat(feats) if feats else torch.zeros((0, d), dtype=torch.float64, device=self.device)
-            if imgs:
-                im = torch.cat(imgs)
-            else:  # an empty shard still joins the gathers, with the right number of dimensions
-                shape = tuple(self.info.sample_shape) if self.info is not None else ()
-                im = torch.zeros((0, *shape), dtype=torch.uint8)
-            f = all_gather_cat(f).cpu()
-            im = all_gather_cat(im).cpu()
-            if f.shape[0] < 2:
-                raise ValueError(f"nearest-neighbours: got {f.shape[0]} real samples; need at least 2")
-            return {"features": f, "images": im, "nn": _nearest_other(f)}
+    real_reduce = {"features": "cat", "images": "cat"}
 
-        key = {**self.real_key(data_protocol, "images+features"), "value_range": list(self._value_range)}
-        blob, self.cache_hit = cached_real(key, compute)
-        self.real_features, self.real_images, self.real_nn = blob["features"], blob["images"], blob["nn"]
-        self.real_count = int(self.real_features.shape[0])
+    def real_key(self) -> dict[str, Any]:
+        return {**super().real_key(), "images": "uint8", "value_range": list(self._value_range)}
+
+    def real_batch(self, x: Tensor, y: Optional[Tensor] = None) -> dict[str, Tensor]:
+        return {"features": self._extract(x, "real").double(), "images": _to_uint8(x, self._value_range)}
+
+    def set_real(self, stats: dict[str, Any]) -> None:
+        f = stats["features"]
+        if f.shape[0] < 2:
+            raise ValueError(f"nearest-neighbours: got {f.shape[0]} real samples; need at least 2")
+        self.real_features, self.real_images, self.real_nn = f, stats["images"], _nearest_other(f)
+        self.real_count = int(f.shape[0])
         self.reset()
 
     def reset(self) -> None:

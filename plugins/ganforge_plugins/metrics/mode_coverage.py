@@ -34,9 +34,7 @@ from typing import Any, Optional
 import torch
 from torchmetrics import Metric
 
-from ganforge import DataInfo, hookimpl
-from ganforge.contract.components import GANMetric, NotApplicable
-from ganforge.contract.hookspecs import Register
+from ganforge import DataInfo, GANMetric, NotApplicable, Register, hookimpl
 
 # Rows of generated samples per distance block, chosen so one block's (rows, K, dim) difference
 # tensor stays near 16 MB even for high-dimensional mixtures.
