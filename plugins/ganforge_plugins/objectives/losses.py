@@ -18,12 +18,22 @@ Conventions shared by every objective here:
   the same penalty on average at 1/k of its double-backward cost.
 """
 
-from typing import Any, Callable, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
 
-from ganforge import DataInfo, DiscriminatorFn, LossOutput, Objective, Register, adversarial_logits, build_component, hookimpl
+from ganforge import (
+    ComponentRef,
+    DataInfo,
+    DiscriminatorFn,
+    LossOutput,
+    Objective,
+    Register,
+    adversarial_logits,
+    build_component,
+    hookimpl,
+)
 
 Tensor = torch.Tensor
 
@@ -408,7 +418,7 @@ class ACGAN(Objective):
 
     def __init__(
         self,
-        base: str = "non-saturating",
+        base: Annotated[str, ComponentRef("objective", params="base_params")] = "non-saturating",
         class_weight: float = 1.0,
         base_params: Optional[dict[str, Any]] = None,
         info: Optional[DataInfo] = None,
