@@ -25,7 +25,8 @@ wandb = pytest.importorskip("wandb")
 
 from ganforge.run import config as config_mod  # noqa: E402
 from ganforge.run import runner as run_mod  # noqa: E402
-from ganforge.reporting import wandb_logging as wl  # noqa: E402
+from ganforge import LoggerRun  # noqa: E402
+from ganforge_plugins.loggers import wandb_logger as wl  # noqa: E402
 
 TINY = [
     "generator.width=32", "generator.depth=2", "discriminator.width=32", "discriminator.depth=2",
@@ -55,22 +56,6 @@ def wandb_home(tmp_path, monkeypatch):
     wandb.teardown()  # settings are read once per process: start from this environment
     yield tmp_path
     wandb.teardown()
-
-
-@pytest.fixture
-def with_sample_callback(monkeypatch):
-    """Install the logger's picture callback in the trainer, as ``run.make_trainer`` does once the
-    lead adds it there (then this wrapper adds nothing)."""
-    original = run_mod.make_trainer
-
-    def make_trainer(cfg, run_dir, built, loggers, progress=None):
-        trainer = original(cfg, run_dir, built, loggers, progress)
-        if not any(isinstance(cb, wl.WandbSamples) for cb in trainer.callbacks):
-            for lg in loggers:
-                trainer.callbacks.extend(getattr(lg, "extra_callbacks", list)())
-        return trainer
-
-    monkeypatch.setattr(run_mod, "make_trainer", make_trainer)
 
 
 def load(registry, tmp: Path, *extra: str) -> dict[str, Any]:
@@ -113,11 +98,13 @@ def image_steps(rows: list[tuple[int, dict[str, Any]]], key: str) -> list[int]:
 # -- end to end -------------------------------------------------------------------------------------------
 
 
-def test_offline_run_logs_everything(wandb_home, registry, with_sample_callback, capfd) -> None:
+def test_offline_run_logs_everything(wandb_home, registry, capfd) -> None:
     cfg = load(registry, wandb_home, "train.max_steps=20")
     out = run_mod.fit(cfg, progress=False)
     run_dir = out["run_dir"]
-    run_id = out["module"].extra_state[wl.RUN_ID_KEY]
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    run_id = ckpt["loggers"]["wandb"][wl.RUN_ID_KEY]  # the logger's own state, not the module's
+    assert "wandb_run_id" not in (ckpt["ganforge"].get("extra") or {})
 
     # One line says W&B is offline and how to upload; wandb itself stays silent.
     printed = capfd.readouterr().out
@@ -129,8 +116,6 @@ def test_offline_run_logs_everything(wandb_home, registry, with_sample_callback,
     # W&B's folder is in the run directory; one offline run with the persisted id.
     (seg,) = offline_runs(run_dir)
     assert seg.name.endswith(f"-{run_id}") and (seg / f"run-{run_id}.wandb").is_file()
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert ckpt["ganforge"]["extra"][wl.RUN_ID_KEY] == run_id
 
     records = read_records(seg)
     rows = history(records)
@@ -172,13 +157,14 @@ def test_offline_run_logs_everything(wandb_home, registry, with_sample_callback,
     assert config["metric_protocols"]["mode-coverage"]["protocol"] == final["protocol"]
 
 
-def test_resume_continues_the_same_wandb_run(wandb_home, registry, with_sample_callback, capfd) -> None:
+def test_resume_continues_the_same_wandb_run(wandb_home, registry, capfd) -> None:
     first = run_mod.fit(load(registry, wandb_home, "train.max_steps=20"), progress=False)
-    run_dir, run_id = first["run_dir"], first["module"].extra_state[wl.RUN_ID_KEY]
+    run_dir = first["run_dir"]
     ckpt = run_dir / "checkpoints" / "last.ckpt"
+    run_id = saved_run_id(ckpt)
     second = run_mod.fit(load(registry, wandb_home, "train.max_steps=30"), resume=str(ckpt), progress=False)
     assert second["run_dir"] == run_dir
-    assert second["module"].extra_state[wl.RUN_ID_KEY] == run_id
+    assert saved_run_id(ckpt) == run_id
     printed = capfd.readouterr().out
     assert printed.count(f"Run {run_id} is saved under {run_dir / 'wandb'}") == 2
 
@@ -206,31 +192,33 @@ def test_resume_continues_the_same_wandb_run(wandb_home, registry, with_sample_c
 # -- run ids -----------------------------------------------------------------------------------------------
 
 
-class _Module:
-    def __init__(self, extra=None) -> None:
-        self.extra_state = dict(extra or {})
-        self.g_steps = 0
+def saved_run_id(ckpt: Path) -> str:
+    return torch.load(ckpt, map_location="cpu", weights_only=True)["loggers"]["wandb"][wl.RUN_ID_KEY]
+
+
+def make(cfg: dict[str, Any], run_dir: Path, resume_state: Any = None) -> Any:
+    """The wandb logger as the engine builds it (factory + injected LoggerRun)."""
+    spec = {k: v for k, v in cfg["logger"][1].items() if k != "name"}
+    run = LoggerRun(run_dir=run_dir, name=cfg["name"], config=cfg, resume_state=resume_state)
+    return wl.wandb_logger(run, **spec)
 
 
 def test_slurm_job_id_gives_a_stable_run_id(wandb_home, registry, monkeypatch) -> None:
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     monkeypatch.setenv("SLURM_JOB_NAME", "train.sh")
     cfg = load(registry, wandb_home, "train.max_steps=5")
-    spec = cfg["logger"][1]
     # A fresh job and its requeue (no checkpoint yet) get the same id, and it goes into checkpoints.
     ids = set()
     for _ in range(2):
-        module = _Module()
-        logger = wl.make_wandb_logger(spec, cfg, wandb_home / "r", module, resuming=False)
+        logger = make(cfg, wandb_home / "r")
         ids.add(logger.version)
-        assert module.extra_state[wl.RUN_ID_KEY] == logger.version
+        assert logger.state_dict() == {wl.RUN_ID_KEY: logger.version}
     assert ids == {"ring8-slurm-4242"}
     # A checkpoint's id wins (a new job resuming another job's checkpoint continues that W&B run).
-    module = _Module({wl.RUN_ID_KEY: "abc123"})
-    assert wl.make_wandb_logger(spec, cfg, wandb_home / "r", module, resuming=True).version == "abc123"
+    assert make(cfg, wandb_home / "r", resume_state={wl.RUN_ID_KEY: "abc123"}).version == "abc123"
     # Interactive allocations are not batch jobs: a random id, like choose_run_dir's version_<n>.
     monkeypatch.setenv("SLURM_JOB_NAME", "bash")
-    assert wl.make_wandb_logger(spec, cfg, wandb_home / "r", _Module(), resuming=False).version != "ring8-slurm-4242"
+    assert make(cfg, wandb_home / "r").version != "ring8-slurm-4242"
     # Reserved characters never reach W&B; the id stays within 64 characters.
     monkeypatch.setenv("SLURM_JOB_NAME", "train.sh")
     long = wl.scheduler_run_id("my run/with:odd#chars" * 5)

@@ -1,106 +1,73 @@
-"""Loggers: a CSV logger that survives resume, and Weights & Biases set up for clusters.
-
-Lightning's ``CSVLogger`` deletes an existing ``metrics.csv`` when its directory is reused,
-so a resumed run would lose its history. :class:`ResumableCSVLogger` keeps the rows up to
-the resumed step and appends.
+"""The engine's side of loggers: build the configured ones through the registry, and drive the optional
+capabilities they declare (:mod:`ganforge.contract.components`, "loggers"). No logger is named here:
+``csv`` and ``wandb`` are plugins like any other.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-from argparse import Namespace
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Iterable, Mapping, Optional
 
-from lightning.pytorch.loggers.logger import Logger
+import lightning as L
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from ganforge.io import atomic_write_text
+from ganforge.contract.components import CallbackLogger, HistoryLogger, LoggerRun, StatefulLogger, SummaryLogger
+
+CHECKPOINT_KEY = "loggers"  # checkpoint["loggers"][<logger name>] = that logger's state_dict()
 
 
-class ResumableCSVLogger(Logger):
-    """Writes ``<run_dir>/metrics.csv``; on resume keeps the rows logged up to the checkpoint."""
+def make_loggers(cfg: Mapping[str, Any], run_dir: Path, registry: Any, step: Callable[[], int],
+                 resume_states: Optional[Mapping[str, Any]] = None, resumed_step: Optional[int] = None,
+                 launch: Any = None) -> dict[str, Any]:
+    """The loggers of ``cfg["logger"]``, by name, in config order.
 
-    def __init__(self, run_dir: Union[str, Path]) -> None:
-        super().__init__()
-        self.run_dir = Path(run_dir)
-        self.path = self.run_dir / "metrics.csv"
-        self._rows: list[dict[str, Any]] = []
-        self._keys: list[str] = []
-        self._pending: list[dict[str, Any]] = []
-        if self.path.is_file():
-            with open(self.path, newline="") as f:
-                reader = csv.DictReader(f)
-                self._keys = list(reader.fieldnames or [])
-                self._rows = list(reader)
-
-    @property
-    def name(self) -> str:
-        return self.run_dir.parent.name
-
-    @property
-    def version(self) -> str:
-        return self.run_dir.name
-
-    @property
-    def save_dir(self) -> str:
-        return str(self.run_dir.parent.parent)
-
-    @property
-    def log_dir(self) -> str:
-        return str(self.run_dir)
-
-    @rank_zero_only
-    def truncate_after(self, step: int) -> None:
-        """Drop rows logged after ``step`` (they are replayed after a resume)."""
-        self._rows = [r for r in self._rows if not r.get("step") or float(r["step"]) <= step]
-        self._write_all()
-
-    @rank_zero_only
-    def log_hyperparams(self, params: Union[dict[str, Any], Namespace], *args: Any, **kwargs: Any) -> None:
-        """The resolved config is written to ``config.yaml`` by the engine."""
-
-    @rank_zero_only
-    def log_metrics(self, metrics: dict[str, float], step: Optional[int] = None) -> None:
-        row: dict[str, Any] = {"step": step}
-        for k, v in metrics.items():
-            row[k] = v.item() if hasattr(v, "item") else v
-        self._pending.append(row)
-
-    @rank_zero_only
-    def save(self) -> None:
-        if not self._pending:
-            return
-        new = [k for r in self._pending for k in r if k not in self._keys]
-        for k in new:
-            if k not in self._keys:
-                self._keys.append(k)
-        self._rows.extend(self._pending)
-        if new or not self.path.is_file():
-            self._write_all()
-        else:
-            with open(self.path, "a", newline="") as f:
-                csv.DictWriter(f, fieldnames=self._keys).writerows(self._pending)
-        self._pending = []
-
-    def _write_all(self) -> None:
-        if not self._keys:
-            return
-        keys = ["step"] + sorted(k for k in self._keys if k != "step")
-        self._keys = keys
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=keys)
-        w.writeheader()
-        w.writerows(self._rows)
-        atomic_write_text(self.path, buf.getvalue())
-
-    @rank_zero_only
-    def finalize(self, status: str) -> None:
-        self.save()
+    Args:
+        cfg: The resolved config.
+        run_dir: The run directory.
+        registry: The plugin registry the config was resolved with.
+        step: Returns the current generator step (``LoggerRun.step``).
+        resume_states: ``checkpoint["loggers"]`` of the checkpoint being resumed (see :class:`LoggerStates`).
+        resumed_step: The checkpoint's generator step: loggers with a history (:class:`HistoryLogger`)
+            drop what they logged after it.
+        launch: How this process was started (``LoggerRun.launch``).
+    """
+    states = resume_states if isinstance(resume_states, Mapping) else {}
+    rank = int(getattr(rank_zero_only, "rank", 0) or 0)
+    loggers: dict[str, Any] = {}
+    for i, spec in enumerate(cfg["logger"]):
+        state = states.get(spec["name"])
+        run = LoggerRun(run_dir=Path(run_dir), name=str(cfg["name"]), config=cfg, rank=rank,
+                        resume_state=state if isinstance(state, Mapping) else None, launch=launch, step=step)
+        loggers[spec["name"]] = registry.build("logger", dict(spec), f"logger[{i}]", run=run)
+    if resumed_step is not None:
+        for lg in loggers.values():
+            if isinstance(lg, HistoryLogger):
+                lg.truncate_after(resumed_step)
+    return loggers
 
 
-def make_wandb_logger(spec: dict[str, Any], cfg: dict[str, Any], run_dir: Path, module: Any, resuming: bool) -> Any:
-    from ganforge.reporting.wandb_logging import make_wandb_logger as make
+def logger_callbacks(loggers: Mapping[str, Any]) -> list[L.Callback]:
+    """The callbacks the loggers need: their own (:class:`CallbackLogger`) and :class:`LoggerStates`."""
+    callbacks: list[L.Callback] = [cb for lg in loggers.values() if isinstance(lg, CallbackLogger)
+                                   for cb in lg.extra_callbacks()]
+    if any(isinstance(lg, StatefulLogger) for lg in loggers.values()):
+        callbacks.append(LoggerStates(loggers))
+    return callbacks
 
-    return make(spec, cfg, run_dir, module, resuming)
+
+class LoggerStates(L.Callback):
+    """Writes each :class:`StatefulLogger`'s ``state_dict()`` into every checkpoint, under
+    ``checkpoint["loggers"][<logger name>]``; a resume hands it back to the factory as ``run.resume_state``."""
+
+    def __init__(self, loggers: Mapping[str, Any]) -> None:
+        self.loggers = {name: lg for name, lg in loggers.items() if isinstance(lg, StatefulLogger)}
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = {name: dict(lg.state_dict()) for name, lg in self.loggers.items()}
+
+
+def log_summary(loggers: Iterable[Any], summary: dict[str, Any]) -> None:
+    """Give the run's summary (the dict written to ``summary.json``) to every :class:`SummaryLogger`."""
+    for lg in loggers:
+        if isinstance(lg, SummaryLogger):
+            lg.log_summary(summary)

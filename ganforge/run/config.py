@@ -12,6 +12,7 @@ import copy
 import difflib
 import inspect
 import os
+import re
 import sys
 from importlib import resources
 from pathlib import Path
@@ -129,13 +130,9 @@ def optimizer_section(
     """One network's optimizer. ``betas`` apply to Adam(W); ``momentum`` to SGD and RMSprop."""
 
 
-def logger_entry(name: Literal["csv", "wandb"] = "csv", project: str = "ganforge", entity: Optional[str] = None,
-                 mode: Literal["auto", "online", "offline", "disabled"] = "auto", tags: list = []) -> None:  # noqa: B006
-    """A logger: ``csv`` (``metrics.csv`` in the run directory) or ``wandb`` (Weights & Biases).
-
-    ``csv`` is always added when another logger is given (``logger: wandb`` resolves to ``[csv, wandb]``):
-    ``metrics.csv`` is the run's own record. ``logger: []`` turns all logging off.
-    """
+# The logger that is always added to a non-empty logger list: metrics.csv is the run's own record
+# (`ganforge report` reads it). Loggers themselves are plugins (hook ganforge_register_loggers).
+RECORD_LOGGER = "csv"
 
 
 def _schema(fn: Any, kind: str, name: str = "") -> Component:
@@ -401,6 +398,41 @@ def _resolve_component(reg: Registry, kind: str, value: Any, path: str) -> dict[
     return plain(full)
 
 
+METRIC_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def metric_id(entry: dict[str, Any]) -> str:
+    """A resolved ``metrics.list`` entry's id: its ``id``, or its name. Summary keys, CSV columns,
+    W&B keys and ``ganforge evaluate``'s output use it."""
+    return str(entry.get("id") or entry["name"])
+
+
+def _resolve_metrics(reg: Registry, items: list) -> list[dict[str, Any]]:
+    """Each entry resolved like a component, plus its optional ``id`` (written only when it differs
+    from the name); two entries with one id are an error naming both."""
+    out: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items):
+        path = f"metrics.list[{i}]"
+        spec = dict(_component_spec(item, path))
+        given_id = spec.pop("id", None)
+        if given_id is not None and not (isinstance(given_id, str) and METRIC_ID.match(given_id)):
+            raise ConfigError(f"{path}.id: {given_id!r} is not a valid id; use letters, digits, '-', '_' or '.' "
+                              "(e.g. fid-inception), it names the metric's summary keys and CSV columns.")
+        entry = _resolve_component(reg, "metric", spec, path)
+        if given_id is not None and given_id != entry["name"]:
+            entry = {"name": entry["name"], "id": given_id, **{k: v for k, v in entry.items() if k != "name"}}
+        key = metric_id(entry)
+        if key in seen:
+            j = seen[key]
+            raise ConfigError(f"{path}: metric id '{key}' is already used by metrics.list[{j}] "
+                              f"({items[j].get('name') if isinstance(items[j], dict) else items[j]!r}); give one of "
+                              f"them a distinct id, e.g. {{name: {entry['name']}, id: {entry['name']}-{i}, ...}}.")
+        seen[key] = i
+        out.append(entry)
+    return out
+
+
 def _resolve_section(name: str, value: Any) -> dict[str, Any]:
     if value is None:
         value = {}
@@ -411,28 +443,22 @@ def _resolve_section(name: str, value: Any) -> dict[str, Any]:
     return plain({p.name: params.get(p.name, p.default) for p in comp.parameters()})
 
 
-def _resolve_loggers(value: Any) -> list[dict[str, Any]]:
+def _resolve_loggers(reg: Registry, value: Any) -> list[dict[str, Any]]:
+    """``logger:``: one logger (a name or ``{name: ..., <params>}``) or a list of them, each resolved
+    through the registry like a component. :data:`RECORD_LOGGER` is added to a list without it
+    (``logger: wandb`` resolves to ``[csv, wandb]``); ``logger: []`` turns all logging off."""
     if value is None or value is False:
         return []
     items = value if isinstance(value, list) else [value]
-    schema = _schema(logger_entry, "logger")
-    out = []
+    out: list[dict[str, Any]] = []
     for i, item in enumerate(items):
         path = f"logger[{i}]" if isinstance(value, list) else "logger"
-        spec = _component_spec(item, path)
-        if "name" in spec and spec["name"] not in ("csv", "wandb"):
-            close = difflib.get_close_matches(str(spec["name"]), ["csv", "wandb"], n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(f"{path}.name: unknown logger {spec['name']!r}.{hint} Loggers: csv, wandb.")
-        params = validate_params(schema, spec, path)
-        full = {p.name: params.get(p.name, p.default) for p in schema.parameters()}
-        if full["name"] == "csv":
-            full = {"name": "csv"}
+        full = _resolve_component(reg, "logger", item, path)
         if any(o["name"] == full["name"] for o in out):
             raise ConfigError(f"{path}: logger '{full['name']}' is given twice; keep one entry.")
-        out.append(plain(full))
-    if out and not any(o["name"] == "csv" for o in out):
-        out.insert(0, {"name": "csv"})  # metrics.csv is the run's own record (`ganforge report` reads it)
+        out.append(full)
+    if out and not any(o["name"] == RECORD_LOGGER for o in out):
+        out.insert(0, _resolve_component(reg, "logger", RECORD_LOGGER, "logger"))
     return out
 
 
@@ -465,7 +491,9 @@ def _resolve_trainer(value: Any) -> dict[str, Any]:
             raise ConfigError(f"trainer.{key}: expected {type_name(ann)}, got {v!r} ({type(v).__name__}).")
         out[key] = plain(converted)  # what Lightning gets is what config.yaml says (1 for a float field: 1.0)
     devices = out.get("devices")
-    count = int(devices) if isinstance(devices, str) and devices.strip().lstrip("-").isdigit() else devices
+    from ganforge.run.launch import requested_devices
+
+    count = requested_devices(devices)  # one reading of trainer.devices (also check_hardware, the world size)
     if (isinstance(count, int) and (count == 0 or count < -1)) or count == []:
         raise ConfigError(f"trainer.devices: must be >= 1, -1 (all) or 'auto', got {devices!r}.")
     nodes = out.get("num_nodes", 1)
@@ -498,12 +526,9 @@ def check_hardware(trainer: dict[str, Any]) -> None:
                           "trainer.accelerator=cpu or auto.")
     if acc in ("gpu", "cuda") and cuda:
         count = torch.cuda.device_count()
-        want = devices
-        if isinstance(devices, str) and devices.strip().isdigit():
-            want = int(devices)
-        elif isinstance(devices, str) and "," in devices:  # Lightning's "0,1" form: GPU indices
-            parts = [d.strip() for d in devices.split(",") if d.strip()]
-            want = [int(d) if d.lstrip("-").isdigit() else d for d in parts]
+        from ganforge.run.launch import requested_devices
+
+        want = requested_devices(devices)  # a count, or GPU indices (Lightning's "0,1" form)
         if isinstance(want, int) and want > count:
             raise ConfigError(f"trainer.devices={devices}: only {count} CUDA GPU{'s' if count != 1 else ''} "
                               f"visible{where}; use trainer.devices={count} (or -1 for all of them).")
@@ -563,15 +588,12 @@ def resolve(data: dict[str, Any], registry: Registry, source: str = "<config>") 
         raise ConfigError("train.lr_decay: needs train.max_steps (the decay ends there); set it, or lr_decay: none.")
     if t["max_steps"] is None and t["max_images"] is None:
         raise ConfigError("train: set train.max_steps (generator steps) or train.max_images; both are null.")
-    metrics = []
-    for i, item in enumerate(cfg["metrics"]["list"]):
-        metrics.append(_resolve_component(registry, "metric", item, f"metrics.list[{i}]"))
-    cfg["metrics"]["list"] = metrics
+    cfg["metrics"]["list"] = _resolve_metrics(registry, cfg["metrics"]["list"])
     callbacks = data.get("callbacks") or []
     if not isinstance(callbacks, list):
         raise ConfigError(f"callbacks: expected a list of {{name: ...}} entries, got {callbacks!r}.")
     cfg["callbacks"] = [_resolve_component(registry, "callback", c, f"callbacks[{i}]") for i, c in enumerate(callbacks)]
-    cfg["logger"] = _resolve_loggers(data.get("logger", "csv"))
+    cfg["logger"] = _resolve_loggers(registry, data.get("logger", RECORD_LOGGER))
     cfg["trainer"] = _resolve_trainer(data.get("trainer"))
     return cfg
 

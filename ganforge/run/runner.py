@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 
@@ -18,6 +18,7 @@ import lightning as L
 from ganforge.run import config as config_mod
 from ganforge.run import resume as resume_mod
 from ganforge.run import rundir
+from ganforge.run.launch import RUN_DIR_ENV, Detected, Launch, detect_launch, world_size_hint
 from ganforge.loop import fastpaths
 from ganforge.run.callbacks import AtomicCheckpointIO, Evaluation, GANCheckpoint, SamplePictures
 from ganforge.run.checkpoint import load_checkpoint_file
@@ -26,8 +27,6 @@ from ganforge.loop.data import GANDataModule
 from ganforge.loop.module import GANModule
 from ganforge.registry.errors import ConfigError
 from ganforge.registry.registry import Registry, get_registry
-
-RUN_DIR_ENV = "GANFORGE_RUN_DIR"
 
 
 def quiet_lightning() -> None:
@@ -103,20 +102,21 @@ def latest_checkpoint(root: Path, name: str, announce: bool = False) -> Optional
     return chosen.path
 
 
-def choose_run_dir(cfg: dict[str, Any], resume: Optional[str]) -> tuple[Path, Optional[Path]]:
-    """The run directory and the checkpoint to resume from.
+def choose_run_dir(cfg: dict[str, Any], resume: Optional[str], launch: Launch) -> tuple[Path, Optional[Path]]:
+    """The run directory and the checkpoint to resume from, by the launch's rule.
 
-    Order: ``$GANFORGE_RUN_DIR`` (set by the parent of spawned ranks); a SLURM job's
-    ``slurm_<job id>`` (survives requeue, which then resumes from its ``last.ckpt``); a torchrun
-    launch's ``torchrun_<run id>``; the directory of the checkpoint being resumed; else the next
-    ``version_<n>``, claimed atomically (:func:`ganforge.run.rundir.claim_version`: two runs started
-    together never share one).
+    Order: the parent's directory (:attr:`Launch.parent_run_dir`, for ranks Lightning spawns); the
+    directory the launch fixes (:attr:`Launch.run_dir_name`: a SLURM job's ``slurm_<job id>``, which a
+    requeued attempt resumes from its ``last.ckpt``; a torchrun launch's ``torchrun_<run id>``); the
+    directory of the checkpoint being resumed; else the next ``version_<n>``, claimed atomically
+    (:func:`ganforge.run.rundir.claim_version`: two runs started together never share one), by rank 0
+    for all ranks where they start separately (:attr:`Launch.rank0_chooses`).
     """
     root = Path(cfg["root_dir"])
     base = root / cfg["name"]
     ckpt: Optional[Path] = None
     if resume == "auto":
-        announce = rundir.launch_rank() == 0 and not os.environ.get(RUN_DIR_ENV)  # once, not per rank
+        announce = launch.owner  # once, not per rank
         ckpt = latest_checkpoint(root, cfg["name"], announce=announce)
         if ckpt is None:
             print(f"ganforge: --resume auto: no checkpoint under {base}/*/checkpoints/; starting a new run.")
@@ -125,25 +125,22 @@ def choose_run_dir(cfg: dict[str, Any], resume: Optional[str]) -> tuple[Path, Op
         if not ckpt.is_file():
             raise ConfigError(f"--resume {resume}: no such checkpoint file (relative to {Path.cwd()}). "
                               f"Use --resume auto to take the newest {base}/*/checkpoints/last.ckpt.")
-    if os.environ.get(RUN_DIR_ENV):
-        run_dir = Path(os.environ[RUN_DIR_ENV])
-    elif os.environ.get("SLURM_JOB_ID") and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
-        run_dir = base / f"slurm_{os.environ['SLURM_JOB_ID']}"
-    elif os.environ.get("TORCHELASTIC_RUN_ID") and os.environ.get("TORCHELASTIC_RUN_ID") != "none":
-        run_dir = base / f"torchrun_{os.environ['TORCHELASTIC_RUN_ID']}"
+    if launch.parent_run_dir:
+        run_dir = Path(launch.parent_run_dir)
+    elif launch.run_dir_name:
+        run_dir = base / launch.run_dir_name
     elif ckpt is not None and ckpt.parent.name == "checkpoints":
         run_dir = ckpt.parent.parent
+    elif launch.rank0_chooses:
+        run_dir = _rank0_choice(lambda: rundir.claim_version(base), launch.rank)
     else:
-        if os.environ.get("TORCHELASTIC_RUN_ID") == "none" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            run_dir = _rank0_choice(lambda: rundir.claim_version(base))
-        else:
-            run_dir = rundir.claim_version(base)
-    if ckpt is None and (run_dir / "checkpoints" / "last.ckpt").is_file() and run_dir.name.startswith("slurm_"):
+        run_dir = rundir.claim_version(base)
+    if ckpt is None and launch.resume_in_place and (run_dir / "checkpoints" / "last.ckpt").is_file():
         ckpt = run_dir / "checkpoints" / "last.ckpt"  # a requeued job picks up where it stopped
     return run_dir, ckpt
 
 
-def _rank0_choice(claim: Callable[[], Path]) -> Path:
+def _rank0_choice(claim: Callable[[], Path], rank: int) -> Path:
     """Rank 0's run directory, for every rank of a torchrun launch without a run id.
 
     torchrun's static rendezvous (no ``--standalone``, no ``--rdzv-id``) sets
@@ -160,7 +157,7 @@ def _rank0_choice(claim: Callable[[], Path]) -> Path:
     store = TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
                      timeout=timedelta(minutes=10))
     key = "ganforge/run_dir"
-    if int(os.environ.get("RANK", "0")) == 0:
+    if rank == 0:
         if store.check([key]):  # a restarted attempt keeps the directory of the first
             return Path(store.get(key).decode())
         candidate = claim()
@@ -210,7 +207,8 @@ def build_components(cfg: dict[str, Any], registry: Optional[Registry] = None) -
     metrics, kept = [], []
     for i, m in enumerate(cfg["metrics"]["list"]):
         try:
-            metrics.append((m["name"], reg.build("metric", m, f"metrics.list[{i}]", info=info)))
+            spec = {k: v for k, v in m.items() if k != "id"}  # the id keys the results; the factory never sees it
+            metrics.append((config_mod.metric_id(m), reg.build("metric", spec, f"metrics.list[{i}]", info=info)))
             kept.append(m)
         except ConfigError as exc:
             if not isinstance(exc.__cause__, NotApplicable):
@@ -218,27 +216,15 @@ def build_components(cfg: dict[str, Any], registry: Optional[Registry] = None) -
             print(f"ganforge: note: metrics.list[{i}] ({m['name']}) left out: {exc.__cause__}", flush=True)
     cfg["metrics"]["list"] = kept  # config.yaml records the metrics that run
     callbacks = [reg.build("callback", c, f"callbacks[{i}]", info=info) for i, c in enumerate(cfg["callbacks"])]
-    sources = [f"metrics.list[{i}] (metric '{m['name']}' from {reg.get('metric', m['name']).provider})"
+    sources = [f"metrics.list[{i}] (metric '{config_mod.metric_id(m)}' from {reg.get('metric', m['name']).provider})"
                for i, m in enumerate(cfg["metrics"]["list"])]
     return Built(cfg, module, dm, metrics, callbacks, metric_sources=sources)
 
 
-def make_loggers(cfg: dict[str, Any], run_dir: Path, module: GANModule, resuming: bool) -> list[Any]:
-    loggers: list[Any] = []
-    for spec in cfg["logger"]:
-        if spec["name"] == "csv":
-            from ganforge.reporting.loggers import ResumableCSVLogger
-
-            loggers.append(ResumableCSVLogger(run_dir))
-        elif spec["name"] == "wandb":
-            from ganforge.reporting.loggers import make_wandb_logger
-
-            loggers.append(make_wandb_logger(spec, cfg, run_dir, module, resuming))
-    return loggers
-
-
-def make_trainer(cfg: dict[str, Any], run_dir: Path, built: Built, loggers: list[Any],
-                 progress: Optional[bool] = None) -> L.Trainer:
+def make_trainer(cfg: dict[str, Any], run_dir: Path, built: Built, loggers: Mapping[str, Any],
+                 progress: Optional[bool] = None, launch: Optional[Detected] = None) -> L.Trainer:
+    """The Lightning trainer of a run. ``launch`` (from :func:`ganforge.run.launch.detect_launch`) adds
+    the launcher's cluster environment and, where the launch can be requeued, the requeue callback."""
     t = cfg["train"]
     metrics_every = cfg["metrics"]["every_n_steps"]
     s = cfg["samples"]
@@ -257,24 +243,30 @@ def make_trainer(cfg: dict[str, Any], run_dir: Path, built: Built, loggers: list
                        caption=evaluation.caption),
         *built.callbacks,
     ]
-    callbacks += [cb for lg in loggers for cb in getattr(lg, "extra_callbacks", list)()]  # W&B sample pictures
+    from ganforge.reporting.loggers import logger_callbacks
+
+    loggers = dict(loggers)  # name -> logger (make_loggers); [] or {} for none
+    callbacks += logger_callbacks(loggers)  # e.g. W&B's sample pictures, the loggers' checkpointed state
     # The periodic checkpoint comes after evaluation and pictures of the same step: a kill right
     # after it cannot lose them (a resume starts after that step and would never redo them).
     callbacks.append(checkpoint)
     plugins: list[Any] = [AtomicCheckpointIO()]
-    from ganforge.run.launch import SlurmRequeue, in_slurm_job
+    if launch is not None:
+        from ganforge.run.launch import EnvironmentLauncher, RequeueLauncher
 
-    if in_slurm_job():
-        from lightning.pytorch.plugins.environments import SLURMEnvironment
+        if isinstance(launch.launcher, EnvironmentLauncher):
+            environment = launch.launcher.cluster_environment(launch.launch)
+            if environment is not None:
+                plugins.append(environment)
+        if launch.launch.can_requeue and isinstance(launch.launcher, RequeueLauncher):
+            from ganforge.run.stopping import RequeueStop
 
-        # Lightning's handler saves inside the signal handler (deadlock-prone under DDP); ours waits
-        # for the step boundary. Lightning still reads ranks and addresses from SLURM.
-        plugins.append(SLURMEnvironment(auto_requeue=False))
-        callbacks.append(SlurmRequeue(checkpoint))
-        ntasks = os.environ.get("SLURM_NTASKS_PER_NODE")
-        if ntasks and ntasks.isdigit() and str(cfg["trainer"].get("devices")) not in (ntasks, "auto", "-1"):
-            print(f"ganforge: warning: trainer.devices={cfg['trainer'].get('devices')} but SLURM_NTASKS_PER_NODE="
-                  f"{ntasks}; use one task per device (see configs/slurm/ganforge.sbatch).")
+            callbacks.append(RequeueStop(checkpoint, launch.launch, launch.launcher.requeue))
+    per_node = launch.launch.tasks_per_node if launch is not None else None
+    if per_node and str(cfg["trainer"].get("devices")) not in (str(per_node), "auto", "-1"):
+        print(f"ganforge: warning: trainer.devices={cfg['trainer'].get('devices')} but the {launch.launch.kind} launch "
+              f"starts {per_node} process{'es' if per_node > 1 else ''} per node; use one process per device, "
+              f"trainer.devices={per_node} (see configs/slurm/ganforge.sbatch).")
     if progress is None:
         progress = use_progress_bar()
     if progress:
@@ -290,7 +282,7 @@ def make_trainer(cfg: dict[str, Any], run_dir: Path, built: Built, loggers: list
         callbacks.append(status)
     kwargs = dict(cfg["trainer"])
     kwargs.setdefault("enable_progress_bar", bool(progress))
-    world = _world_size_hint(kwargs)
+    world = world_size_hint(kwargs)
     if world > 1 and "strategy" not in kwargs:
         kwargs["strategy"] = "gan_ddp"
     if kwargs.get("strategy") in ("gan_ddp", "gan-ddp"):
@@ -302,7 +294,7 @@ def make_trainer(cfg: dict[str, Any], run_dir: Path, built: Built, loggers: list
     try:
         return L.Trainer(
             max_epochs=-1,
-            logger=loggers or False,
+            logger=list(loggers.values()) or False,
             callbacks=callbacks,
             enable_checkpointing=False,
             default_root_dir=str(run_dir),
@@ -327,30 +319,18 @@ def use_progress_bar() -> bool:
     return sys.stdout.isatty()
 
 
-def _world_size_hint(trainer_kwargs: dict[str, Any]) -> int:
-    devices = trainer_kwargs.get("devices", 1)
-    nodes = int(trainer_kwargs.get("num_nodes", 1) or 1)
-    if isinstance(devices, int):
-        n = devices if devices > 0 else max(1, torch.cuda.device_count())
-    elif isinstance(devices, (list, tuple)):
-        n = len(devices)
-    elif isinstance(devices, str) and devices.strip().isdigit():
-        n = int(devices)
-    elif isinstance(devices, str) and "," in devices:
-        n = len([d for d in devices.split(",") if d.strip()])
-    else:
-        n = 1
-    return n * nodes
-
-
 def fit(cfg: dict[str, Any], resume: Optional[str] = None, progress: Optional[bool] = None,
         registry: Optional[Registry] = None) -> dict[str, Any]:
     """Train a GAN from a resolved config. Returns ``{"run_dir", "summary", "module", "trainer"}``."""
     quiet_lightning()
     config_mod.check_hardware(cfg["trainer"])  # trainer.accelerator=gpu on a machine without one
+    from ganforge.run.stopping import SIGNALS
+
+    detected = detect_launch(registry or get_registry())  # once: passed on from here
+    SIGNALS.rank = detected.launch.rank
     threads = torch.get_num_threads()  # train.cpu_threads is this run's setting: restored at the end
-    owner = not os.environ.get(RUN_DIR_ENV) and rundir.launch_rank() == 0  # not a spawned or non-zero rank
-    run_dir, ckpt = choose_run_dir(cfg, resume)
+    owner = detected.launch.owner  # not a spawned or non-zero rank
+    run_dir, ckpt = choose_run_dir(cfg, resume, detected.launch)
     fresh = not run_dir.exists() or not any(run_dir.iterdir())  # created for this run (a new version_<n>)
     lock = rundir.RunLock(run_dir).acquire() if owner else None  # refused while another process runs it
     previous = os.environ.get(RUN_DIR_ENV)
@@ -360,7 +340,7 @@ def fit(cfg: dict[str, Any], resume: Optional[str] = None, progress: Optional[bo
             torch.set_num_threads(cfg["train"]["cpu_threads"])
         if lock is not None and not fresh:
             rundir.remove_orphan_temporaries(run_dir)
-        return _fit(cfg, run_dir, ckpt, progress, registry)
+        return _fit(cfg, run_dir, ckpt, progress, registry, detected)
     except BaseException:
         if lock is not None and fresh:
             rundir.remove_own_start(run_dir)  # a start that failed before training wrote anything
@@ -376,7 +356,7 @@ def fit(cfg: dict[str, Any], resume: Optional[str] = None, progress: Optional[bo
 
 
 def _fit(cfg: dict[str, Any], run_dir: Path, ckpt: Optional[Path], progress: Optional[bool],
-         registry: Optional[Registry]) -> dict[str, Any]:
+         registry: Optional[Registry], detected: Detected) -> dict[str, Any]:
     plan, state = None, None
     if ckpt is not None:  # before anything is built or written: refuse a different experiment, or a no-op
         state = _check_checkpoint(ckpt)
@@ -390,19 +370,20 @@ def _fit(cfg: dict[str, Any], run_dir: Path, ckpt: Optional[Path], progress: Opt
     resumed_step = None
     if state is not None:  # loggers' rows carry the generator step (iterations differ by skipped steps)
         resumed_step = int(state["counters"]["g_steps"])
-        built.module.extra_state.update(state.get("extra") or {})  # e.g. the W&B run id, before loggers exist
-    loggers = make_loggers(cfg, run_dir, built.module, resuming=ckpt is not None)
-    for lg in loggers:
-        if resumed_step is not None and hasattr(lg, "truncate_after"):
-            lg.truncate_after(resumed_step)
-    trainer = make_trainer(cfg, run_dir, built, loggers, progress)
+    from ganforge.reporting.loggers import make_loggers
+
+    module = built.module
+    loggers = make_loggers(cfg, run_dir, registry or get_registry(), step=lambda: module.g_steps,
+                           resume_states=(state or {}).get("loggers"), resumed_step=resumed_step,
+                           launch=detected.launch)
+    trainer = make_trainer(cfg, run_dir, built, loggers, progress, launch=detected)
     batch, world = cfg["train"]["batch_size"], trainer.world_size
     if batch % world:
         raise ConfigError(f"train.batch_size={batch} is the global batch and must divide by the {world} processes "
                           f"(trainer.devices x trainer.num_nodes); use a multiple of {world}, e.g. "
                           f"{(batch // world + 1) * world}.")
     if trainer.is_global_zero:
-        record = resume_mod.record_segment(run_dir, cfg, ckpt, plan)  # config.yaml once; segments.jsonl each start
+        record = resume_mod.record_segment(run_dir, cfg, ckpt, plan, detected.launch)  # config.yaml once; segments.jsonl each start
         evaluation = next(c for c in trainer.callbacks if isinstance(c, Evaluation))
         evaluation.segment = {k: record[k] for k in ("segment", "started", "host")}  # summary.json's segments
         strategy = getattr(trainer.strategy, "strategy_name", type(trainer.strategy).__name__)
@@ -416,13 +397,19 @@ def _fit(cfg: dict[str, Any], run_dir: Path, ckpt: Optional[Path], progress: Opt
                 weights_only=True)  # checkpoints are data, never code (AtomicCheckpointIO loads them so anyway)
     evaluation = next(c for c in trainer.callbacks if isinstance(c, Evaluation))
     module = built.module
-    if trainer.is_global_zero and not (module.interrupted or module.requeued):
+    from ganforge.run.stopping import InterruptStop, RequeueStop
+
+    stopped = any(isinstance(c, InterruptStop) and c.stopped or isinstance(c, RequeueStop) and c.requeued
+                  for c in trainer.callbacks)
+    if trainer.is_global_zero and not (stopped or module.interrupted):
         # after fit, so the progress bar has closed: the table is not glued to it
         from ganforge.reporting.status import print_final
 
         print_final(evaluation.latest, evaluation.metrics, module, run_dir, module.iterations - start_iterations,
                     time.perf_counter() - t0)
-    return {"run_dir": run_dir, "summary": evaluation.summary(built.module), "module": built.module,
+    # the summary: the very dict written to summary.json (and given to the loggers), where one was written
+    summary = evaluation.written if evaluation.written is not None else evaluation.summary(built.module)
+    return {"run_dir": run_dir, "summary": summary, "module": built.module,
             "trainer": trainer}
 
 
@@ -445,4 +432,5 @@ def _check_checkpoint(path: Path) -> dict[str, Any]:
     blob = load_checkpoint_file(path, mmap=True, hint=_intact_hint(path))
     if not isinstance(blob, dict) or "ganforge" not in blob:
         raise ConfigError(f"checkpoint '{path}' was not written by ganforge (no 'ganforge' section).")
-    return blob["ganforge"]
+    # the loggers' own state (ganforge.reporting.loggers.LoggerStates) rides along for make_loggers
+    return {**blob["ganforge"], "loggers": blob.get("loggers") or {}}

@@ -1,32 +1,32 @@
-"""Weights & Biases for ganforge runs, safe on clusters without network.
+"""The ``wandb`` logger: Weights & Biases for ganforge runs, safe on clusters without network.
 
-``make_wandb_logger`` returns a :class:`GanforgeWandbLogger` (a Lightning ``WandbLogger``) that
+The factory :func:`wandb_logger` returns a :class:`GanforgeWandbLogger` (a Lightning ``WandbLogger``) that
 
 * writes W&B's folder into the run directory (``<run_dir>/wandb/``);
 * picks the mode without ever waiting on the network: ``auto`` goes online only when an API key
   is configured *and* the W&B host (or the HTTPS proxy) answers a TCP connect within
   :data:`PROBE_TIMEOUT_S`; otherwise it runs offline and prints one line with the
   ``wandb sync`` command that uploads the run later;
-* keeps one W&B run per ganforge run: the run id lives in ``module.extra_state["wandb_run_id"]``
-  (so every checkpoint carries it) and is reused with ``resume="allow"`` when training resumes;
+* keeps one W&B run per ganforge run: the run id is the logger's state (:class:`ganforge.StatefulLogger`:
+  every checkpoint carries it) and is reused with ``resume="allow"`` when training resumes;
   under SLURM it is derived from the job id, so a requeued job continues the same W&B run even
   before its first checkpoint;
 * logs every row at W&B step = ganforge's generator step (``g_steps``), which continues after a
   resume, so offline segments of one run line up when ``wandb sync`` replays them in order;
 * logs the resolved config as the run config, the sample pictures as ``wandb.Image`` (through
   :class:`WandbSamples`, see :meth:`GanforgeWandbLogger.extra_callbacks`) and, at the end, the
-  final metrics, counters and metric protocols of ``summary.json`` into the run summary.
+  final metrics, counters and metric protocols of the run's summary (:class:`ganforge.SummaryLogger`)
+  into the run summary.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
 import threading
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Literal, Mapping, Optional
 from urllib.parse import urlsplit
 
 import lightning as L
@@ -34,7 +34,9 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-RUN_ID_KEY = "wandb_run_id"
+from ganforge import ConfigError, LoggerRun, hookimpl
+
+RUN_ID_KEY = "run_id"  # in the logger's state_dict (checkpoints)
 PROBE_TIMEOUT_S = 2.0
 INIT_TIMEOUT_S = 60.0  # wandb.init (online: talks to the server; offline: local only)
 FINISH_TIMEOUT_S = 300.0  # online: stop waiting for uploads; the run's .wandb file still has everything
@@ -171,15 +173,15 @@ def _with_suffix(name: str, suffix: str) -> str:
     return _clean_id(name, 64 - len(suffix)) + suffix
 
 
-def choose_run_id(cfg: Mapping[str, Any], module: Any, resuming: bool) -> str:
+def choose_run_id(run: LoggerRun) -> str:
     """The checkpoint's run id when resuming, else ``WANDB_RUN_ID`` (a W&B sweep agent sets it for the
     run it waits for), else the scheduler job's, else a new random one."""
-    extra = getattr(module, "extra_state", None)
-    if resuming and isinstance(extra, dict) and extra.get(RUN_ID_KEY):
-        return str(extra[RUN_ID_KEY])
+    state = run.resume_state or {}
+    if state.get(RUN_ID_KEY):
+        return str(state[RUN_ID_KEY])
     if os.environ.get("WANDB_RUN_ID"):
         return os.environ["WANDB_RUN_ID"]
-    derived = scheduler_run_id(str(cfg.get("name", "run")))
+    derived = scheduler_run_id(run.name)
     if derived:
         return derived
     from wandb.sdk.lib.runid import generate_id
@@ -193,17 +195,19 @@ def choose_run_id(cfg: Mapping[str, Any], module: Any, resuming: bool) -> str:
 class GanforgeWandbLogger(WandbLogger):
     """Lightning's ``WandbLogger`` with ganforge's run id, step axis, pictures and summary.
 
-    * Rows are logged at W&B step ``g_steps`` (read from the module when the row is logged);
+    * Rows are logged at W&B step ``g_steps`` (the engine's ``step``, :attr:`LoggerRun.step`);
       ``g_steps`` is restored from checkpoints, so a resumed run continues its x-axis.
-    * :meth:`finalize` writes ``summary.json`` into the run summary and finishes the W&B run, so
-      the offline file is complete and a later ``fit`` in the same process starts cleanly.
+    * :meth:`log_summary` writes the run's summary into the W&B run summary; :meth:`finalize`
+      finishes the W&B run, so the offline file is complete and a later ``fit`` in the same
+      process starts cleanly.
     """
 
-    def __init__(self, *, run_dir: Path, mode: str, module: Any, requested: str = "auto", **kwargs: Any) -> None:
+    def __init__(self, *, run_dir: Path, mode: str, step: Callable[[], int], requested: str = "auto",
+                 **kwargs: Any) -> None:
         self.run_dir = Path(run_dir)
         self.mode = mode
         self.requested = requested
-        self._module = module
+        self._current_step = step
         self._closed = False
         self._owns_run = True
         self._starting_step = 0
@@ -235,10 +239,13 @@ class GanforgeWandbLogger(WandbLogger):
                     self._experiment = self._init(wandb)
             self._starting_step = int(getattr(self._experiment, "starting_step", 0) or 0)
             run_id = getattr(self._experiment, "id", None)
-            extra = getattr(self._module, "extra_state", None)
-            if run_id and isinstance(extra, dict):
-                extra[RUN_ID_KEY] = run_id
+            if run_id:  # a sweep agent's run has its own id
+                self._id = str(run_id)
         return self._experiment
+
+    def state_dict(self) -> dict[str, Any]:
+        """The W&B run id, so that a resume continues the same W&B run (:class:`ganforge.StatefulLogger`)."""
+        return {RUN_ID_KEY: str(self._id)}
 
     def _init(self, wandb: Any) -> Any:
         init = {k: v for k, v in self._wandb_init.items() if k != "anonymous"}  # deprecated in wandb
@@ -251,7 +258,7 @@ class GanforgeWandbLogger(WandbLogger):
         return wandb.init(settings=wandb.Settings(**settings), **init)
 
     def _step(self, fallback: Optional[int]) -> int:
-        g = getattr(self._module, "g_steps", None)
+        g = self._current_step()
         return int(g if g is not None else (fallback or 0))
 
     @rank_zero_only
@@ -319,14 +326,10 @@ class GanforgeWandbLogger(WandbLogger):
     # -- end of training --------------------------------------------------------------------------
 
     @rank_zero_only
-    def log_summary(self) -> None:
-        """Final metrics, counters and metric protocols from ``summary.json`` into the run summary."""
-        path = self.run_dir / "summary.json"
-        if self._closed or self.mode == "disabled" or not path.is_file():
-            return
-        try:
-            summary = json.loads(path.read_text())
-        except (OSError, ValueError):
+    def log_summary(self, summary: dict[str, Any]) -> None:
+        """Final metrics, counters and metric protocols (the dict of ``summary.json``) into the run
+        summary (:class:`ganforge.SummaryLogger`)."""
+        if self._closed or self.mode == "disabled":
             return
         run = self.experiment
         update: dict[str, Any] = {}
@@ -349,7 +352,6 @@ class GanforgeWandbLogger(WandbLogger):
             return
         if status == "success":
             self.log_pictures()
-            self.log_summary()
         if self._dropped:
             print(f"ganforge: W&B: {self._dropped} logging calls before step {self._starting_step} were skipped "
                   "(the W&B run already had them).")
@@ -372,7 +374,7 @@ class WandbSamples(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
         if trainer.is_global_zero:
             # After a resume the pictures on disk were logged by the previous segment already.
-            self.logger.log_pictures(prime=getattr(pl_module, "g_steps", 0) > 0)
+            self.logger.log_pictures(prime=self.logger._step(None) > 0)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
         if trainer.is_global_zero:
@@ -398,38 +400,53 @@ def offline_line(reason: str, run_id: str, run_dir: Path) -> str:
             f"upload it later with: {sync_command(run_dir)}")
 
 
-def make_wandb_logger(spec: Mapping[str, Any], cfg: Mapping[str, Any], run_dir: Path, module: Any,
-                      resuming: bool) -> GanforgeWandbLogger:
-    """The W&B logger for one run (see the module docstring)."""
+def wandb_logger(
+    run: LoggerRun,
+    project: str = "ganforge",
+    entity: Optional[str] = None,
+    mode: Literal["auto", "online", "offline", "disabled"] = "auto",
+    tags: list = [],  # noqa: B006 - validated and copied by the engine
+) -> GanforgeWandbLogger:
+    """Weights & Biases: online when a key and the server are there, else offline with a ``wandb sync`` line.
+
+    Args:
+        project: The W&B project.
+        entity: The W&B team or user (``null``: your default entity).
+        mode: ``auto`` (``WANDB_MODE`` if set, else online only with an API key and a W&B host that
+            answers within 2 s), ``online``, ``offline`` or ``disabled``.
+        tags: Tags of the W&B run.
+    """
     try:
         import wandb  # noqa: F401
     except ImportError:
-        from ganforge.registry.errors import ConfigError
-
         raise ConfigError("logger wandb: the wandb package is not installed (pip install wandb), "
                           "or remove wandb from the logger: section.") from None
-    run_dir = Path(run_dir)
-    is_zero = rank_zero_only.rank == 0
-    if is_zero:
-        mode, reason = decide_mode(str(spec.get("mode", "auto")))
+    run_dir = Path(run.run_dir)
+    if run.rank == 0:
+        chosen, reason = decide_mode(mode)
     else:
-        mode, reason = "disabled", "not rank 0"
-    run_id = choose_run_id(cfg, module, resuming)
-    extra = getattr(module, "extra_state", None)
-    if isinstance(extra, dict):
-        extra[RUN_ID_KEY] = run_id  # into every checkpoint from the first one on
-    if is_zero and mode == "offline":
+        chosen, reason = "disabled", "not rank 0"
+    run_id = choose_run_id(run)
+    if run.rank == 0 and chosen == "offline":
         print(offline_line(reason, run_id, run_dir), flush=True)
     return GanforgeWandbLogger(
         run_dir=run_dir,
-        mode=mode,
-        requested=str(spec.get("mode", "auto")),
-        module=module,
-        project=spec.get("project") or "ganforge",
-        entity=spec.get("entity") or None,
-        tags=list(spec.get("tags") or []),
+        mode=chosen,
+        requested=mode,
+        step=run.step,
+        project=project or "ganforge",
+        entity=entity or None,
+        tags=[str(t) for t in tags],
         id=run_id,
-        name=f"{cfg.get('name', 'run')}/{run_dir.name}",
-        group=str(cfg.get("name", "run")),
-        config=dict(cfg),
+        name=f"{run.name}/{run_dir.name}",
+        group=run.name,
+        config=dict(run.config),
     )
+
+
+GANFORGE_PLUGIN_API = 2  # the ganforge plugin API this module is written for
+
+
+@hookimpl
+def ganforge_register_loggers(register: Callable[..., None]) -> None:
+    register("wandb", wandb_logger, description="Weights & Biases (offline without network; `wandb sync` later)")
