@@ -16,7 +16,10 @@ from torch.nn.utils import parametrize
 from ganforge import DataInfo
 from ganforge.registry.errors import ConfigError
 from ganforge.registry.registry import load_registry
-from ganforge_plugins.networks import images as net
+from ganforge_plugins.networks.biggan import biggan_discriminator, biggan_generator, orthogonal_penalty
+from ganforge_plugins.networks.dcgan import DCGANGenerator, dcgan_discriminator, dcgan_generator
+from ganforge_plugins.networks.layers import ConditionalBatchNorm, SelfAttention
+from ganforge_plugins.networks.resnet import resnet_discriminator, resnet_generator
 
 ARCHS = ("dcgan", "resnet", "biggan")
 NUM_CLASSES = 5
@@ -31,14 +34,14 @@ G_KW: dict[str, dict[str, Any]] = {
 D_KW: dict[str, dict[str, Any]] = {name: {"width": 4} for name in ARCHS}
 
 GENERATORS: dict[str, Callable[..., nn.Module]] = {
-    "dcgan": net.dcgan_generator,
-    "resnet": net.resnet_generator,
-    "biggan": net.biggan_generator,
+    "dcgan": dcgan_generator,
+    "resnet": resnet_generator,
+    "biggan": biggan_generator,
 }
 DISCRIMINATORS: dict[str, Callable[..., nn.Module]] = {
-    "dcgan": net.dcgan_discriminator,
-    "resnet": net.resnet_discriminator,
-    "biggan": net.biggan_discriminator,
+    "dcgan": dcgan_discriminator,
+    "resnet": resnet_discriminator,
+    "biggan": biggan_discriminator,
 }
 
 
@@ -124,7 +127,7 @@ def test_generator_conditioning_modes_use_y(arch: str, cond: str, conditioning: 
     if conditioning == "cbn":  # zero-initialised CBN starts as plain BN: give it something to say
         with torch.no_grad():
             for m in g.modules():
-                if isinstance(m, net.ConditionalBatchNorm):
+                if isinstance(m, ConditionalBatchNorm):
                     m.gain.weight.normal_(0, 0.5)
     assert not torch.allclose(g(z, y1), g(z, y2))
 
@@ -254,8 +257,8 @@ def test_biggan_self_attention() -> None:
     info = make_info(3, 16, "class")
     g = build_g("biggan", info, attention_resolution=8)
     d = build_d("biggan", info, attention_resolution=8)
-    assert sum(isinstance(m, net.SelfAttention) for m in g.modules()) == 1
-    assert sum(isinstance(m, net.SelfAttention) for m in d.modules()) == 1
+    assert sum(isinstance(m, SelfAttention) for m in g.modules()) == 1
+    assert sum(isinstance(m, SelfAttention) for m in d.modules()) == 1
     y = make_y(info, 2)
     assert d(sample(g, 2, y), y).shape == (2,)
     with pytest.raises(ValueError, match=r"attention_resolution=12 .*expected one of 8, 16"):
@@ -269,15 +272,15 @@ def test_biggan_self_attention() -> None:
 
 def test_orthogonal_penalty_zero_for_orthogonal_positive_otherwise() -> None:
     q, _ = torch.linalg.qr(torch.randn(6, 6))
-    assert net.orthogonal_penalty(q).item() == pytest.approx(0.0, abs=1e-10)
+    assert orthogonal_penalty(q).item() == pytest.approx(0.0, abs=1e-10)
     # Only off-diagonal inner products count: orthogonal rows of any norms are free.
-    assert net.orthogonal_penalty(q * torch.arange(1.0, 7.0)[:, None]).item() == pytest.approx(0.0, abs=1e-8)
+    assert orthogonal_penalty(q * torch.arange(1.0, 7.0)[:, None]).item() == pytest.approx(0.0, abs=1e-8)
     # A 4-D filter bank with orthonormal flattened filters (out=4 <= in*k*k=18).
     filters, _ = torch.linalg.qr(torch.randn(18, 4))
-    assert net.orthogonal_penalty(filters.T.reshape(4, 2, 3, 3)).item() == pytest.approx(0.0, abs=1e-10)
-    assert net.orthogonal_penalty(torch.randn(6, 6)).item() > 0
+    assert orthogonal_penalty(filters.T.reshape(4, 2, 3, 3)).item() == pytest.approx(0.0, abs=1e-10)
+    assert orthogonal_penalty(torch.randn(6, 6)).item() > 0
     w = torch.tensor([[1.0, 1.0], [1.0, 0.0]])  # rows' inner product 1, counted twice (symmetric)
-    assert net.orthogonal_penalty(w).item() == pytest.approx(2.0)
+    assert orthogonal_penalty(w).item() == pytest.approx(2.0)
 
 
 def test_biggan_regularization_loss() -> None:
@@ -288,7 +291,7 @@ def test_biggan_regularization_loss() -> None:
     names = [n for n, _ in g.regularized_parameters()]
     assert names and not any(n.startswith("shared.") for n in names)
     loss = g.regularization_loss()
-    expected = beta * sum(net.orthogonal_penalty(p) for _, p in g.regularized_parameters())
+    expected = beta * sum(orthogonal_penalty(p) for _, p in g.regularized_parameters())
     assert loss.ndim == 0 and loss.item() > 0
     torch.testing.assert_close(loss, expected)
     # Zero when every regularized weight has mutually orthogonal rows (here: rows supported on
@@ -320,9 +323,9 @@ def open_attention(module: nn.Module) -> None:
     """SAGAN's gamma starts at 0, which blocks gradients to the attention convs: open it."""
     with torch.no_grad():
         for m in module.modules():
-            if isinstance(m, net.SelfAttention):
+            if isinstance(m, SelfAttention):
                 m.gamma.fill_(0.5)
-            if isinstance(m, net.ConditionalBatchNorm) and not has_sn(m.gain):
+            if isinstance(m, ConditionalBatchNorm) and not has_sn(m.gain):
                 m.gain.weight.normal_(0, 0.1)  # zero-init CBN: let gradients reach every layer
 
 
@@ -431,7 +434,7 @@ def test_registry_builds_every_network() -> None:
     reg = load_registry(warn=False)
     info = DataInfo(sample_shape=(1, 8, 8), num_classes=10, kind="image")
     G = reg.build("generator", {"name": "dcgan", "width": 8}, info=info)
-    assert isinstance(G, net.DCGANGenerator)
+    assert isinstance(G, DCGANGenerator)
     y = torch.tensor([3, 7])
     x = G(torch.randn(2, *G.latent_shape), y)
     assert x.shape == (2, 1, 8, 8)

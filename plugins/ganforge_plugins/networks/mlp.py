@@ -279,6 +279,9 @@ def mlp_discriminator(
     return MLPDiscriminator(info, width, depth, activation, spectral_norm, embed_dim)
 
 
+GANFORGE_PLUGIN_API = 2  # the ganforge plugin API this module is written for
+
+
 @hookimpl
 def ganforge_register_generators(register: Register) -> None:
     register("mlp", mlp_generator, description="Fully connected generator for points (or any sample shape).")
