@@ -195,7 +195,6 @@ def _conditions(module: Any, n: int, klass: int | None, dataset: Any = None, see
     from ganforge.evaluation.core import generation_conditions
 
     return generation_conditions(info, dataset, n, seed)
-    return None
 
 
 def _check_cond_dims(info: Any, flag: str, text: str, values: list[float]) -> None:
@@ -325,18 +324,22 @@ def _metric_spec(reg: Any, name: str, configured: dict[str, dict[str, Any]], par
     if "feature_extractor" in shared and "feature_extractor" in accepts:
         spec["feature_extractor"] = shared["feature_extractor"]
     spec.update(params.get(name, {}))
+    spec.pop("id", None)  # the entry's id keys the output; the factory never sees it
     return spec
 
 
-def _split_shared(reg: Any, params: dict[str, dict[str, Any]], names: list[str]) -> dict[str, Any]:
-    """Pop ``--set feature_extractor=X`` (no metric prefix): the default of every metric in ``names`` that has one."""
+def _split_shared(reg: Any, params: dict[str, dict[str, Any]], names: list[str],
+                  configured: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Pop ``--set feature_extractor=X`` (no metric prefix): the default of every metric in ``names`` (ids of
+    ``configured`` entries, or registered names) that has one."""
     from ganforge.registry.errors import ConfigError
 
     shared = params.pop("feature_extractor", None)
     if shared is None:
         return {}
-    if not any(any(p.name == "feature_extractor" for p in reg.get("metric", n, f"--metrics {n}").parameters())
-               for n in names):
+    kinds = [configured.get(n, {"name": n})["name"] for n in names]
+    if not any(any(p.name == "feature_extractor" for p in reg.get("metric", k, f"--metrics {k}").parameters())
+               for k in kinds):
         raise ConfigError(f"--set feature_extractor={shared}: none of --metrics {','.join(names)} has a "
                           "feature extractor; drop it, or add a metric such as fid.")
     return {"feature_extractor": shared}
@@ -348,18 +351,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ganforge.run.checkpoint import load_module
     from ganforge.loop.data import GANDataModule
     from ganforge.evaluation.core import evaluate, generator_used, prepare_real, real_floor
+    from ganforge.run.config import metric_id
     from ganforge.registry.errors import ConfigError
     from ganforge.registry.registry import get_registry
 
     reg = get_registry()
     module = load_module(args.checkpoint, registry=reg, device=args.device)
     cfg = module.run_config
-    configured = {m["name"]: m for m in cfg["metrics"]["list"]}
+    configured = {metric_id(m): m for m in cfg["metrics"]["list"]}  # keyed by entry id (default: the name)
     names = [n.strip() for n in args.metrics.split(",") if n.strip()] if args.metrics else list(configured)
     if not names:
         raise ConfigError("no metrics: give --metrics fid,prdc,... (the run configured none)")
     params = _parse_params(args.params)
-    shared = _split_shared(reg, params, names)
+    shared = _split_shared(reg, params, names, configured)
     unknown = set(params) - set(names)
     if unknown:
         raise ConfigError(f"--set {sorted(unknown)[0]}.*: that metric is not in --metrics {','.join(names)}")
@@ -376,7 +380,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         spec.update(params.get(name, {}))  # a metric's own --set wins over the global --num-samples
         specs[name] = spec
         metrics.append((name, reg.build("metric", spec, f"--metrics {name}", info=module.info)))
-        sources.append(f"--metrics {name} (metric '{name}' from {reg.get('metric', spec['name']).provider})")
+        sources.append(f"--metrics {name} (metric '{spec['name']}' from {reg.get('metric', spec['name']).provider})")
     prepare_real(metrics, module.info, dm, args.device)
     results = evaluate(module, metrics, dataset, seed, use_ema=use_ema, world=args.world_size or 1,
                        sources=sources, data_seed=cfg["seed"])
@@ -646,6 +650,7 @@ def cmd_evaluate_samples(args: argparse.Namespace) -> int:
     """Metrics of samples made elsewhere (a folder or .npz) against a reference, with training's protocols
     (the real data chosen and cached as :mod:`ganforge.evaluation.core` does; ``sampling`` names the samples)."""
     from ganforge.loop.data import GANDataModule
+    from ganforge.run.config import metric_id
     from ganforge.evaluation.core import UPDATE_BATCH, data_protocol, metric_values, prepare_real, reference_protocol
     from ganforge.registry.errors import ConfigError
     from ganforge.registry.registry import get_registry
@@ -691,12 +696,12 @@ def cmd_evaluate_samples(args: argparse.Namespace) -> int:
     if y is not None and not ((info.num_classes > 0 and not y.is_floating_point())
                               or (info.cond_dim > 0 and y.is_floating_point())):
         y = None  # labels the reference does not have: the samples are evaluated unconditionally
-    configured = {m["name"]: m for m in configured_list}
+    configured = {metric_id(m): m for m in configured_list}
     names = [s.strip() for s in args.metrics.split(",") if s.strip()] if args.metrics else list(configured)
     if not names:
         raise ConfigError("no metrics: give --metrics fid,kid,prdc,..." + ("" if args.config else
                           " (or -c CONFIG to use that config's metrics)"))
-    shared = _split_shared(reg, params, names)
+    shared = _split_shared(reg, params, names, configured)
     unknown = set(params) - set(names)
     if unknown:
         raise ConfigError(f"--set {sorted(unknown)[0]}.*: that metric is not in --metrics {','.join(names)}")

@@ -269,7 +269,7 @@ def _metrics_section(run: RunData) -> str:
         protocol = m.get("protocol") or {}
         rows = [[k, v] for k, v in values.items() if not k.endswith("num_modes")]
         parts.append(f"<h3>{html.escape(name)} <span class=\"note\">(evaluated on "
-                     f"{html.escape(str(m.get('evaluated', '?')))})</span></h3>")
+                     f"{html.escape(str(m.get('generator_used', m.get('evaluated', '?'))))})</span></h3>")
         parts.append(_table(["value", "final"], rows))
         if protocol:
             items = "; ".join(f"{html.escape(str(k))}={html.escape(_fmt(v))}" for k, v in sorted(protocol.items()))

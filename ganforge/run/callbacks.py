@@ -17,8 +17,8 @@ from ganforge.run.checkpoint import load_checkpoint_file
 from ganforge.reporting.imaging import panel_grid, points_extent, samples_picture, save_png
 from ganforge.io import atomic_torch_save, write_json
 from ganforge.evaluation.core import evaluate as evaluate_metrics
-from ganforge.evaluation.core import full_protocol, generation_conditions, generator_used, metric_values, prepare_real
-from ganforge.loop.module import GANModule, log_to_loggers
+from ganforge.evaluation.core import full_protocol, generation_conditions, generator_used, prepare_real
+from ganforge.loop.module import GANModule, NonFiniteError, log_to_loggers
 
 
 class GANProgressBar(RichProgressBar):
@@ -74,8 +74,11 @@ class GANCheckpoint(L.Callback):
     def last(self) -> Path:
         return self.dirpath / "last.ckpt"
 
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        trainer.ganforge_last_ckpt = self.last  # the non-finite guard saves here
+    def on_exception(self, trainer: L.Trainer, pl_module: GANModule, exception: BaseException) -> None:
+        if isinstance(exception, NonFiniteError) and exception.last_good is None:
+            # The guard kept the weights and optimizers as they were: save that (on every rank, as it halted on all).
+            trainer.save_checkpoint(self.last, weights_only=False)
+            exception.saved(self.last)
 
     def save(self, trainer: L.Trainer, pl_module: GANModule) -> None:
         # Saved again at the same iteration when the evaluation history or the picture frames grew
@@ -99,11 +102,6 @@ class GANCheckpoint(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: GANModule) -> None:
         if not pl_module.requeued:
             self.save(trainer, pl_module)
-
-
-def _conditions_for(pl_module: GANModule, datamodule: Any, n: int, seed: int) -> Optional[torch.Tensor]:
-    """Conditions to generate with (:func:`ganforge.evaluation.core.generation_conditions`)."""
-    return generation_conditions(pl_module.info, datamodule.dataset, n, seed, pl_module.device)
 
 
 class Evaluation(L.Callback):
@@ -138,6 +136,7 @@ class Evaluation(L.Callback):
         self._t_end: Optional[float] = None
         self._start_g_steps = 0
         self._module: Optional[GANModule] = None
+        self.written: Optional[dict[str, Any]] = None  # the dict last written to summary.json
 
     def caption(self, step: int) -> str:
         """The values evaluated at generator step ``step`` (a picture's caption), or ``""``."""
@@ -212,16 +211,6 @@ class Evaluation(L.Callback):
                 listener(pl_module.g_steps, values)
         return values
 
-    def _checked(self, trainer: L.Trainer, pl_module: GANModule, index: int, result: Any) -> dict[str, float]:
-        """``compute()``'s result as ``{name: float}``; a wrong one stops training with a ComponentError
-        naming the metric entry, its plugin, and the checkpoint training can be resumed from."""
-        from ganforge.contract.components import ComponentError
-
-        try:
-            return metric_values(result, self.sources[index])
-        except ComponentError as exc:
-            raise self._stop_error(trainer, pl_module, exc) from None
-
     def _stop_error(self, trainer: L.Trainer, pl_module: GANModule, exc: Exception) -> Exception:
         from ganforge.contract.components import ComponentError
 
@@ -254,11 +243,12 @@ class Evaluation(L.Callback):
             "name": self.config_name,
             "ganforge_version": ganforge.__version__,
             "counters": pl_module.counters(),
+            "objective": pl_module.objective_record(),  # what the loop ran: name, protocol, critic steps, ...
             "metrics": {
                 name: {
                     "values": {k.split("/", 1)[1]: v for k, v in self.latest.items() if k.startswith(name + "/")},
                     "protocol": self._protocol(metric, pl_module),
-                    "evaluated": "ema" if (self.use_ema and pl_module.generator_ema is not None) else "generator",
+                    "generator_used": generator_used(pl_module, self.use_ema),
                 }
                 for name, metric in self.metrics
             },
@@ -282,12 +272,23 @@ class Evaluation(L.Callback):
                              device=pl_module.device.type)
 
     def write_summary(self, trainer: L.Trainer, pl_module: GANModule) -> None:
-        write_json(self.run_dir / "summary.json", self.summary(pl_module))
+        self._publish(trainer, self.summary(pl_module))
 
     def write_interrupted_summary(self, pl_module: GANModule, interrupted: dict[str, Any]) -> Path:
         """The summary so far (metrics of the last evaluation, in ``history``), marked interrupted."""
+        return self._publish(pl_module.trainer, {**self.summary(pl_module), "interrupted": interrupted})
+
+    def _publish(self, trainer: Optional[L.Trainer], summary: dict[str, Any]) -> Path:
+        """Write ``summary.json`` (rank 0), keep the dict (``fit`` returns it) and hand the same dict to
+        every logger that declares :class:`~ganforge.contract.components.SummaryLogger`."""
+        from ganforge.contract.components import SummaryLogger
+
         path = self.run_dir / "summary.json"
-        write_json(path, {**self.summary(pl_module), "interrupted": interrupted})
+        write_json(path, summary)
+        self.written = summary
+        for lg in (trainer.loggers if trainer is not None else []):
+            if isinstance(lg, SummaryLogger):
+                lg.log_summary(summary)
         return path
 
 
@@ -322,7 +323,7 @@ class SamplePictures(L.Callback):
     def snap(self, trainer: L.Trainer, pl_module: GANModule) -> None:
         if self.frames and self.frames[-1][0] == pl_module.g_steps:
             return
-        y = _conditions_for(pl_module, trainer.datamodule, self.num, self.seed)
+        y = generation_conditions(pl_module.info, trainer.datamodule.dataset, self.num, self.seed, pl_module.device)
         self._y = None if y is None else y.cpu()
         x = pl_module.sample(self.num, y=y, seed=self.seed, ema=self.use_ema).cpu()
         self.frames.append((pl_module.g_steps, x.half() if pl_module.info.kind == "image" else x))
