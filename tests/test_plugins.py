@@ -358,3 +358,99 @@ def test_metric_results_are_checked_value_by_value():
             ev._checked(trainer, module, 0, bad)
         assert str(exc.value) == (f"metrics.list[0] (metric 'm' from plugin 'p'): compute() {what}; expected a dict "
                                   "of name → number. Training stopped at generator step 3; no checkpoint was written yet.")
+
+
+# -- the plugin API version (issue 8) -------------------------------------------------------------------
+
+OLD_API = {
+    "old_mod": """
+        from ganforge import hookimpl, Objective
+
+        GANFORGE_PLUGIN_API = 1
+
+        class Old(Objective):
+            pass
+
+        @hookimpl
+        def ganforge_register_objectives(register):
+            raise AssertionError("the registry must not call a plugin built for another API")
+    """
+}
+UNDECLARED = {
+    "undeclared_mod": """
+        from ganforge import hookimpl, Objective
+
+        class Quiet(Objective):
+            pass
+
+        @hookimpl
+        def ganforge_register_objectives(register):
+            register("quiet", Quiet)
+    """
+}
+MOVED_MODULE = {"moved_mod": "from ganforge.plugins import ConfigError  # 0.1's module\n"}
+
+
+def test_plugin_built_for_another_api_is_refused_by_name_and_the_rest_load(fake_plugins, capsys):
+    fake_plugins("ganforge-old", OLD_API, {"old": "old_mod"})
+    reg = load_registry()
+    err = capsys.readouterr().err
+    assert [f.name for f in reg.failures] == ["old"]
+    assert "plugin 'old' (ganforge-old 0.0.1) failed to load: built for ganforge plugin API 1, but ganforge" in err
+    assert "speaks API 2" in err and "pip install -U ganforge-old" in err and "GANFORGE_PLUGIN_API = 2" in err
+    assert "non-saturating" in reg.names("objective") and "old" not in [p.name for p in reg.plugins]
+    with pytest.raises(PluginError, match=r"plugin 'old' from ganforge-old 0.0.1 failed to load: built for ganforge "
+                                          r"plugin API 1.*GANFORGE_DISABLE_PLUGINS=old"):
+        load_registry(strict=True)
+
+
+def test_plugin_declaring_no_api_loads_as_current_with_a_warning_once(fake_plugins, capsys):
+    from ganforge.registry import registry as plugins
+
+    plugins._WARNED_UNDECLARED.clear()
+    fake_plugins("ganforge-quiet", UNDECLARED, {"quiet": "undeclared_mod"})
+    reg = load_registry()
+    load_registry()
+    err = capsys.readouterr().err
+    line = ("plugin 'quiet' (ganforge-quiet 0.0.1) does not declare the plugin API it was built for; loaded as API 2. "
+            "Its author should add `GANFORGE_PLUGIN_API = 2` to module 'undeclared_mod'.")
+    assert err.count(line) == 1, err
+    assert "quiet" in reg.names("objective") and not reg.failures
+    assert {p.name: p.api for p in reg.plugins}["quiet"] is None
+    assert load_registry(strict=True).get("objective", "quiet")  # a warning, not a failure, in strict mode too
+
+
+def test_plugin_importing_a_module_0_1_had_is_told_it_was_built_for_api_1(fake_plugins):
+    fake_plugins("ganforge-moved", MOVED_MODULE, {"moved": "moved_mod"})
+    reg = load_registry(warn=False)
+    assert reg.failures[0].name == "moved"
+    assert ("has no module 'ganforge.plugins': the plugin was probably built for plugin API 1 (ganforge 0.1)"
+            in reg.failures[0].error)
+
+
+def test_every_first_party_plugin_declares_the_current_api():
+    from ganforge.contract.hookspecs import PLUGIN_API
+
+    reg = load_registry(warn=False)
+    first_party = [p for p in reg.plugins if p.distribution.startswith("ganforge")]
+    assert len(first_party) >= 10 and not reg.failures
+    assert {p.name: p.api for p in first_party} == {p.name: PLUGIN_API for p in first_party}
+
+
+def test_cli_plugins_shows_each_plugins_api_and_the_refused_one_by_name(tmp_path):
+    from conftest import make_fake_distribution
+
+    site = make_fake_distribution(tmp_path / "site", "ganforge-old", OLD_API, {"old": "old_mod"})
+    env = dict(os.environ, PYTHONPATH=str(site))
+    out = subprocess.run([sys.executable, "-m", "ganforge", "plugins"], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "objectives  (ganforge " in out.stdout and "module ganforge_plugins.objectives.losses, plugin API 2)" in out.stdout
+    assert "old  (ganforge-old 0.0.1): load: built for ganforge plugin API 1" in out.stdout
+    js = json.loads(subprocess.run([sys.executable, "-m", "ganforge", "plugins", "--json"], env=env,
+                                   capture_output=True, text=True, timeout=120).stdout)
+    assert {p["name"]: p["api"] for p in js["plugins"]}["objectives"] == 2
+    strict = subprocess.run([sys.executable, "-m", "ganforge", "plugins", "--strict-plugins"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert strict.returncode == 2 and "Traceback" not in strict.stderr
+    assert "plugin 'old' from ganforge-old 0.0.1 failed to load: built for ganforge plugin API 1" in strict.stderr

@@ -117,7 +117,7 @@ def plugins_report(reg: Any) -> dict[str, Any]:
                                    for p in comp.parameters()],
                 })
         out["plugins"].append({"name": rec.name, "distribution": rec.distribution, "version": rec.version,
-                               "module": rec.module, "components": comps})
+                               "module": rec.module, "api": rec.api, "components": comps})
     for f in reg.failures:
         out["failed"].append({"name": f.name, "distribution": f.distribution, "version": f.version, "error": f.error})
     return out
@@ -131,8 +131,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
+    from ganforge.contract.hookspecs import PLUGIN_API
+
     for p in report["plugins"]:
-        print(f"{p['name']}  ({p['distribution']} {p['version']}, module {p['module']})")
+        api = f"plugin API {p['api']}" if p["api"] is not None else f"declares no plugin API, loaded as {PLUGIN_API}"
+        print(f"{p['name']}  ({p['distribution']} {p['version']}, module {p['module']}, {api})")
         for c in p["components"]:
             print(f"  {c['kind']:<17} {c['name']:<20} {c['description']}")
             for prm in c["parameters"]:

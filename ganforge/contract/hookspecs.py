@@ -85,4 +85,4 @@ KINDS: dict[str, str] = {
     "logger": "ganforge_register_loggers",
 }
 
-__all__ = ["hookimpl", "hookspec", "KINDS", "PROJECT", "Register", "Any"]
+__all__ = ["hookimpl", "hookspec", "KINDS", "PLUGIN_API", "PROJECT", "Register"]

@@ -22,6 +22,7 @@ import pluggy
 
 from ganforge.contract import hookspecs
 from ganforge.contract.components import check_component
+from ganforge.contract.hookspecs import PLUGIN_API
 from ganforge.registry.errors import ConfigError, PluginError
 from ganforge.registry.schema import (  # noqa: F401 - re-exported for code written against 0.1's ganforge.plugins
     NO,
@@ -42,6 +43,7 @@ class PluginRecord:
     distribution: str
     version: str
     module: str
+    api: Optional[int] = None  # the GANFORGE_PLUGIN_API it declares (None: declares none, loaded as current)
 
 
 @dataclass
@@ -185,10 +187,24 @@ def load_registry(
     for name, dist, version, loader in candidates:
         try:
             module = loader()
-            pm.register(module, name=name)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # noqa: BLE001 - even sys.exit() at import: report it, keep the others
+            fail(name, dist, version, exc, "load")
+            continue
+        api = getattr(module, API_ATTRIBUTE, None)
+        if api is not None and (isinstance(api, bool) or api not in SUPPORTED_APIS):
+            # refused before any of its hooks runs: it would fail inside itself, or worse, half work
+            fail(name, dist, version, PluginError(api_mismatch(dist, api)), "load",
+                 where=getattr(module, "__file__", "") or "")
+            continue
+        if api is None and warn:
+            _warn_undeclared(name, dist, version, getattr(module, "__name__", name))
+        try:
+            pm.register(module, name=name)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001
             fail(name, dist, version, exc, "load")
             continue
         # A misspelt hook (ganforge_register_objective) would otherwise be silently ignored.
@@ -203,7 +219,7 @@ def load_registry(
                  "load", where=_code_location(impl.function if impl else None))
             continue
         meta[name] = (dist, version)
-        reg.plugins.append(PluginRecord(name, dist, version, getattr(module, "__name__", repr(module))))
+        reg.plugins.append(PluginRecord(name, dist, version, getattr(module, "__name__", repr(module)), api))
 
     for kind, hook_name in hookspecs.KINDS.items():
         hook = getattr(pm.hook, hook_name)
@@ -247,7 +263,45 @@ def _describe(exc: BaseException) -> str:
         return f"SystemExit: the plugin called sys.exit({exc.code!r})"
     if isinstance(exc, PluginError):  # found by ganforge: the message says it all
         return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+    text = f"{type(exc).__name__}: {exc}"
+    missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    if missing and missing.split(".")[0] == "ganforge":
+        # 0.1's modules (ganforge.plugins, ganforge.hookspecs, ...) moved in plugin API 2
+        text += (f"; ganforge {_engine_version()} has no module '{missing}': the plugin was probably built for "
+                 f"plugin API 1 (ganforge 0.1) and needs an update for API {PLUGIN_API} (CHANGELOG.md says what changed)")
+    return text
+
+
+# -- the plugin API version ---------------------------------------------------------------------------
+
+API_ATTRIBUTE = "GANFORGE_PLUGIN_API"
+SUPPORTED_APIS = (PLUGIN_API,)
+
+
+def _engine_version() -> str:
+    from ganforge import __version__
+
+    return __version__
+
+
+def api_mismatch(dist: str, api: Any) -> str:
+    """The one-line reason a plugin declaring ``GANFORGE_PLUGIN_API = api`` is refused, with the fix."""
+    return (f"built for ganforge plugin API {api!r}, but ganforge {_engine_version()} speaks API {PLUGIN_API}; "
+            f"install a version of {dist} made for ganforge {_engine_version()} (`pip install -U {dist}`), or "
+            f"its author updates it (CHANGELOG.md lists what changed) and sets {API_ATTRIBUTE} = {PLUGIN_API}")
+
+
+_WARNED_UNDECLARED: set[tuple[str, str]] = set()
+
+
+def _warn_undeclared(name: str, dist: str, version: str, module: str) -> None:
+    """Once per process: a plugin that does not say which API it was built for is loaded as current."""
+    if (name, dist) in _WARNED_UNDECLARED:
+        return
+    _WARNED_UNDECLARED.add((name, dist))
+    print(f"ganforge: warning: plugin '{name}' ({dist} {version}) does not declare the plugin API it was built for; "
+          f"loaded as API {PLUGIN_API}. Its author should add `{API_ATTRIBUTE} = {PLUGIN_API}` to module '{module}'.",
+          file=sys.stderr)
 
 
 def _module_roots(module_name: str) -> list[str]:

@@ -28,6 +28,9 @@ class Relativistic(Objective):
         return LossOutput(F.softplus(diff).mean(), logs)
 
 
+GANFORGE_PLUGIN_API = 2  # the ganforge plugin API this module is written for
+
+
 @hookimpl
 def ganforge_register_objectives(register):
     register("relativistic", Relativistic, description="Relativistic pairing GAN (RpGAN, Jolicoeur-Martineau 2018)")

@@ -308,6 +308,9 @@ def cifar10(root: str, train: bool = True, labels: bool = True, resolution: Opti
     return build("cifar10", root, train, labels, resolution)
 
 
+GANFORGE_PLUGIN_API = 2  # the ganforge plugin API this module is written for
+
+
 @hookimpl
 def ganforge_register_datasets(register) -> None:
     register("mnist", mnist, description="MNIST digits via torchvision, from local files (never downloads)")

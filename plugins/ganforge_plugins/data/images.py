@@ -467,6 +467,9 @@ def image_folder(root: str, resolution: Optional[int] = None, channels: Literal[
     return ImageTensorDataset(images, targets, info, max_value=max_value)
 
 
+GANFORGE_PLUGIN_API = 2  # the ganforge plugin API this module is written for
+
+
 @hookimpl
 def ganforge_register_datasets(register) -> None:
     register("digits", digits, description="scikit-learn's handwritten digits: 1,797 greyscale 8×8 images, 10 classes (no download)")

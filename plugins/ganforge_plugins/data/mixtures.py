@@ -182,6 +182,9 @@ def gaussian_grid(
     return MixtureDataset(grid_modes(per_side, spacing), std, num_samples, seed, "gaussian-grid", protocol)
 
 
+GANFORGE_PLUGIN_API = 2  # the ganforge plugin API this module is written for
+
+
 @hookimpl
 def ganforge_register_datasets(register: Register) -> None:
     register("gaussian-ring", gaussian_ring, description="Gaussians on a circle (PacGAN ring: 8 modes, r=1, σ=0.01).")

@@ -401,6 +401,9 @@ def tensor_file(
     return TensorFileDataset(x, targets, info, shift, scale)
 
 
+GANFORGE_PLUGIN_API = 2  # the ganforge plugin API this module is written for
+
+
 @hookimpl
 def ganforge_register_datasets(register: Register) -> None:
     register("tensor-file", tensor_file, description="Your own arrays from a .npy, .npz or .pt file.")

@@ -499,6 +499,9 @@ def inception_v3(weights: Optional[str] = None, quantize: bool = True) -> FIDInc
     return net.freeze()
 
 
+GANFORGE_PLUGIN_API = 2  # the ganforge plugin API this module is written for
+
+
 @hookimpl
 def ganforge_register_feature_extractors(register) -> None:
     register("identity", identity, description="flattened samples as features (low-dimensional data, tests)")

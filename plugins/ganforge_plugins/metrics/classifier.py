@@ -316,6 +316,9 @@ def nearest_neighbours(
     return NearestNeighbours(ex, info=info, num_samples=num_samples, k=k, num_real=num_real, batch_size=batch_size)
 
 
+GANFORGE_PLUGIN_API = 2  # the ganforge plugin API this module is written for
+
+
 @hookimpl
 def ganforge_register_metrics(register: Callable[..., None]) -> None:
     register("class-coverage", class_coverage, description="modes and KL to uniform by a classifier (Stacked MNIST protocol)")

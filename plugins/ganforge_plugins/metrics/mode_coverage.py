@@ -174,6 +174,9 @@ def mode_coverage(info: DataInfo, num_samples: int = 2500, threshold_std: float 
     return ModeCoverage(info.modes, info.mode_std, num_samples, threshold_std, dataset=info.name)
 
 
+GANFORGE_PLUGIN_API = 2  # the ganforge plugin API this module is written for
+
+
 @hookimpl
 def ganforge_register_metrics(register: Register) -> None:
     register(

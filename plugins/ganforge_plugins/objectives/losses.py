@@ -25,6 +25,9 @@ import torch.nn.functional as F
 
 from ganforge import (
     ComponentRef,
+GANFORGE_PLUGIN_API = 2  # the ganforge plugin API this module is written for
+
+
     DataInfo,
     DiscriminatorFn,
     LossOutput,
