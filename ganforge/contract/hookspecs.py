@@ -22,6 +22,12 @@ import pluggy
 
 PROJECT = "ganforge"
 
+PLUGIN_API = 2
+"""The plugin API this engine speaks. A plugin module declares the one it was built for with a
+module-level ``GANFORGE_PLUGIN_API = 2``; the registry refuses another number by name (the
+plugin is listed by ``ganforge plugins`` with the fix), and loads a plugin that declares nothing
+as if it said ``PLUGIN_API``, with a warning. ganforge 0.1 spoke API 1 (implicitly)."""
+
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
