@@ -1,0 +1,25 @@
+"""ganforge-astro: Cherenkov-telescope (IACT) images for ganforge, built on ctapipe.
+
+Registers, through the ``ganforge`` entry-point group:
+
+* datasets ``iact-toy`` (a seeded toy simulator) and ``iact-file`` (``.npz`` and ctapipe DL1 HDF5 files);
+* metrics ``hillas`` (Hillas-parameter distances with the real-vs-real floor) and ``size-energy``.
+
+Heavy imports (ctapipe, astropy) happen inside the factories' modules, which the hooks import only
+when ganforge asks for the registrations.
+"""
+
+from __future__ import annotations
+
+from ganforge import Register, hookimpl
+
+__version__ = "0.1.0"
+GANFORGE_PLUGIN_API = 2  # built for the plugin API of ganforge 0.1 after the layout move (issue 8)
+
+
+@hookimpl
+def ganforge_register_datasets(register: Register) -> None:
+    from ganforge_astro.toy import iact_toy
+
+    register("iact-toy", iact_toy, description="toy Cherenkov-telescope images (gamma/proton, ctapipe toymodel) "
+             "on a 559-pixel hexagonal camera, conditioned on log10 E and particle type")
