@@ -49,12 +49,12 @@ def main() -> str:
            "| `train` | mapping | | the training loop |",
            "| `metrics` | mapping | | evaluation |",
            "| `samples` | mapping | | sample pictures |",
-           "| `logger` | `csv`, `wandb` or a list | `csv` | loggers; `csv` is always added to a list without it (`wandb` → `[csv, wandb]`); `[]`: none |",
+           "| `logger` | logger or list | `csv` | `{name: <registered>, <params>}` or a name (below); `csv` is always added to a list without it (`wandb` → `[csv, wandb]`); `[]`: none |",
            "| `callbacks` | list | `[]` | extra callbacks registered by plugins, `{name: ..., <params>}` |",
            "| `trainer` | mapping | `{accelerator: auto, devices: 1}` | arguments of `lightning.Trainer` (validated against its signature) |",
            ""]
     sections = [("train", C.train_section), ("metrics", C.metrics_section), ("samples", C.samples_section),
-                ("optim.generator / optim.discriminator", C.optimizer_section), ("logger entries", C.logger_entry)]
+                ("optim.generator / optim.discriminator", C.optimizer_section)]
     for title, fn in sections:
         comp = C._schema(fn, "section")
         out += [f"## `{title}`", "", (inspect.getdoc(fn) or "").split("\n")[0], "",
@@ -65,7 +65,8 @@ def main() -> str:
     reg = load_registry(warn=False)
     titles = {"dataset": "Datasets", "generator": "Generators", "discriminator": "Discriminators",
               "objective": "Objectives", "metric": "Metrics (`metrics.list` entries)",
-              "feature_extractor": "Feature extractors (used by metrics)", "callback": "Callbacks"}
+              "feature_extractor": "Feature extractors (used by metrics)", "callback": "Callbacks",
+              "logger": "Loggers (`logger` entries)"}
     out += ["# Components", "", "Parameters come from each factory's typed signature. `info` (the dataset's",
             "description) and `seed` are passed by the engine and never written in a config.", ""]
     for kind, title in titles.items():

@@ -16,8 +16,7 @@ from typing import Any, Callable, Optional, Union
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from ganforge import LoggerRun, hookimpl
-from ganforge.io import atomic_write_text
+from ganforge import LoggerRun, atomic_write_text, hookimpl
 
 
 class ResumableCSVLogger(Logger):
