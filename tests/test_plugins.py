@@ -454,3 +454,36 @@ def test_cli_plugins_shows_each_plugins_api_and_the_refused_one_by_name(tmp_path
                             capture_output=True, text=True, timeout=120)
     assert strict.returncode == 2 and "Traceback" not in strict.stderr
     assert "plugin 'old' from ganforge-old 0.0.1 failed to load: built for ganforge plugin API 1" in strict.stderr
+
+
+# -- the hook reference in docs/plugins.md is generated from hookspecs.py ------------------------------
+
+
+def test_hook_reference_in_docs_is_current_and_documents_every_kind():
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = os.path.join(repo, "scripts", "hooks_reference.py")
+    out = subprocess.run([sys.executable, script, "--check"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr + " (run `python scripts/hooks_reference.py`)"
+    from ganforge.contract import hookspecs
+
+    doc = open(os.path.join(repo, "docs", "plugins.md"), encoding="utf-8").read()
+    for kind, hook in hookspecs.KINDS.items():
+        assert f"- **{kind.replace('_', ' ')}** — `{hook}(register)`: " in doc
+
+
+def test_hook_reference_check_fails_on_a_stale_section(tmp_path, monkeypatch):
+    import importlib.util
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("hooks_reference", os.path.join(repo, "scripts", "hooks_reference.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    fresh = mod.rewrite(open(mod.DOC, encoding="utf-8").read())
+    stale = tmp_path / "plugins.md"
+    stale.write_text(fresh.replace("`ganforge_register_objectives(register)`", "`ganforge_register_objective(register)`"))
+    monkeypatch.setattr(mod, "DOC", stale)
+    assert mod.main(["--check"]) == 1
+    assert mod.main([]) == 0 and stale.read_text() == fresh  # rewriting restores it
+    stale.write_text("# no markers\n")
+    with pytest.raises(SystemExit, match="the markers are missing"):
+        mod.main(["--check"])

@@ -36,22 +36,40 @@ Register = Callable[..., None]
 
 @hookspec
 def ganforge_register_generators(register: Register) -> None:
-    """Register generator factories returning :class:`ganforge.contract.components.Generator` modules."""
+    """Register generator factories returning :class:`ganforge.contract.components.Generator` modules.
+
+    A generator is an ``nn.Module`` with ``forward(z, y=None) -> x`` and a ``latent_shape`` tuple;
+    it may define ``regularization_loss()``. Factories may declare ``info`` (the dataset's
+    :class:`ganforge.contract.components.DataInfo`) and ``seed``.
+    """
 
 
 @hookspec
 def ganforge_register_discriminators(register: Register) -> None:
-    """Register discriminator factories returning ``nn.Module``\\ s with ``forward(x, y=None) -> logits``."""
+    """Register discriminator factories returning ``nn.Module``\\ s with ``forward(x, y=None) -> logits``.
+
+    The logits have shape ``(N,)`` or ``(N, 1)``; a discriminator may return ``(logits, aux)`` with
+    auxiliary outputs such as class logits (AC-GAN).
+    """
 
 
 @hookspec
 def ganforge_register_objectives(register: Register) -> None:
-    """Register objective factories returning :class:`ganforge.contract.components.Objective` instances."""
+    """Register objective factories returning :class:`ganforge.contract.components.Objective` instances.
+
+    An objective has ``discriminator_loss(d, real, fake, y)`` and ``generator_loss(d, real, fake, y)``
+    returning a :class:`ganforge.contract.components.LossOutput` ``(loss, logs)``, and the attributes
+    ``n_critic``, ``needs_double_backward`` and ``weight_clip`` that tell the engine how to train it.
+    """
 
 
 @hookspec
 def ganforge_register_datasets(register: Register) -> None:
-    """Register dataset factories returning a :class:`ganforge.contract.components.GANDataset`."""
+    """Register dataset factories returning a :class:`ganforge.contract.components.GANDataset`.
+
+    A map-style dataset with an ``info`` attribute of type :class:`ganforge.contract.components.DataInfo`:
+    sample shape, classes or condition dimensions, and for synthetic data the true modes.
+    """
 
 
 @hookspec
@@ -61,7 +79,11 @@ def ganforge_register_metrics(register: Register) -> None:
 
 @hookspec
 def ganforge_register_feature_extractors(register: Register) -> None:
-    """Register feature-extractor factories returning :class:`ganforge.contract.components.FeatureExtractor` modules."""
+    """Register feature-extractor factories returning :class:`ganforge.contract.components.FeatureExtractor` modules.
+
+    An ``nn.Module`` mapping samples to feature vectors, with ``name``, ``feature_dim`` and
+    ``weights_sha256`` (so every number computed on its features can say which weights made them).
+    """
 
 
 @hookspec
