@@ -24,9 +24,6 @@ PLUGIN_ROOTS = [
 ]
 PLUGIN_PACKAGES = ("ganforge_plugins", "ganforge_relativistic", "ganforge_torchvision")
 PLUGIN_FILES = sorted(p for root in PLUGIN_ROOTS for p in root.rglob("*.py"))
-# metrics/ moves onto the public API in the same change (issue 8, part 1): until it lands, its files
-# are reported (xfail) rather than failing. Delete this line once they pass.
-PENDING = ("ganforge_plugins/metrics/",)
 
 
 def _rel(path: Path) -> str:
@@ -85,11 +82,7 @@ def test_the_plugin_files_are_found():
     assert "ganforge_torchvision/__init__.py" in names and "ganforge_plugins/objectives/losses.py" in names
 
 
-@pytest.mark.parametrize(
-    "path",
-    [pytest.param(p, id=_rel(p), marks=[pytest.mark.xfail(reason="issue 8 part 1 in progress")]
-                  if _rel(p).startswith(PENDING) else []) for p in PLUGIN_FILES],
-)
+@pytest.mark.parametrize("path", [pytest.param(p, id=_rel(p)) for p in PLUGIN_FILES])
 def test_plugins_import_only_the_public_api(path):
     rel = _rel(path)
     assert import_problems(path.read_text(encoding="utf-8"), rel) == []

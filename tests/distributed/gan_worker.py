@@ -166,7 +166,7 @@ class _TorchWithGlobalRand:
 @contextmanager
 def global_noise() -> Iterator[None]:
     from ganforge.loop.module import GANModule
-    import ganforge_plugins.objectives.losses as objectives
+    import ganforge_plugins.objectives.wasserstein as objectives  # WGAN-GP's torch.rand
 
     state: dict[str, Any] = {"rank": 0, "world": 1, "iteration": 0, "slot": 0}
     original_noise, original_torch = GANModule.noise, objectives.torch

@@ -1,0 +1,60 @@
+"""What the first-party objectives share: parameter checks, dtype upcasting, the logged values, R1.
+
+The conventions every objective here follows are in docs/objectives.md ("Conventions").
+"""
+
+from typing import Optional
+
+import torch
+
+from ganforge import DiscriminatorFn, adversarial_logits
+
+Tensor = torch.Tensor
+
+
+def check_nonnegative(name: str, value: float, hint: str) -> None:
+    if not value >= 0:  # also rejects NaN
+        raise ValueError(f"{name} must be >= 0, got {value!r}; {hint}")
+
+
+def check_every(name: str, value: int, hint: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1 (discriminator steps between penalty evaluations), got "
+                         f"{value!r}; {hint}")
+
+
+def check_n_critic(n_critic: int) -> None:
+    if n_critic < 1:
+        raise ValueError(
+            f"n_critic must be >= 1 (critic steps per generator step), got {n_critic!r}; "
+            "use 5 as in the WGAN papers"
+        )
+
+
+def upcast(t: Tensor) -> Tensor:
+    """float16/bfloat16 to float32 (squares and means of half values lose too much); wider dtypes stay."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def loss_logs(real_logits: Optional[Tensor] = None, fake_logits: Optional[Tensor] = None, **extra: Tensor) -> dict[str, Tensor]:
+    out: dict[str, Tensor] = {}
+    if real_logits is not None:
+        out["d_real"] = upcast(real_logits.detach()).mean()
+    if fake_logits is not None:
+        out["d_fake"] = upcast(fake_logits.detach()).mean()
+    out.update({k: upcast(v.detach()) for k, v in extra.items()})
+    return out
+
+
+def logits_and_r1(d: DiscriminatorFn, real: Tensor, y: Optional[Tensor], r1_weight: float) -> tuple[Tensor, Optional[Tensor]]:
+    """D's logits on ``real`` and, when ``r1_weight > 0``, the R1 term ``E‖∇ₓD(x)‖²`` (unweighted).
+
+    The penalty reuses the logits of the adversarial term, so R1 costs no extra forward pass.
+    """
+    if r1_weight <= 0:
+        return adversarial_logits(d(real, y)), None
+    with torch.enable_grad():
+        x = real.detach().requires_grad_(True)
+        logits = adversarial_logits(d(x, y))
+        (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
+        return logits, upcast(grad).pow(2).flatten(1).sum(1).mean()
