@@ -250,31 +250,10 @@ def test_noise_differs_per_rank_and_step_and_is_reproducible():
     assert noise_seed(1, 0, 0, 0) == noise_seed(1, 0, 0, 0)
 
 
-def test_ema_halflife_in_images():
-
-    m = GANModule.__new__(GANModule)
-    m.train_cfg = {"ema_halflife_images": 1000.0, "batch_size": 100, "ema_rampup": None}
-    m.images_seen = 0
-    assert m.ema_beta() == pytest.approx(0.5 ** 0.1)  # ten batches halve the old weight
-    m.train_cfg["ema_rampup"] = 0.5
-    m.images_seen = 200  # ramp-up: half-life min(1000, 100)
-    assert m.ema_beta() == pytest.approx(0.5 ** 1.0)
-
-
 def test_bf16_mixed_precision_runs(tiny, registry):
     out = _fit(registry, tiny + ["trainer.precision=bf16-mixed", "train.max_steps=4", "train.grad_clip=10",
                                   "metrics.list=[]"])
     assert out["module"].g_steps == 4
-
-
-def test_linear_lr_decay_is_a_function_of_the_generator_step():
-    m = GANModule.__new__(GANModule)
-    m.train_cfg = {"lr_decay": "linear", "lr_decay_start": 0.5, "max_steps": 100}
-    for g, f in [(0, 1.0), (50, 1.0), (75, 0.5), (100, 0.0)]:
-        m.g_steps = g
-        assert m.lr_factor() == pytest.approx(f)
-    m.train_cfg["lr_decay"] = "none"
-    assert m.lr_factor() == 1.0
 
 
 def test_lr_decay_applies_to_both_optimizers(tiny, registry):
@@ -319,3 +298,63 @@ def test_empty_dataset_is_a_config_error(tiny, tmp_path):
     with pytest.raises(ConfigError, match=r"dataset \(empty\): the dataset is empty \(0 samples\); check the "
                                           r"dataset section's parameters"):
         _fit(reg, [o for o in tiny if not o.startswith("dataset.")] + ["dataset.name=empty", "metrics.list=[]"])
+
+
+def test_summary_records_the_objective_and_what_the_loop_read_from_it(tiny, registry):
+    out = _fit(registry, tiny + ["objective.name=non-saturating", "objective.r1_weight=0.1", "objective.r1_every=4",
+                                  "train.n_critic=2", "train.max_steps=2", "metrics.list=[]"])
+    record = json.loads((out["run_dir"] / "summary.json").read_text())["objective"]
+    assert record == {"name": "non-saturating", "protocol": out["module"].objective.protocol(), "n_critic": 2,
+                      "reg_every": 4, "weight_clip": None, "needs_double_backward": True}
+    assert record["protocol"]["r1_weight"] == 0.1
+    wgan = _fit(registry, tiny + ["objective.name=wgan", "train.max_steps=1", "metrics.list=[]"])
+    record = json.loads((wgan["run_dir"] / "summary.json").read_text())["objective"]
+    assert (record["name"], record["n_critic"], record["weight_clip"]) == ("wgan", 5, 0.01)  # max(train, objective)
+
+
+def test_a_regularized_generator_adds_its_penalty_to_every_generator_phase(tiny, registry):
+    """The Generator protocol's optional capability (RegularizedGenerator): called once per generator
+    phase, added to the generator loss, logged as train/g/regularization."""
+    import types
+
+    from torch import nn
+
+    from ganforge import hookimpl
+    from ganforge.contract.components import RegularizedGenerator
+    from ganforge.registry.registry import load_registry
+
+    class Linear(nn.Module):
+        latent_shape = (2,)
+
+        def __init__(self, weight: float = 0.0) -> None:
+            super().__init__()
+            self.lin, self.weight, self.penalties = nn.Linear(2, 2), weight, []
+
+        def forward(self, z, y=None):
+            return self.lin(z)
+
+    class Regularized(Linear):
+        def regularization_loss(self):
+            loss = self.weight * self.lin.weight.pow(2).sum()
+            self.penalties.append(float(loss.detach()))
+            return loss
+
+    def register(register):
+        register("plain-linear", Linear)
+        register("reg-linear", Regularized)
+
+    plugin = types.SimpleNamespace(ganforge_register_generators=hookimpl(register))
+    reg = load_registry(extra=[("reg-plugin", plugin)], warn=False)
+    assert isinstance(Regularized(), RegularizedGenerator) and not isinstance(Linear(), RegularizedGenerator)
+    base = [o for o in tiny if not o.startswith("generator.")] + ["train.max_steps=6", "metrics.list=[]",
+                                                                  "train.log_every_n_steps=1"]
+    out = _fit(reg, base + ["generator.name=reg-linear", "generator.weight=100.0", "name=reg"])
+    G = out["module"].generator
+    assert len(G.penalties) == 6
+    rows = [r for r in csv.DictReader(open(out["run_dir"] / "metrics.csv")) if r.get("g_loss")]
+    assert [float(r["train/g/regularization"]) for r in rows] == pytest.approx(G.penalties, rel=1e-5)
+    plain = _fit(reg, base + ["generator.name=plain-linear", "name=plain"])
+    assert "train/g/regularization" not in open(plain["run_dir"] / "metrics.csv").readline()
+    # the penalty (100 ||W||^2) is in the gradient: it falls at every step, and ends below the plain run's
+    assert all(a > b for a, b in zip(G.penalties, G.penalties[1:]))
+    assert G.lin.weight.norm() < plain["module"].generator.lin.weight.norm()  # the same start and data

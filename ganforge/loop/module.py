@@ -1,9 +1,11 @@
 """GANModule: the alternating discriminator/generator loop.
 
-One training step is one *iteration*: ``n_critic`` discriminator steps (StyleGAN2-ADA's
-``Dmain``, plus ``Dreg`` every ``objective.reg_every`` steps), then one generator step
-(``Gmain``), then the EMA update. ganforge keeps its own counters (generator steps,
-discriminator steps, images seen) because Lightning's ``global_step`` counts every optimizer step.
+One training step is one *iteration*, in named phases (StyleGAN2-ADA's ``training/loss.py``):
+``n_critic`` discriminator phases (``Dmain``, plus ``Dreg`` every ``objective.reg_every`` steps),
+one generator phase (``Gmain``, plus the generator's own ``regularization_loss``), then the EMA
+(:mod:`ganforge.loop.ema`); the learning-rate schedule (:mod:`ganforge.loop.schedule`) is applied
+before. ganforge keeps its own counters (generator steps, discriminator steps, images seen)
+because Lightning's ``global_step`` counts every optimizer step.
 
 No host sync in an ordinary iteration: whether a step is finite is decided on the device
 (:mod:`ganforge.loop.nonfinite`); the host settles that, and reads the losses, only at *sync points*:
@@ -17,7 +19,6 @@ module of the frozen one, so no backward ever leaves a DDP wrapper with unused p
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import random
 import time
@@ -30,12 +31,30 @@ from torch import nn
 
 import lightning as L
 
-from ganforge.contract.components import DataInfo, LossOutput, Objective, as_pair
+from ganforge.contract.components import DataInfo, Objective, RegularizedGenerator, as_pair
+from ganforge.loop.ema import GeneratorEMA
 from ganforge.loop.nonfinite import NonFiniteGuard, Verdict
+from ganforge.loop.schedule import make_schedule
 
 
 class NonFiniteError(RuntimeError):
-    """A loss or gradient became NaN/inf and ``train.on_nonfinite`` is ``stop``."""
+    """A loss or gradient became NaN/inf and ``train.on_nonfinite`` is ``stop``.
+
+    The guard has kept the weights and optimizers at the last good state. The event reaches the
+    callbacks through Lightning's ``on_exception``: the checkpoint callback saves that state and
+    calls :meth:`saved` so the message says where (``last_good``: the path, once saved).
+    """
+
+    def __init__(self, what: str, fix: str) -> None:
+        self.what, self.fix = what, fix
+        self.last_good: Optional[str] = None
+        super().__init__(f"{what}. {fix}")
+
+    def saved(self, path: Any) -> None:
+        """Record that the last good state was saved to ``path`` (the message names it)."""
+        self.last_good = str(path)
+        self.args = (f"{self.what}. The last good state was saved to {path}; resume with --resume {path}. "
+                     f"{self.fix}",)
 
 
 def noise_seed(seed: int, rank: int, iteration: int, slot: int) -> int:
@@ -69,9 +88,13 @@ class GANModule(L.LightningModule):
         self.optim_cfg = optim
         self.seed = seed
         self.n_critic = max(int(train.get("n_critic", 1)), int(getattr(objective, "n_critic", 1)))
-        self.generator_ema: Optional[nn.Module] = None
+        self.ema: Optional[GeneratorEMA] = None
+        self.generator_ema: Optional[nn.Module] = None  # the EMA's weights: generator_ema.* in checkpoints
         if train.get("ema_halflife_images"):
-            self.generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
+            self.ema = GeneratorEMA(generator, train["ema_halflife_images"], train["batch_size"],
+                                    train.get("ema_rampup"))
+            self.generator_ema = self.ema.module
+        self.schedule = make_schedule(train, optim)
         # Own counters (saved in checkpoints).
         self.iterations = 0
         self.g_steps = 0
@@ -82,7 +105,6 @@ class GANModule(L.LightningModule):
         self.ddp: dict[str, nn.Module] = {}
         self._world: Optional[int] = None
         self._rank: Optional[int] = None
-        self.last_logs: dict[str, float] = {}
         self._grad_norm: Optional[torch.Tensor] = None  # set when train.grad_clip clips (read: last_grad_norm)
         self.guard = NonFiniteGuard(train.get("on_nonfinite", "stop"), train.get("max_consecutive_skips", 100))
         self._noise_generators: dict[torch.device, torch.Generator] = {}
@@ -169,22 +191,6 @@ class GANModule(L.LightningModule):
             return -1
         return None
 
-    def lr_factor(self) -> float:
-        """Learning-rate multiplier at the current generator step (``train.lr_decay``)."""
-        t = self.train_cfg
-        if t.get("lr_decay", "none") != "linear" or not t.get("max_steps"):
-            return 1.0
-        start = float(t.get("lr_decay_start", 0.5)) * t["max_steps"]
-        if self.g_steps <= start:
-            return 1.0
-        return max(0.0, (t["max_steps"] - self.g_steps) / max(t["max_steps"] - start, 1.0))
-
-    def _apply_lr(self, opt_g: Any, opt_d: Any) -> None:
-        f = self.lr_factor()
-        for opt, net in ((opt_g, "generator"), (opt_d, "discriminator")):
-            for group in opt.param_groups:
-                group["lr"] = float(self.optim_cfg[net]["lr"]) * f
-
     def on_train_start(self) -> None:
         """Look up once per fit what every iteration needs (Lightning's and nn.Module's lookups
         cost more than the small networks' steps)."""
@@ -194,90 +200,90 @@ class GANModule(L.LightningModule):
         samples_every = (cfg.get("samples") or {}).get("every_n_steps", 0) or metrics_every
         self._loop = {
             "params": {"generator": list(G.parameters()), "discriminator": list(D.parameters())},
-            "ema": None if self.generator_ema is None else (
-                list(self.generator_ema.parameters()), list(G.parameters()),
-                list(self.generator_ema.buffers()), list(G.buffers())),
             "fp16": getattr(self.trainer.precision_plugin, "scaler", None) is not None,
-            "lr_decay": t.get("lr_decay", "none") != "none",
             # Sync points: where the host reads losses or counters (logging, checkpoints, evaluation, pictures).
             "sync_every": sorted({int(t.get("log_every_n_steps", 10)), int(t.get("checkpoint_every_n_steps") or 0),
                                   int(metrics_every or 0), int(samples_every or 0)} - {0}),
-            "g_regularization": callable(getattr(G, "regularization_loss", None)),
+            "g_regularization": isinstance(G, RegularizedGenerator),
         }
+        if self.ema is not None:
+            self.ema.bind()
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
-        """One iteration: Dmain (+ Dreg) ``n_critic`` times, Gmain, the EMA; at a sync point, settle
-        the non-finite guard, then stop and log."""
+        """One iteration: discriminator phase(s), generator phase, EMA; then the iteration's end."""
         opt_g, opt_d = self.optimizers()
-        if self._loop["lr_decay"]:
-            self._apply_lr(opt_g, opt_d)
+        if self.schedule is not None:
+            self.schedule.apply((("generator", opt_g), ("discriminator", opt_d)), self.g_steps)
         x, y = as_pair(batch)
         it = self.iterations
-        reals = x.chunk(self.n_critic)
-        conds = y.chunk(self.n_critic) if y is not None else [None] * self.n_critic
         with self._seeded_globals(it):
-            for k in range(self.n_critic):
-                self.discriminator_step(opt_d, reals[k], conds[k], it, k)
-            self.generator_step(opt_g, reals[-1], conds[-1], it)
+            for k, (real, cond) in enumerate(self._critic_batches(x, y)):
+                self.discriminator_phase(opt_d, real, cond, it, k)
+            self.generator_phase(opt_g, real, cond, it)  # the last critic batch's reals and conditions
         self.iterations += 1
         self.images_seen += x.shape[0] * self.world_size
-        self.update_ema()
+        if self.ema is not None:
+            self.ema.update(self.images_seen, self.guard.live)
+        self._end_iteration()
+
+    def _critic_batches(self, x: torch.Tensor, y: Optional[torch.Tensor]) -> list[tuple[torch.Tensor, Any]]:
+        """The iteration's batch cut into ``n_critic`` parts, one per discriminator phase."""
+        reals = x.chunk(self.n_critic)
+        return list(zip(reals, y.chunk(self.n_critic) if y is not None else [None] * self.n_critic))
+
+    def _end_iteration(self) -> None:
+        """At a sync point settle the non-finite guard; stop when the run is done; log."""
         if self._sync_due():
             self._settle()
         if self.stop_reached():
             self.trainer.should_stop = True
         self._log_step()
 
-    def discriminator_step(self, opt: Any, real: torch.Tensor, y: Optional[torch.Tensor], it: int, k: int) -> None:
-        """Dmain, plus Dreg every ``objective.reg_every`` steps: G frozen (no graph), D trained."""
+    # -- phases ---------------------------------------------------------------------------------------
+
+    def discriminator_phase(self, opt: Any, real: torch.Tensor, y: Optional[torch.Tensor], it: int, k: int) -> None:
+        """One discriminator step: ``Dmain``, plus ``Dreg`` when due; G frozen (no graph), D trained."""
         with torch.no_grad():
             fake = self.generator(self.noise(real.shape[0], it, k), y)
         d = self.trained("discriminator")
-        out = self.objective.discriminator_loss(d, real, fake, y)
+        out = self.objective.discriminator_loss(d, real, fake, y)  # Dmain
         loss = out.loss
-        reg_every = self.objective.reg_every
-        # Lazy regularization (StyleGAN2): its k-weighted penalty on every k-th step, counted over
-        # iterations (not successful steps) so that it is the same on every rank and after resume.
-        if reg_every > 1 and (it * self.n_critic + k) % reg_every == 0:
-            reg = self.objective.discriminator_regularization(d, real, fake, y)
+        if self._dreg_due(it, k):
+            reg = self.objective.discriminator_regularization(d, real, fake, y)  # Dreg, already x reg_every
             loss = loss + reg.loss
             self._outputs["d_reg"] = (reg.loss, reg.logs)
-        self.manual_backward(loss)
-        self._guarded_step("discriminator", loss, opt)
-        self._after_d_step()
-        opt.zero_grad(set_to_none=True)
+        self._optimizer_step("discriminator", opt, loss)
         self._outputs["d"] = (out.loss, out.logs)
 
-    def generator_step(self, opt: Any, real: torch.Tensor, y: Optional[torch.Tensor], it: int) -> None:
-        """Gmain: D frozen (its raw module: no DDP bookkeeping), G trained."""
-        G, D = self.generator, self.discriminator
-        d_params = self._loop["params"]["discriminator"]
-        for p in d_params:
-            p.requires_grad_(False)
-        try:
+    def _dreg_due(self, it: int, k: int) -> bool:
+        """Lazy regularization (StyleGAN2): its k-weighted penalty on every k-th discriminator step,
+        counted over iterations (not successful steps) so that it is the same on every rank and after resume."""
+        reg_every = self.objective.reg_every
+        return reg_every > 1 and (it * self.n_critic + k) % reg_every == 0
+
+    def generator_phase(self, opt: Any, real: torch.Tensor, y: Optional[torch.Tensor], it: int) -> None:
+        """One generator step: ``Gmain``, plus the generator's ``regularization_loss``; D frozen (its
+        raw module: no DDP bookkeeping), G trained."""
+        with frozen(self._loop["params"]["discriminator"]):
             fake = self.trained("generator")(self.noise(real.shape[0], it, self.n_critic), y)
-            out = self.objective.generator_loss(D, real, fake, y)
+            out = self.objective.generator_loss(self.discriminator, real, fake, y)  # Gmain
             loss = out.loss
             if self._loop["g_regularization"]:
-                reg = G.regularization_loss()
+                reg = self.generator.regularization_loss()
                 loss = loss + reg
                 self._outputs["g_reg"] = (reg, {})
-            self.manual_backward(loss)
-            self._guarded_step("generator", loss, opt)
-            opt.zero_grad(set_to_none=True)
-        finally:
-            for p in d_params:
-                p.requires_grad_(True)
+            self._optimizer_step("generator", opt, loss)
         self._outputs["g"] = (loss, out.logs)
 
-    # -- guards ---------------------------------------------------------------------------------------
+    def _optimizer_step(self, which: str, opt: Any, loss: torch.Tensor) -> None:
+        """Backward, the guarded step, WGAN's weight clipping after a discriminator step, zero the gradients."""
+        self.manual_backward(loss)
+        self._guarded_step(which, loss, opt)
+        if which == "discriminator":
+            self._clip_weights()
+        opt.zero_grad(set_to_none=True)
 
-    def _any_rank(self, flag: bool) -> bool:
-        """True when ``flag`` is true on any rank (collective: every rank decides alike)."""
-        if self.world_size == 1:
-            return flag
-        t = torch.tensor(1.0 if flag else 0.0, device=self.device)
-        return bool(self.trainer.strategy.reduce(t, reduce_op="max").item() > 0)
+    # -- guards ---------------------------------------------------------------------------------------
 
     def _guarded_step(self, which: str, loss: torch.Tensor, opt: Any) -> None:
         """The optimizer step, made a no-op on the device when the loss or a gradient is not finite
@@ -333,14 +339,10 @@ class GANModule(L.LightningModule):
             what += (f", after {v.run - 1} skipped {v.record.which} steps in a row (train.max_consecutive_skips="
                      f"{self.guard.max_consecutive_skips})")
             fix = "Lower the learning rates, set train.grad_clip, or raise train.max_consecutive_skips."
-        saved = ""
-        path = getattr(self.trainer, "ganforge_last_ckpt", None)
-        if path is not None:
-            self.trainer.save_checkpoint(path, weights_only=False)  # the guard kept weights and optimizers as they were
-            saved = f" The last good state was saved to {path}; resume with --resume {path}."
-        raise NonFiniteError(f"{what}.{saved} {fix}")
+        raise NonFiniteError(what, fix)  # the checkpoint callback saves the last good state (on_exception)
 
-    def _after_d_step(self) -> None:
+    def _clip_weights(self) -> None:
+        """WGAN (Arjovsky et al. 2017): every D parameter clamped to ``[-c, c]`` (``objective.weight_clip``)."""
         clip = self.objective.weight_clip
         if clip:  # after a skipped step too: clamping clamped weights changes nothing
             with torch.no_grad():
@@ -375,39 +377,8 @@ class GANModule(L.LightningModule):
                     b.div_(self.world_size)
                 else:
                     torch.distributed.broadcast(b, src=0)
-        if self.generator_ema is not None:
-            for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
-                b_ema.copy_(b)
-
-    # -- EMA ------------------------------------------------------------------------------------------
-
-    def ema_beta(self) -> float:
-        half = float(self.train_cfg.get("ema_halflife_images") or 0.0)
-        rampup = self.train_cfg.get("ema_rampup")
-        if rampup:
-            half = min(half, self.images_seen * float(rampup))
-        batch = float(self.train_cfg["batch_size"])
-        return 0.5 ** (batch / max(half, 1e-8))
-
-    @torch.no_grad()
-    def update_ema(self) -> None:
-        if self.generator_ema is None:
-            return
-        ema_params, params, ema_buffers, buffers = self._loop.get("ema") or (
-            list(self.generator_ema.parameters()), list(self.generator.parameters()),
-            list(self.generator_ema.buffers()), list(self.generator.buffers()))
-        weight = 1.0 - self.ema_beta()
-        live = self.guard.live  # 0 once the run has halted: the EMA stays at the last good state
-        if live is None:
-            torch._foreach_lerp_(ema_params, params, weight)  # ema <- ema + (1 - beta) (p - ema), fused
-        elif live.device.type == "cpu":  # lerp reads a tensor weight on the host: free for a CPU tensor
-            torch._foreach_lerp_(ema_params, params, live * weight)
-        else:  # on an accelerator that read would be a sync: the same update with a device multiplier
-            delta = torch._foreach_sub(params, ema_params)
-            torch._foreach_mul_(delta, live * weight)
-            torch._foreach_add_(ema_params, delta)
-        if buffers:
-            torch._foreach_copy_(ema_buffers, buffers)
+        if self.ema is not None:
+            self.ema.copy_buffers()
 
     # -- logging --------------------------------------------------------------------------------------
 
@@ -428,7 +399,6 @@ class GANModule(L.LightningModule):
             logs.update({f"{prefix}/{k}": v for k, v in parts.items()})
         values = torch.stack([v.detach().float().reshape(()) for v in logs.values()]).tolist()
         scalars = dict(zip(logs, values))
-        self.last_logs = scalars
         self.log("d_loss", scalars["d_loss"], prog_bar=True, logger=False, on_step=True, on_epoch=False)
         self.log("g_loss", scalars["g_loss"], prog_bar=True, logger=False, on_step=True, on_epoch=False)
         if self.rank != 0:
@@ -445,6 +415,16 @@ class GANModule(L.LightningModule):
         c = {"g_steps": self.g_steps, "d_steps": self.d_steps, "images_seen": self.images_seen,
              "iterations": self.iterations, "skipped_steps": self.skipped_steps}
         return {k: float(v) for k, v in c.items()} if float_values else c
+
+    def objective_record(self) -> dict[str, Any]:
+        """What the objective was and what the engine did with it (``summary.json``'s ``objective``):
+        its name and :meth:`Objective.protocol`, and the attributes the loop read: the critic steps
+        it ran (``max(train.n_critic, objective.n_critic)``), lazy regularization, weight clipping,
+        double backward (which refuses ``train.compile``)."""
+        obj = self.objective
+        name = ((self.run_config or {}).get("objective") or {}).get("name", type(obj).__name__)
+        return {"name": name, "protocol": obj.protocol(), "n_critic": self.n_critic, "reg_every": obj.reg_every,
+                "weight_clip": obj.weight_clip, "needs_double_backward": bool(obj.needs_double_backward)}
 
     # -- sampling -------------------------------------------------------------------------------------
 
@@ -501,6 +481,18 @@ class GANModule(L.LightningModule):
         if rng.get("python") is not None:
             random.setstate(python_rng_from_data(rng["python"]))
         self.extra_state.update(state.get("extra") or {})
+
+
+@contextmanager
+def frozen(params: list[torch.Tensor]) -> Iterator[None]:
+    """``requires_grad`` off for ``params`` inside the block (the network not being trained)."""
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 # Checkpoints are plain data (tensors, numbers, strings), loadable with torch.load(weights_only=True):

@@ -91,10 +91,10 @@ class GANDDPStrategy(DDPStrategy):
 
     @classmethod
     def register_strategies(cls, strategy_registry: Any) -> None:
+        # ganforge fit builds the strategy itself (trainer.strategy=gan_ddp); the name also serves a
+        # plain lightning.Trainer(strategy="gan_ddp") once this module is imported.
         strategy_registry.register("gan_ddp", cls, description="ganforge: G and D in separate DDP wrappers",
                                    start_method="popen", override=True)
-        strategy_registry.register("gan_ddp_spawn", cls, description="ganforge GAN DDP, spawned processes",
-                                   start_method="spawn", override=True)
 
 
 GANDDPStrategy.register_strategies(StrategyRegistry)
