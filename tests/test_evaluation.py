@@ -173,3 +173,41 @@ def test_training_and_evaluate_call_the_same_function(monkeypatch, tiny, tmp_pat
     monkeypatch.setattr(callbacks, "evaluate_metrics", spy)
     assert main(["fit", *tiny]) == 0
     assert calls == [[0], [0]]  # steps 10 and 20, rank 0 of 1
+
+
+# -- metric entry ids (issue 8, part 1) -----------------------------------------------------------------
+
+TWO_FIDS = ["metrics.list.2.name=fid", "metrics.list.2.id=fid-small", "metrics.list.2.feature_extractor=identity",
+            "metrics.list.2.num_samples=200", "metrics.list.2.num_real=100"]
+
+
+def test_two_fid_entries_with_ids_both_reach_the_summary_and_fit_returns_it(tiny, tmp_path, registry):
+    from ganforge.run.config import load_config
+    from ganforge.run.runner import fit
+
+    cfg = load_config(None, [*tiny, *FID_RING, *TWO_FIDS], registry)
+    assert [m.get("id", m["name"]) for m in cfg["metrics"]["list"]] == ["mode-coverage", "fid", "fid-small"]
+    out = fit(cfg, progress=False, registry=registry)
+    summary = json.loads((out["run_dir"] / "summary.json").read_text())
+    assert set(summary["metrics"]) == {"mode-coverage", "fid", "fid-small"}
+    assert summary["metrics"]["fid"]["values"]["fid"] != summary["metrics"]["fid-small"]["values"]["fid"]
+    assert summary["metrics"]["fid-small"]["protocol"]["reference"]["real_count"] == 100
+    assert summary["metrics"]["fid"]["generator_used"] in ("ema", "raw") and "evaluated" not in summary["metrics"]["fid"]
+    from ganforge.io import json_safe
+
+    written = {k: v for k, v in summary.items() if k != "non_finite"}  # write_json's note on NaN → null
+    assert json_safe(out["summary"]) == written  # fit returns the dict written to summary.json
+    header = (out["run_dir"] / "metrics.csv").read_text().splitlines()[0]
+    assert "metrics/fid-small/fid" in header and "metrics/fid/fid" in header
+
+
+def test_duplicate_metric_ids_are_a_config_error_naming_both(tiny, registry):
+    from ganforge.registry.errors import ConfigError
+    from ganforge.run.config import load_config
+
+    dup = ["metrics.list.2.name=fid", "metrics.list.2.feature_extractor=identity"]
+    with pytest.raises(ConfigError, match=r"metrics.list\[2\]: metric id 'fid' is already used by metrics.list\[1\].*"
+                                          r"distinct id"):
+        load_config(None, [*tiny, *FID_RING, *dup], registry)
+    with pytest.raises(ConfigError, match=r"metrics.list\[1\].id: 'a b' is not a valid id"):
+        load_config(None, [*tiny, *FID_RING, "metrics.list.1.id='a b'"], registry)
