@@ -4,7 +4,7 @@ Usage: .venv/bin/python scripts/train_digits_cnn.py [--out PATH]
 
 Trains on the digits' fixed train split (1,438 images), reports train and test accuracy (test:
 the 359 held-out images) and the SHA-256 of the written file, which must equal
-DIGITS_CNN_SHA256 in plugins/ganforge_plugins/extractors/builtin.py. Everything is seeded and
+DIGITS_CNN_SHA256 in plugins/ganforge_plugins/extractors/digits_cnn.py. Everything is seeded and
 runs on one thread with deterministic kernels, so the same torch build writes the same bytes
 (about a minute on one CPU core).
 """
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ganforge.io import atomic_write_bytes, sha256_file
-from ganforge_plugins.extractors.builtin import DIGITS_CNN_SHA256, DIGITS_CNN_WEIGHTS, DigitsCNN
+from ganforge_plugins.extractors.digits_cnn import DIGITS_CNN_SHA256, DIGITS_CNN_WEIGHTS, DigitsCNN
 from ganforge_plugins.data.images import digits_tensors
 
 SEED = 0

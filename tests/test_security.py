@@ -220,7 +220,7 @@ def test_rng_states_round_trip_through_a_plain_data_checkpoint(real_ckpt):
 
 
 def test_inception_weights_file_with_pickled_objects_runs_nothing(tmp_path):
-    from ganforge_plugins.extractors.builtin import INCEPTION_FILE, inception_v3
+    from ganforge_plugins.extractors.inception import INCEPTION_FILE, inception_v3
 
     marker = tmp_path / "ran"
     bad = tmp_path / INCEPTION_FILE

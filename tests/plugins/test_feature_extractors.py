@@ -14,22 +14,24 @@ from ganforge.contract.components import DataInfo, FeatureExtractor
 from ganforge.io import sha256_file
 from ganforge.registry.errors import ConfigError
 from ganforge.registry.registry import load_registry
-import ganforge_plugins.extractors.builtin as fx
+import ganforge_plugins.extractors.digits_cnn as dcnn
+import ganforge_plugins.extractors.inception as inc
+from ganforge_plugins.extractors.identity import identity
 from ganforge_plugins.data.images import digits_tensors, stacked_digits
 
 # -- identity -------------------------------------------------------------------------------------
 
 
 def test_identity_flattens_and_knows_its_dim():
-    f = fx.identity(DataInfo(sample_shape=(2,)))
+    f = identity(DataInfo(sample_shape=(2,)))
     assert isinstance(f, FeatureExtractor) and f.feature_dim == 2 and f.weights_sha256 == ""
     assert torch.equal(f(torch.tensor([[1.0, 2.0], [3.0, 4.0]])), torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
-    img = fx.identity(DataInfo(sample_shape=(3, 4, 4), kind="image"))
+    img = identity(DataInfo(sample_shape=(3, 4, 4), kind="image"))
     assert img.feature_dim == 48 and img(torch.zeros(5, 3, 4, 4)).shape == (5, 48)
 
 
 def test_identity_without_info_takes_dim_from_first_batch_and_checks_later_ones():
-    f = fx.identity()
+    f = identity()
     assert f.feature_dim == 0
     assert f(torch.zeros(3, 1, 2, 2)).shape == (3, 4) and f.feature_dim == 4
     with pytest.raises(ValueError) as e:
@@ -42,12 +44,12 @@ def test_identity_without_info_takes_dim_from_first_batch_and_checks_later_ones(
 
 @pytest.fixture(scope="module")
 def cnn():
-    return fx.digits_cnn()
+    return dcnn.digits_cnn()
 
 
 def test_shipped_weights_small_and_pinned(cnn):
-    assert fx.DIGITS_CNN_WEIGHTS.stat().st_size < 1_000_000
-    assert sha256_file(fx.DIGITS_CNN_WEIGHTS) == fx.DIGITS_CNN_SHA256 == cnn.weights_sha256
+    assert dcnn.DIGITS_CNN_WEIGHTS.stat().st_size < 1_000_000
+    assert sha256_file(dcnn.DIGITS_CNN_WEIGHTS) == dcnn.DIGITS_CNN_SHA256 == cnn.weights_sha256
     assert isinstance(cnn, FeatureExtractor) and cnn.name == "digits-cnn" and cnn.feature_dim == 64
 
 
@@ -89,24 +91,24 @@ def test_stacked_digits_classified_per_channel_hit_all_modes(cnn):
 
 def test_digits_cnn_sha_mismatch_error(tmp_path, monkeypatch):
     bad = tmp_path / "digits_cnn.pt"
-    shutil.copy(fx.DIGITS_CNN_WEIGHTS, bad)
+    shutil.copy(dcnn.DIGITS_CNN_WEIGHTS, bad)
     with open(bad, "r+b") as f:  # flip one byte in the middle: a corrupt download or edit
         f.seek(1000)
         b = f.read(1)
         f.seek(1000)
         f.write(bytes([b[0] ^ 0xFF]))
-    monkeypatch.setattr(fx, "DIGITS_CNN_WEIGHTS", bad)
+    monkeypatch.setattr(dcnn, "DIGITS_CNN_WEIGHTS", bad)
     with pytest.raises(ValueError) as e:
-        fx.digits_cnn()
+        dcnn.digits_cnn()
     msg = str(e.value)
-    assert str(bad) in msg and fx.DIGITS_CNN_SHA256 in msg and sha256_file(bad) in msg
+    assert str(bad) in msg and dcnn.DIGITS_CNN_SHA256 in msg and sha256_file(bad) in msg
     assert "corrupt or was changed" in msg and "python scripts/train_digits_cnn.py" in msg and "DIGITS_CNN_SHA256" in msg
 
 
 def test_digits_cnn_missing_weights_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(fx, "DIGITS_CNN_WEIGHTS", tmp_path / "gone.pt")
+    monkeypatch.setattr(dcnn, "DIGITS_CNN_WEIGHTS", tmp_path / "gone.pt")
     with pytest.raises(FileNotFoundError, match=r"weights file .*gone\.pt is missing.*train_digits_cnn\.py"):
-        fx.digits_cnn()
+        dcnn.digits_cnn()
 
 
 def test_bad_input_shape_error(cnn):
@@ -140,14 +142,14 @@ REFERENCE_PARAMETERS = 27_161_264 - 3_326_696 + 16_392
 
 @pytest.fixture
 def no_inception_weights(tmp_path, monkeypatch):
-    monkeypatch.delenv(fx.INCEPTION_ENV, raising=False)
+    monkeypatch.delenv(inc.INCEPTION_ENV, raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     return tmp_path / "torch_home" / "hub" / "checkpoints"
 
 
 def test_inception_missing_weights_error(no_inception_weights):
     with pytest.raises(FileNotFoundError) as e:
-        fx.inception_v3()
+        inc.inception_v3()
     msg = str(e.value)
     assert "pt_inception-2015-12-05-6726825d.pth" in msg
     assert f"{no_inception_weights}/" in msg
@@ -163,14 +165,14 @@ def test_inception_missing_weights_through_registry(no_inception_weights):
 
 def test_inception_weights_param_and_env_missing_errors(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match=r"inception-v3: weights='.*nowhere\.pth' does not exist"):
-        fx.inception_v3(weights=str(tmp_path / "nowhere.pth"))
-    monkeypatch.setenv(fx.INCEPTION_ENV, str(tmp_path / "env.pth"))
+        inc.inception_v3(weights=str(tmp_path / "nowhere.pth"))
+    monkeypatch.setenv(inc.INCEPTION_ENV, str(tmp_path / "env.pth"))
     with pytest.raises(FileNotFoundError, match=r"GANFORGE_INCEPTION_WEIGHTS='.*env\.pth' does not exist"):
-        fx.inception_v3()
+        inc.inception_v3()
 
 
 def test_inception_architecture_matches_reference():
-    net = fx.FIDInceptionV3()
+    net = inc.FIDInceptionV3()
     sd = net.state_dict()
     for k, shape in REFERENCE_SHAPES.items():
         assert tuple(sd[k].shape) == shape, k
@@ -180,19 +182,19 @@ def test_inception_architecture_matches_reference():
 
 def test_inception_loads_reference_keys_and_gives_2048_features(tmp_path, no_inception_weights):
     torch.manual_seed(0)
-    src = fx.FIDInceptionV3()
+    src = inc.FIDInceptionV3()
     # A synthetic checkpoint as the reference file has it: plain tensors, no BN step counters.
     state = {k: v.clone() for k, v in src.state_dict().items() if not k.endswith("num_batches_tracked")}
     for k in state:
         if k.endswith("running_var"):
             state[k] = torch.rand_like(state[k]) + 0.5
     no_inception_weights.mkdir(parents=True)
-    path = no_inception_weights / fx.INCEPTION_FILE
+    path = no_inception_weights / inc.INCEPTION_FILE
     torch.save(state, path)
-    net = fx.inception_v3()  # found in the (temporary) torch hub cache
+    net = inc.inception_v3()  # found in the (temporary) torch hub cache
     sha = sha256_file(path)
     path.unlink()  # 95 MB: pytest keeps the last runs' temporary folders
-    assert net.weights_sha256 == sha and net.protocol()["weights_file"] == fx.INCEPTION_FILE
+    assert net.weights_sha256 == sha and net.protocol()["weights_file"] == inc.INCEPTION_FILE
     assert torch.equal(net.Mixed_7c.branch_pool.bn.running_var, state["Mixed_7c.branch_pool.bn.running_var"])
     net.train()
     assert not net.training and not any(p.requires_grad for p in net.parameters())
@@ -207,7 +209,7 @@ def test_inception_wrong_file_error(tmp_path):
     path = tmp_path / "other.pth"
     torch.save({"conv.weight": torch.zeros(1), "Conv2d_1a_3x3.conv.weight": torch.zeros(32, 3, 5, 5)}, path)
     with pytest.raises(ValueError) as e:
-        fx.inception_v3(weights=str(path))
+        inc.inception_v3(weights=str(path))
     msg = str(e.value)
     assert "is not the FID Inception-v3 weights" in msg and "missing key(s)" in msg
     assert "unexpected key(s), e.g. conv.weight" in msg and "Conv2d_1a_3x3.conv.weight (32, 3, 5, 5)" in msg
@@ -217,11 +219,11 @@ def test_inception_corrupt_file_error(tmp_path):
     path = tmp_path / "broken.pth"
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match=r"cannot read weights file .*broken\.pth.*corrupt or incomplete"):
-        fx.inception_v3(weights=str(path))
+        inc.inception_v3(weights=str(path))
 
 
 def test_inception_channel_error():
-    net = fx.FIDInceptionV3()
+    net = inc.FIDInceptionV3()
     with pytest.raises(ValueError, match=r"inception-v3: expected 1 or 3 channels, got 2"):
         net.preprocess(torch.zeros(1, 2, 8, 8))
 
@@ -237,4 +239,4 @@ def test_registered_and_built_through_the_registry():
     ident = reg.build("feature_extractor", {"name": "identity"}, info=DataInfo(sample_shape=(2,)))
     assert ident.feature_dim == 2
     cnn = reg.build("feature_extractor", {"name": "digits-cnn"})
-    assert cnn.protocol()["preprocess"] == fx.DIGITS_CNN_PREPROCESS
+    assert cnn.protocol()["preprocess"] == dcnn.DIGITS_CNN_PREPROCESS
