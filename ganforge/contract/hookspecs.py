@@ -101,6 +101,17 @@ def ganforge_register_loggers(register: Register) -> None:
     """
 
 
+@hookspec
+def ganforge_register_launchers(register: Register) -> None:
+    """Register launcher factories (no parameters) returning :class:`ganforge.run.launch.Launcher` objects.
+
+    A launcher recognises how ganforge was started (a scheduler's job, torchrun, a plain run) from the
+    environment and returns a :class:`ganforge.run.launch.Launch`: the run directory rule, the logger
+    run id, requeue support. Launchers are tried by ``priority`` (higher first, then name); the
+    first-party ``local`` always matches and goes last.
+    """
+
+
 KINDS: dict[str, str] = {
     # component kind -> hook name
     "generator": "ganforge_register_generators",
@@ -110,6 +121,7 @@ KINDS: dict[str, str] = {
     "metric": "ganforge_register_metrics",
     "feature_extractor": "ganforge_register_feature_extractors",
     "callback": "ganforge_register_callbacks",
+    "launcher": "ganforge_register_launchers",
     "logger": "ganforge_register_loggers",
 }
 

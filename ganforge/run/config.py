@@ -102,8 +102,10 @@ def samples_section(every_n_steps: Annotated[int, NonNegative] = 0, num_samples:
 
     Args:
         every_n_steps: Save a picture every N generator steps; ``0``: ``metrics.every_n_steps``,
-            or a tenth of ``train.max_steps`` when that is also ``0``.
-        num_samples: Samples per picture; ``0``: 1000 points or 64 images.
+            or a tenth of ``train.max_steps`` when that is also ``0`` (1000 without a step limit);
+            the resolved config holds the number decided.
+        num_samples: Samples per picture; ``0``: 1000 points or 64 images (by the data; the run's
+            ``config.yaml`` holds the number used).
         snapshots: Panels in the side-by-side progress picture (first, last and evenly spaced).
     """
 
@@ -384,18 +386,7 @@ def _component_spec(value: Any, path: str) -> dict[str, Any]:
 
 
 def _resolve_component(reg: Registry, kind: str, value: Any, path: str) -> dict[str, Any]:
-    spec = _component_spec(value, path)
-    if "name" not in spec or spec["name"] in (None, ""):
-        raise ConfigError(f"{path}.name: missing; registered {kind}s: {', '.join(reg.names(kind)) or 'none'}.")
-    comp = reg.get(kind, str(spec["name"]), f"{path}.name")
-    given = {k: v for k, v in spec.items() if k != "name"}
-    params = validate_params(comp, given, path)
-    full = {"name": comp.name}
-    for p in comp.parameters():
-        full[p.name] = params.get(p.name, p.default)
-    for k, v in params.items():
-        full.setdefault(k, v)
-    return plain(full)
+    return reg.resolve(kind, _component_spec(value, path), path)  # nested components included
 
 
 METRIC_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -588,6 +579,10 @@ def resolve(data: dict[str, Any], registry: Registry, source: str = "<config>") 
         raise ConfigError("train.lr_decay: needs train.max_steps (the decay ends there); set it, or lr_decay: none.")
     if t["max_steps"] is None and t["max_images"] is None:
         raise ConfigError("train: set train.max_steps (generator steps) or train.max_images; both are null.")
+    samples = cfg["samples"]
+    if samples["every_n_steps"] == 0:  # decided here, so config.yaml says when pictures are drawn
+        samples["every_n_steps"] = (cfg["metrics"]["every_n_steps"]
+                                    or (max(1, t["max_steps"] // 10) if t["max_steps"] else 1000))
     cfg["metrics"]["list"] = _resolve_metrics(registry, cfg["metrics"]["list"])
     callbacks = data.get("callbacks") or []
     if not isinstance(callbacks, list):

@@ -138,7 +138,8 @@ def read_segments(run_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
-def record_segment(run_dir: Path, cfg: dict[str, Any], ckpt: Optional[Path], plan: Optional[ResumePlan]) -> dict:
+def record_segment(run_dir: Path, cfg: dict[str, Any], ckpt: Optional[Path], plan: Optional[ResumePlan],
+                   launch: Any = None) -> dict:
     """Write ``config.yaml`` at the first start, ``config.segment_<k>.yaml`` when keys changed, and
     append this segment to ``segments.jsonl``. Rank 0 only."""
     run_dir = Path(run_dir)
@@ -160,7 +161,9 @@ def record_segment(run_dir: Path, cfg: dict[str, Any], ckpt: Optional[Path], pla
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": socket.gethostname(),
         "pid": os.getpid(),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "launcher": getattr(launch, "kind", None),  # ganforge.run.launch.Launch: how this segment was started
+        "job_id": getattr(launch, "job_id", None),
+        "slurm_job_id": launch.job_id if getattr(launch, "kind", None) == "slurm" else None,
         "resumed_from": str(ckpt) if ckpt else None,
         "start": {c: (plan.counters.get(c, 0) if plan else 0) for c in ("g_steps", "images_seen", "iterations")},
         "changes": {key: [a, b] for key, (a, b) in changes.items()},

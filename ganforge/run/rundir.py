@@ -35,6 +35,8 @@ START_FILES = frozenset({"config.yaml", "segments.jsonl", LOCK_NAME})
 # for the names ganforge writes in a run directory, checkpoints/ and samples/.
 _OURS = r"last\.ckpt|[\w.-]+\.ckpt|config(\.segment_\d+)?\.yaml|metrics\.csv|summary\.json|step_\d+\.png|progress\.png"
 TMP_RE = re.compile(rf"^\.(?:{_OURS})\.[a-z0-9_]{{8}}\.tmp$")
+# Swept for leftovers of other starts: version_<n> and the first-party launchers' directories. A third-party
+# launcher's (pbs_<job>) is left alone, like any folder a user made: its own failed start removes itself.
 RUN_DIR_RE = re.compile(r"^(version_\d+|slurm_\d+|torchrun_[\w-]+)$")
 GRACE_S = 60.0  # a lock file alone, or a lock-less leftover, younger than this may be a start in progress
 
@@ -44,19 +46,28 @@ def _max_version(base: Path) -> int:
     return max(versions, default=-1)
 
 
-def claim_version(base: Path) -> Path:
+def claim_version(base: Path, tries: int = 10_000) -> Path:
     """Create and return the next free ``base/version_<n>``; safe against concurrent claims."""
-    base.mkdir(parents=True, exist_ok=True)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"run directory {base}: cannot create it ({exc.strerror or exc}); set root_dir= to a "
+                          "writable folder (e.g. root_dir=runs) or fix the folder's permissions.") from None
     remove_start_leftovers(base)
-    n = _max_version(base) + 1
-    for _ in range(10_000):
+    n = start = _max_version(base) + 1
+    for _ in range(tries):
         path = base / f"version_{n}"
         try:
             path.mkdir()  # atomic: exactly one of several concurrent callers creates it
             return path
         except FileExistsError:
             n += 1
-    raise ConfigError(f"{base}: could not claim a free version_<n> directory (tried up to version_{n}).")
+        except OSError as exc:
+            raise ConfigError(f"run directory {path}: cannot create it ({exc.strerror or exc}); set root_dir= to a "
+                              f"writable folder or fix the permissions of {base}.") from None
+    raise ConfigError(f"{base}: could not claim a free version_<n> directory (version_{start} to version_{n - 1} "
+                      "were all taken while trying: other runs are starting under the same name); start this run "
+                      "under another name (name=<new name>) or root_dir=, or try again when the others have started.")
 
 
 # -- the run lock -------------------------------------------------------------------------------------
@@ -219,11 +230,3 @@ def remove_orphan_temporaries(run_dir: Path, report: Callable[[str], None] = pri
                f"in {run_dir} ({', '.join(sorted(p.name for p in removed)[:3])}{', ...' if len(removed) > 3 else ''}).")
     return removed
 
-
-def launch_rank() -> int:
-    """This process's global rank as the launcher set it (torchrun, srun); 0 when launched alone."""
-    for var in ("RANK", "SLURM_PROCID"):
-        value = os.environ.get(var, "")
-        if value.isdigit():
-            return int(value)
-    return 0

@@ -231,6 +231,7 @@ def make_trainer(cfg: dict[str, Any], run_dir: Path, built: Built, loggers: Mapp
     max_steps = t["max_steps"]
     sample_every = s["every_n_steps"] or metrics_every or (max(1, max_steps // 10) if max_steps else 1000)
     num_samples = s["num_samples"] or (64 if built.module.info.kind == "image" else 1000)
+    s["every_n_steps"], s["num_samples"] = sample_every, num_samples  # config.yaml says what ran
     from ganforge.run.stopping import InterruptStop
 
     checkpoint = GANCheckpoint(run_dir / "checkpoints", t["checkpoint_every_n_steps"])
@@ -284,7 +285,7 @@ def make_trainer(cfg: dict[str, Any], run_dir: Path, built: Built, loggers: Mapp
     kwargs.setdefault("enable_progress_bar", bool(progress))
     world = world_size_hint(kwargs)
     if world > 1 and "strategy" not in kwargs:
-        kwargs["strategy"] = "gan_ddp"
+        kwargs["strategy"] = cfg["trainer"]["strategy"] = "gan_ddp"  # written back: config.yaml says what ran
     if kwargs.get("strategy") in ("gan_ddp", "gan-ddp"):
         from ganforge.loop.strategy import GANDDPStrategy
 
@@ -377,6 +378,9 @@ def _fit(cfg: dict[str, Any], run_dir: Path, ckpt: Optional[Path], progress: Opt
                            resume_states=(state or {}).get("loggers"), resumed_step=resumed_step,
                            launch=detected.launch)
     trainer = make_trainer(cfg, run_dir, built, loggers, progress, launch=detected)
+    if plan is not None:  # defaults make_trainer decided (samples, strategy) match the checkpoint's: no change
+        now = resume_mod.flatten(cfg)
+        plan.changes = {k: v for k, v in plan.changes.items() if now.get(k, "<absent>") != v[0]}
     batch, world = cfg["train"]["batch_size"], trainer.world_size
     if batch % world:
         raise ConfigError(f"train.batch_size={batch} is the global batch and must divide by the {world} processes "

@@ -5,9 +5,10 @@ largest request of any rank wins: a SIGTERM may reach one rank only, a Ctrl-C fr
 reaches them all), and then all of them act after the same step. Acting inside the handler
 instead (Lightning's way) saves wherever each rank happens to be and deadlocks DDP.
 
-- :class:`StepBoundaryStop` is that shape; :class:`ganforge.run.launch.SlurmRequeue` (SIGUSR1 →
-  checkpoint and requeue) and :class:`InterruptStop` (SIGINT/SIGTERM → checkpoint, summary, exit
-  130/143) are its two uses.
+- :class:`StepBoundaryStop` is that shape; :class:`RequeueStop` (the launch's requeue signal, SLURM's
+  SIGUSR1 → checkpoint, then the launcher requeues the job) and :class:`InterruptStop` (SIGINT/SIGTERM →
+  checkpoint, summary, exit 130/143) are its two uses. How the run stopped is theirs to say
+  (``.stopped``, :attr:`RequeueStop.requeued`): the runner holds them and asks.
 - :data:`SIGNALS` holds the process's SIGINT/SIGTERM state. Signals arrive at a process, not at
   a trainer, so this one object is shared: the CLI installs it before anything is built (a Ctrl-C
   during start-up ends cleanly too) and reads the outcome after ``fit`` returns or raises.
@@ -23,11 +24,14 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import torch
 
 import lightning as L
+
+if TYPE_CHECKING:
+    from ganforge.run.launch import Launch
 
 NAMES = {int(signal.SIGINT): "SIGINT (Ctrl-C)", int(signal.SIGTERM): "SIGTERM"}
 
@@ -60,8 +64,9 @@ class SignalState:
     def reset(self) -> None:
         self.signum = 0  # the first signal received here (0: none)
         self.phase = "start-up"  # "training" while a step boundary is coming, then "final evaluation"
-        env = os.environ
-        self.rank = int(env.get("RANK") or env.get("SLURM_PROCID") or env.get("LOCAL_RANK") or 0)
+        # Who speaks: the launch's rank (ganforge.run.launch.Launch.rank, set by fit once detected), then
+        # the trainer's global rank once training starts. Until then every process may speak.
+        self.rank = 0
         self.launcher: Any = None  # Lightning's launcher of the other ranks (set in training)
         self.pid = os.getpid()
         # Filled by InterruptStop for the CLI's message: where the run stopped and what it saved.
@@ -148,6 +153,67 @@ class StepBoundaryStop(L.Callback):
             self.stopped = value
             trainer.should_stop = True
             self.act(trainer, pl_module, value)
+
+
+class RequeueStop(StepBoundaryStop):
+    """On the launch's requeue signal (SLURM: SIGUSR1, sent by ``#SBATCH --signal=SIGUSR1@<secs>``): every
+    rank saves ``last.ckpt`` after the same step, then rank 0 asks the launcher to requeue the job.
+
+    The later attempt runs in the same run directory (:attr:`Launch.run_dir_name`) and resumes from
+    that checkpoint (:attr:`Launch.resume_in_place`): no step is done twice or lost. Lightning's own
+    handler saves inside the signal handler, wherever each rank happens to be, and deadlocks DDP.
+
+    Args:
+        checkpoint: The run's ``GANCheckpoint``.
+        launch: This process's launch; its ``requeue_signal`` is the one listened to.
+        requeue: The launcher's ``requeue(launch)`` (raises ``RuntimeError`` when the scheduler refuses).
+    """
+
+    def __init__(self, checkpoint: Any, launch: "Launch", requeue: Callable[["Launch"], None],
+                 state: SignalState = SIGNALS) -> None:
+        super().__init__(checkpoint)
+        if launch.requeue_signal is None:
+            raise ValueError(f"launch '{launch.kind}' cannot be requeued (requeue_signal is None)")
+        self.launch = launch
+        self.requeue = requeue
+        self.state = state
+        self.flag = False
+
+    @property
+    def requeued(self) -> bool:
+        """Training stopped for a requeue: the final evaluation belongs to the requeued attempt."""
+        return bool(self.stopped)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._before = signal.signal(int(self.launch.requeue_signal), self._handler)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        before = getattr(self, "_before", None)
+        if threading.current_thread() is threading.main_thread() and before is not None:
+            signal.signal(int(self.launch.requeue_signal), before)  # a later fit in this process starts clean
+            self._before = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.flag = True  # act at the next step boundary, on every rank at once
+
+    def request(self) -> int:
+        return int(self.flag)
+
+    def act(self, trainer: L.Trainer, pl_module: Any, value: int) -> None:
+        self.checkpoint.save(trainer, pl_module)
+        pl_module.requeued = True  # read by the evaluation and picture callbacks (see the CHANGELOG note)
+        self.state.phase = "requeued"  # the scheduler's SIGTERM that ends this attempt is then no interrupt
+        if not trainer.is_global_zero:
+            return
+        job, label = self.launch.job_id or "", self.launch.kind.upper()
+        print(f"ganforge: {label} signal: saved {self.checkpoint.last} at generator step {pl_module.g_steps}; "
+              f"requeueing job {job}", flush=True)
+        try:
+            self.requeue(self.launch)
+        except Exception as exc:  # noqa: BLE001 - the checkpoint is saved: say how to go on by hand
+            print(f"ganforge: warning: requeueing job {job} failed: {exc}; resume by hand with "
+                  f"--resume {self.checkpoint.last}", flush=True)
 
 
 class InterruptStop(StepBoundaryStop):
@@ -241,6 +307,6 @@ def report(state: SignalState, during: str, resume: Optional[Path], command: lis
             tail = ""
         return f"ganforge: {name} during the final evaluation: {state_line}{summary}.{tail}"
     if during == "requeued":
-        return f"ganforge: {name} after the SLURM requeue checkpoint; nothing more to save."
+        return f"ganforge: {name} after the requeue checkpoint; nothing more to save."
     untouched = f"; the checkpoint {resume} it resumed from is untouched" if previous_checkpoint(resume) else ""
     return f"ganforge: {name} during {during}, before training began: nothing was trained or saved{untouched}."
