@@ -27,8 +27,10 @@ from ganforge.registry.errors import ConfigError, PluginError
 from ganforge.registry.schema import (  # noqa: F401 - re-exported for code written against 0.1's ganforge.plugins
     NO,
     Component,
+    ComponentRef,
     Param,
     coerce,
+    convert_params,
     plain,
     schema_problem,
     type_name,
@@ -81,17 +83,61 @@ class Registry:
             f"{where}unknown {kind.replace('_', ' ')} '{name}'.{hint} Registered: {', '.join(known) or 'none'}{broken}."
         )
 
-    def build(self, kind: str, spec: dict[str, Any], path: str = "", **injected: Any) -> Any:
-        """Validate ``spec`` (``{"name": ..., **params}``) and call the factory.
+    def resolve(self, kind: str, value: Any, path: str = "") -> dict[str, Any]:
+        """Validate a config entry (a name, or ``{"name": ..., **params}``) once and return it complete.
 
+        Every parameter is present (defaults filled in), values are converted to their annotations
+        and written YAML-friendly (:func:`plain`), and parameters marked with :class:`ComponentRef`
+        are resolved through this same registry: the name must be registered for the referenced
+        kind, and the sibling parameters mapping is validated against that component with its
+        defaults filled in. This is what ``config.yaml`` and ``ganforge config show`` hold.
+        """
+        path = path or kind
+        if isinstance(value, str):
+            value = {"name": value}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping like {{name: ..., ...}} or a name, got {value!r}.")
+        if value.get("name") in (None, ""):
+            raise ConfigError(f"{path}.name: missing; registered {kind.replace('_', ' ')}s: "
+                              f"{', '.join(self.names(kind)) or 'none'}.")
+        comp = self.get(kind, str(value["name"]), f"{path}.name")
+        params = validate_params(comp, {k: v for k, v in value.items() if k != "name"}, path)
+        full: dict[str, Any] = {"name": comp.name}
+        declared = comp.parameters()
+        for prm in declared:
+            full[prm.name] = params.get(prm.name, prm.default)
+        for k, v in params.items():  # **kwargs factories: extra keys as given
+            full.setdefault(k, v)
+        for prm in declared:
+            if prm.ref is not None and full.get(prm.name) is not None:
+                self._resolve_ref(prm, full, path)
+        return plain(full)
+
+    def _resolve_ref(self, prm: Param, full: dict[str, Any], path: str) -> None:
+        ref = prm.ref
+        target = self.get(ref.kind, str(full[prm.name]), f"{path}.{prm.name}")
+        if ref.params is None:
+            return
+        given = full.get(ref.params) or {}
+        if not isinstance(given, dict):
+            raise ConfigError(f"{path}.{ref.params}: expected a mapping of {ref.kind.replace('_', ' ')} "
+                              f"'{target.name}' parameters, got {given!r}.")
+        nested = self.resolve(ref.kind, {**given, "name": target.name}, f"{path}.{ref.params}")
+        nested.pop("name")
+        full[ref.params] = nested
+
+    def create(self, kind: str, spec: dict[str, Any], path: str = "", **injected: Any) -> Any:
+        """Call the factory of an entry :meth:`resolve` returned (what ``config.yaml`` holds).
+
+        Nothing is validated again: values are only converted from their YAML form to their
+        annotations (a path string to ``Path``, a list to a tuple). A value that does not convert
+        means the resolved config was edited by hand; that is reported, not guessed at.
         ``injected`` values (``info``, ``seed``) are passed to factories that declare them.
         """
-        spec = dict(spec)
         path = path or kind
-        if "name" not in spec:
-            raise ConfigError(f"{path}: missing 'name' (one of: {', '.join(self.names(kind))})")
+        spec = dict(spec)
         comp = self.get(kind, spec.pop("name"), f"{path}.name")
-        params = validate_params(comp, spec, path)
+        params = convert_params(comp, spec, path)
         for n in comp.injected():
             if n in injected:
                 params[n] = injected[n]
@@ -102,6 +148,10 @@ class Registry:
         except (ValueError, TypeError, FileNotFoundError, KeyError) as exc:
             raise ConfigError(f"{path} ({kind} '{comp.name}' from {comp.provider}): {exc}") from exc
         return check_component(kind, comp.name, obj, comp.provider)
+
+    def build(self, kind: str, spec: dict[str, Any] | str, path: str = "", **injected: Any) -> Any:
+        """:meth:`resolve` then :meth:`create`: for entries that did not come from a resolved config."""
+        return self.create(kind, self.resolve(kind, spec, path), path, **injected)
 
 
 # -- loading ------------------------------------------------------------------------------------------

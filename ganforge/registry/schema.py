@@ -214,6 +214,26 @@ def validate_params(comp: Component, given: dict[str, Any], path: str) -> dict[s
     return out
 
 
+def convert_params(comp: Component, given: dict[str, Any], path: str) -> dict[str, Any]:
+    """Convert already validated values (a resolved config's) to their annotations; no checks but the type."""
+    params = {p.name: p for p in comp.parameters()}
+    out: dict[str, Any] = {}
+    for key, value in given.items():
+        p = params.get(key)
+        if p is None:
+            if comp.accepts_extra():
+                out[key] = value
+                continue
+            raise ConfigError(f"{path}.{key}: not a parameter of {_what(comp)} (was the resolved config edited?); "
+                              f"valid parameters: {', '.join(params) or 'none'}.")
+        converted = coerce(value, p.annotation)
+        if converted is NO:
+            raise ConfigError(f"{path}.{key}: expected {type_name(p.annotation)}, got {value!r} "
+                              f"({type(value).__name__}); was the resolved config edited?")
+        out[key] = converted
+    return out
+
+
 def _what(comp: Component) -> str:
     """``objective 'hinge'``, ``section 'train'``; ``the optimizer`` for an engine schema named after its kind."""
     return f"the {comp.kind}" if comp.name == comp.kind else f"{comp.kind} '{comp.name}'"
@@ -265,7 +285,17 @@ def schema_problem(comp: Component) -> str:
         params = comp.parameters()
     except (TypeError, ValueError) as exc:
         return f"its signature cannot be read ({exc})"
+    names = {p.name: p for p in params}
     for p in params:
+        if p.ref is not None:
+            from ganforge.contract.hookspecs import KINDS
+
+            if p.ref.kind not in KINDS:
+                return f"parameter '{p.name}': ComponentRef kind {p.ref.kind!r} is not a component kind ({', '.join(KINDS)})"
+            if p.annotation is not str and type_name(p.annotation) not in ("str | null", "null | str"):
+                return f"parameter '{p.name}': a ComponentRef names a component: annotate it str, not {p.type_name}"
+            if p.ref.params is not None and p.ref.params not in names:
+                return f"parameter '{p.name}': its ComponentRef's params={p.ref.params!r} is not a parameter of the factory"
         if not _expressible(p.annotation):
             return (f"parameter '{p.name}: {p.type_name}' cannot be given in a YAML config; annotate it with "
                     "bool, int, float, str, Path, Literal[...], Optional[...], or a list/tuple/dict of those")
@@ -286,5 +316,5 @@ def schema_problem(comp: Component) -> str:
     return ""
 
 
-__all__ = ["Component", "ComponentRef", "NO", "Param", "coerce", "plain", "schema_problem", "type_name",
+__all__ = ["Component", "ComponentRef", "NO", "Param", "coerce", "convert_params", "plain", "schema_problem", "type_name",
            "validate_params"]

@@ -1,0 +1,133 @@
+"""The schema from a factory's signature: nested components (ComponentRef), one validation, conversion only
+when building from a resolved config, and effective defaults written into the resolved config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ganforge.registry.errors import ConfigError
+from ganforge.registry.registry import load_registry
+from ganforge.run.config import load_config
+
+NESTED = {
+    "nested_mod": """
+        from pathlib import Path
+        from typing import Annotated, Any, Optional
+        from ganforge import hookimpl, Objective
+        from ganforge.registry.schema import ComponentRef
+
+        GANFORGE_PLUGIN_API = 2
+
+        class Wrapper(Objective):
+            weight_clip = None
+
+            def __init__(self, inner: Annotated[str, ComponentRef("objective", params="inner_params")] = "wgan-gp",
+                         inner_params: Optional[dict[str, Any]] = None,
+                         extractor: Annotated[str, ComponentRef("feature_extractor")] = "identity",
+                         where: Path = Path("out"), betas: tuple[float, float] = (0.5, 0.9)):
+                self.inner, self.inner_params, self.extractor, self.where, self.betas = (
+                    inner, inner_params, extractor, where, betas)
+
+        def bad_kind(x: Annotated[str, ComponentRef("widget")] = "a"):
+            return Wrapper()
+
+        def bad_params(x: Annotated[str, ComponentRef("objective", params="nope")] = "hinge"):
+            return Wrapper()
+
+        @hookimpl
+        def ganforge_register_objectives(register):
+            register("wrapper", Wrapper)
+            register("bad-kind", bad_kind)
+            register("bad-params", bad_params)
+    """
+}
+
+
+@pytest.fixture
+def nested_registry(fake_plugins):
+    fake_plugins("ganforge-nested", NESTED, {"nested": "nested_mod"})
+    return load_registry(warn=False)
+
+
+def test_nested_component_defaults_are_filled_at_config_time(nested_registry):
+    cfg = load_config(None, ["objective.name=wrapper", "objective.inner_params.gp_weight=5"], nested_registry)
+    obj = cfg["objective"]
+    assert obj["inner"] == "wgan-gp" and obj["extractor"] == "identity"
+    assert obj["inner_params"]["gp_weight"] == 5.0 and obj["inner_params"]["n_critic"] == 5  # the default shown
+    assert obj["where"] == "out" and obj["betas"] == [0.5, 0.9]  # YAML-friendly in the resolved config
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["objective.inner=wgan_gp"], r"objective.inner: unknown objective 'wgan_gp'. Did you mean 'wgan-gp'"),
+    (["objective.inner_params.gp_wieght=5"], r"objective.inner_params.gp_wieght: unknown parameter of objective "
+                                             r"'wgan-gp'. Did you mean 'gp_weight'"),
+    (["objective.inner_params.gp_weight=lots"], r"objective.inner_params.gp_weight: expected float, got 'lots'"),
+    (["objective.inner_params=3"], r"objective.inner_params: expected dict"),
+    (["objective.extractor=inceptoin-v3"], r"objective.extractor: unknown feature extractor 'inceptoin-v3'. "
+                                           r"Did you mean 'inception-v3'"),
+])
+def test_nested_component_errors_name_the_nested_key(nested_registry, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, ["objective.name=wrapper", *overrides], nested_registry)
+
+
+def test_a_malformed_component_ref_is_refused_at_registration(nested_registry):
+    errors = {f.error for f in nested_registry.failures}
+    assert any("objective 'bad-kind': parameter 'x': ComponentRef kind 'widget' is not a component kind" in e
+               for e in errors), errors
+    assert any("objective 'bad-params': parameter 'x': its ComponentRef's params='nope' is not a parameter" in e
+               for e in errors), errors
+    assert "wrapper" in nested_registry.names("objective")
+
+
+def test_create_converts_a_resolved_entry_without_validating_again(nested_registry):
+    from ganforge.registry import schema
+
+    cfg = load_config(None, ["objective.name=wrapper"], nested_registry)
+    calls = []
+    real = schema.validate_params
+    import ganforge.registry.registry as registry_mod
+
+    registry_mod.validate_params = lambda *a, **k: calls.append(a) or real(*a, **k)
+    try:
+        obj = nested_registry.create("objective", cfg["objective"], "objective")
+    finally:
+        registry_mod.validate_params = real
+    assert calls == []  # validated once, by resolution
+    assert obj.where == Path("out") and obj.betas == (0.5, 0.9)  # converted back to the annotations
+    with pytest.raises(ConfigError, match=r"objective.betas: expected tuple\[float, float\], got 'x' .*edited"):
+        nested_registry.create("objective", {**cfg["objective"], "betas": "x"}, "objective")
+    with pytest.raises(ConfigError, match=r"objective.colour: not a parameter of objective 'wrapper'"):
+        nested_registry.create("objective", {**cfg["objective"], "colour": 1}, "objective")
+
+
+def test_build_from_a_raw_spec_still_validates(nested_registry):
+    with pytest.raises(ConfigError, match=r"objective.inner_params.gp_weight: expected float"):
+        nested_registry.build("objective", {"name": "wrapper", "inner_params": {"gp_weight": "x"}})
+    assert nested_registry.build("objective", "wrapper").inner_params["gp_weight"] == 10.0
+
+
+def test_acgan_base_params_show_the_base_objectives_defaults(registry):
+    cfg = load_config("digits-cgan", ["objective.name=acgan", "objective.base=wgan-gp"], registry)
+    assert cfg["objective"]["base_params"]["gp_weight"] == 10.0
+    with pytest.raises(ConfigError, match=r"objective.base_params.gp_wieght: unknown parameter"):
+        load_config("digits-cgan", ["objective.name=acgan", "objective.base=wgan-gp",
+                                    "objective.base_params.gp_wieght=1"], registry)
+
+
+def test_trainer_values_are_stored_converted(registry):
+    cfg = load_config(None, ["trainer.limit_train_batches=5e-1"], registry)  # YAML 1.1 reads 5e-1 as a string
+    assert cfg["trainer"]["limit_train_batches"] == 0.5 and isinstance(cfg["trainer"]["limit_train_batches"], float)
+
+
+@pytest.mark.parametrize("overrides, every", [
+    ([], None),  # ring8: metrics.every_n_steps
+    (["metrics.every_n_steps=0", "train.max_steps=300"], 30),
+    (["metrics.every_n_steps=0", "train.max_steps=null", "train.max_images=1000"], 1000),
+    (["samples.every_n_steps=7"], 7),
+])
+def test_samples_every_n_steps_is_decided_in_the_resolved_config(registry, overrides, every):
+    cfg = load_config(None, overrides, registry)
+    assert cfg["samples"]["every_n_steps"] == (every or cfg["metrics"]["every_n_steps"]) > 0
