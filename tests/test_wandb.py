@@ -197,13 +197,19 @@ def saved_run_id(ckpt: Path) -> str:
 
 
 def make(cfg: dict[str, Any], run_dir: Path, resume_state: Any = None) -> Any:
-    """The wandb logger as the engine builds it (factory + injected LoggerRun)."""
+    """The wandb logger as the engine builds it (factory + injected LoggerRun, launch detected from the env)."""
+    from ganforge.registry.registry import get_registry
+    from ganforge.run.launch import detect_launch
+
     spec = {k: v for k, v in cfg["logger"][1].items() if k != "name"}
-    run = LoggerRun(run_dir=run_dir, name=cfg["name"], config=cfg, resume_state=resume_state)
+    launch = detect_launch(get_registry()).launch
+    run = LoggerRun(run_dir=run_dir, name=cfg["name"], config=cfg, resume_state=resume_state, launch=launch)
     return wl.wandb_logger(run, **spec)
 
 
 def test_slurm_job_id_gives_a_stable_run_id(wandb_home, registry, monkeypatch) -> None:
+    from ganforge.run.launch import detect_launch
+
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     monkeypatch.setenv("SLURM_JOB_NAME", "train.sh")
     cfg = load(registry, wandb_home, "train.max_steps=5")
@@ -221,7 +227,7 @@ def test_slurm_job_id_gives_a_stable_run_id(wandb_home, registry, monkeypatch) -
     assert make(cfg, wandb_home / "r").version != "ring8-slurm-4242"
     # Reserved characters never reach W&B; the id stays within 64 characters.
     monkeypatch.setenv("SLURM_JOB_NAME", "train.sh")
-    long = wl.scheduler_run_id("my run/with:odd#chars" * 5)
+    long = wl.launch_run_id("my run/with:odd#chars" * 5, detect_launch(registry).launch)
     assert long.endswith("-slurm-4242") and len(long) <= 64 and not set(":;,#?/' ") & set(long)
 
 

@@ -364,8 +364,8 @@ class LoggerRun:
         rank: This process's global rank (loggers write on rank 0 only).
         resume_state: What this logger's :meth:`StatefulLogger.state_dict` returned into the checkpoint the
             run resumes from; ``None`` for a fresh run (or a checkpoint written without this logger).
-        launch: How this process was started (``ganforge.run.launch.Launch``: scheduler, job id), or
-            ``None`` when unknown.
+        launch: How this process was started (``ganforge.Launch``: launcher kind, job id, a logger
+            run id that survives a requeue), or ``None`` when unknown.
         step: The current generator step (counts continue after a resume).
     """
 

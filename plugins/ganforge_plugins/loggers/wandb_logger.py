@@ -34,7 +34,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from ganforge import ConfigError, LoggerRun, hookimpl
+from ganforge import ConfigError, Launch, LoggerRun, hookimpl
 
 RUN_ID_KEY = "run_id"  # in the logger's state_dict (checkpoints)
 PROBE_TIMEOUT_S = 2.0
@@ -153,19 +153,13 @@ def _clean_id(text: str, limit: int = 64) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:limit] or "run"
 
 
-def scheduler_run_id(name: str) -> Optional[str]:
-    """A run id that survives a requeue/restart of the same job, from the scheduler's job id.
-
-    Matches the run-directory rule of :func:`ganforge.run.runner.choose_run_dir`: a SLURM batch job
-    (``slurm_<job id>``), a torchrun launch (``torchrun_<run id>``).
-    """
-    job = os.environ.get("SLURM_JOB_ID")
-    if job and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
-        return _with_suffix(name, f"-slurm-{job}")
-    rdzv = os.environ.get("TORCHELASTIC_RUN_ID")
-    if rdzv and rdzv != "none":
-        return _with_suffix(name, f"-torchrun-{rdzv}")
-    return None
+def launch_run_id(name: str, launch: Optional[Launch]) -> Optional[str]:
+    """A run id that survives a requeue/restart of the same job: the run's name and the launch's
+    :attr:`ganforge.Launch.logger_run_id` (``slurm-<job id>``, ``torchrun-<run id>``); ``None`` for a
+    launch without one (a plain local run, an interactive allocation)."""
+    if launch is None or not launch.logger_run_id:
+        return None
+    return _with_suffix(name, f"-{launch.logger_run_id}")
 
 
 def _with_suffix(name: str, suffix: str) -> str:
@@ -181,7 +175,7 @@ def choose_run_id(run: LoggerRun) -> str:
         return str(state[RUN_ID_KEY])
     if os.environ.get("WANDB_RUN_ID"):
         return os.environ["WANDB_RUN_ID"]
-    derived = scheduler_run_id(run.name)
+    derived = launch_run_id(run.name, run.launch)
     if derived:
         return derived
     from wandb.sdk.lib.runid import generate_id
