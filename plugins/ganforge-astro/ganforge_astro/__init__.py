@@ -23,3 +23,13 @@ def ganforge_register_datasets(register: Register) -> None:
 
     register("iact-toy", iact_toy, description="toy Cherenkov-telescope images (gamma/proton, ctapipe toymodel) "
              "on a 559-pixel hexagonal camera, conditioned on log10 E and particle type")
+
+
+@hookimpl
+def ganforge_register_metrics(register: Register) -> None:
+    from ganforge_astro.metrics import hillas, size_energy
+
+    register("hillas", hillas, description="Hillas-parameter W1/KS of generated vs real IACT images per energy bin, "
+             "with the real-vs-real floor (ctapipe)")
+    register("size-energy", size_energy, description="relative error of the median generated image size per "
+             "particle and energy bin, with the real-vs-real floor")

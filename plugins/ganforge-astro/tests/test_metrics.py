@@ -1,0 +1,106 @@
+"""Metrics hillas and size-energy (ganforge-astro): values against scipy, the floor, distributed-style merging."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ganforge import DataInfo, NotApplicable
+from scipy.stats import ks_2samp, wasserstein_distance
+
+from ganforge_astro.metrics import E_COL, N_PAR, P_COL, hillas, size_energy
+from ganforge_astro.physics import PARAMETERS, energy_edges, split_halves, survived
+from ganforge_astro.toy import iact_toy
+
+
+@pytest.fixture(scope="module")
+def real():
+    return iact_toy(num_samples=240, seed=11)
+
+
+@pytest.fixture(scope="module")
+def fake():
+    return iact_toy(num_samples=120, seed=12, light_pe_per_tev=75.0)  # 4x dimmer: a visibly wrong "generator"
+
+
+def _ready(metric, real):
+    metric.set_real({k: v for k, v in metric.real_batch(real.x, real.y).items()})
+    return metric
+
+
+def test_hillas_matches_scipy_and_floor(real, fake):
+    m = _ready(hillas(real.info, num_samples=120, num_real=None, energy_bins=2), real)
+    m.update(fake.x[:50], fake.y[:50])
+    m.update(fake.x[50:], fake.y[50:])
+    out = m.compute()
+    rows = m.real_rows
+    a, b = split_halves(len(rows), 0)
+    ra, rb = rows[a], rows[b]
+    gen = m.rows if isinstance(m.rows, torch.Tensor) else torch.cat(m.rows)
+    gen = gen.double().numpy()
+    edges = energy_edges(rows[:, E_COL], 2)
+    for j, p in enumerate(PARAMETERS):
+        ga, gg, gb = ra[survived(ra[:, :N_PAR]), j], gen[survived(gen[:, :N_PAR]), j], rb[survived(rb[:, :N_PAR]), j]
+        assert out[f"w1/{p}"] == pytest.approx(wasserstein_distance(ga, gg), rel=1e-12)
+        assert out[f"ks/{p}"] == pytest.approx(ks_2samp(ga, gg).statistic, rel=1e-12)
+        assert out[f"floor/w1/{p}"] == pytest.approx(wasserstein_distance(ga, gb), rel=1e-12)
+    # per energy bin: the upper bin by hand
+    ok_a, ok_g = survived(ra[:, :N_PAR]), survived(gen[:, :N_PAR])
+    up_a = ra[ok_a & (ra[:, E_COL] >= edges[1]), 1]
+    up_g = gen[ok_g & (gen[:, E_COL] >= edges[1]), 1]
+    assert out["w1/length/e1"] == pytest.approx(wasserstein_distance(up_a, up_g), rel=1e-12)
+    # the dimmer fake is clearly farther than real-vs-real in size
+    assert out["w1/log10_size"] > 2 * out["floor/w1/log10_size"]
+    assert 0 < out["survived"] <= 1 and out["w1_over_floor"] > 1
+
+
+def test_generated_equal_to_real_half_scores_the_floor(real):
+    """A 'generator' that returns exactly the real half B scores exactly the floor."""
+    m = _ready(hillas(real.info, num_samples=120, num_real=None), real)
+    _, b = split_halves(len(real), 0)
+    m.update(real.x[b], real.y[b])
+    out = m.compute()
+    for p in PARAMETERS:
+        assert out[f"w1/{p}"] == out[f"floor/w1/{p}"]
+        assert out[f"ks/{p}"] == out[f"floor/ks/{p}"]
+    assert out["w1_over_floor"] == pytest.approx(1.0)
+    s = _ready(size_energy(real.info, num_samples=120, num_real=None), real)
+    s.update(real.x[b], real.y[b])
+    so = s.compute()
+    assert so["rel_err"] == so["floor/rel_err"]
+
+
+def test_size_energy_against_numpy_medians(real, fake):
+    m = _ready(size_energy(real.info, num_samples=120, num_real=None, energy_bins=2), real)
+    m.update(fake.x, fake.y)
+    out = m.compute()
+    rows = m.real_rows
+    a, _ = split_halves(len(rows), 0)
+    ra = rows[a]
+    gen = torch.cat(m.rows).numpy() if isinstance(m.rows, list) else m.rows.numpy()
+    edges = energy_edges(rows[:, E_COL], 2)
+
+    def median(r, particle, k):
+        ok = survived(r[:, :N_PAR]) & (r[:, P_COL] == particle)
+        inside = (r[:, E_COL] >= edges[k]) & (r[:, E_COL] < edges[k + 1])
+        return np.median(10 ** r[ok & inside, 0])
+
+    expected = abs(median(gen, 0, 0) / median(ra, 0, 0) - 1)
+    assert out["rel_err/gamma/e0"] == pytest.approx(expected, rel=1e-12)
+    assert out["rel_err"] == pytest.approx(np.mean([out[k] for k in out if k.startswith("rel_err/")]), rel=1e-12)
+    assert out["rel_err"] > out["floor/rel_err"]  # a quarter of the light: sizes far too small
+
+
+def test_metric_refuses_data_without_a_camera():
+    with pytest.raises(NotApplicable, match="not an IACT dataset"):
+        hillas(DataInfo(sample_shape=(1, 8, 8), kind="image", name="digits"))
+    with pytest.raises(ValueError, match="energy_bins=0; expected an integer >= 1"):
+        hillas(iact_toy(num_samples=4, seed=0).info, energy_bins=0)
+    with pytest.raises(ValueError, match="parameters has \\['size'\\]"):
+        hillas(iact_toy(num_samples=4, seed=0).info, parameters=("size",))
+
+
+def test_generated_images_need_conditions(real):
+    m = _ready(hillas(real.info, num_samples=10, num_real=None), real)
+    with pytest.raises(ValueError, match="without conditions"):
+        m.update(real.x[:2], None)
