@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from ganforge.io import atomic_write_bytes, sha256_file
 from ganforge_plugins.extractors.digits_cnn import DIGITS_CNN_SHA256, DIGITS_CNN_WEIGHTS, DigitsCNN
-from ganforge_plugins.data.images import digits_tensors
+from ganforge_plugins.data.digits import digits_tensors
 
 SEED = 0
 EPOCHS = 60

@@ -206,7 +206,7 @@ def test_greyscale_and_sixteen_bit_pngs(tmp_path):
 @pytest.fixture(scope="module")
 def digit_folders(tmp_path_factory):
     """The digits' test split (16×16) as greyscale PNGs, uniform noise of the same size, and .npz copies."""
-    from ganforge_plugins.data.images import digits_tensors
+    from ganforge_plugins.data.digits import digits_tensors
 
     root = tmp_path_factory.mktemp("folders")
     x, _ = digits_tensors("test", 16)

@@ -17,7 +17,7 @@ from ganforge.registry.registry import load_registry
 import ganforge_plugins.extractors.digits_cnn as dcnn
 import ganforge_plugins.extractors.inception as inc
 from ganforge_plugins.extractors.identity import identity
-from ganforge_plugins.data.images import digits_tensors, stacked_digits
+from ganforge_plugins.data.digits import digits_tensors, stacked_digits
 
 # -- identity -------------------------------------------------------------------------------------
 

@@ -13,13 +13,8 @@ from PIL import Image
 from ganforge.contract.components import DataInfo, GANDataset
 from ganforge.registry.errors import ConfigError
 from ganforge.registry.registry import load_registry
-from ganforge_plugins.data.images import (
-    digits,
-    digits_split_indices,
-    digits_tensors,
-    image_folder,
-    stacked_digits,
-)
+from ganforge_plugins.data.digits import digits, digits_split_indices, digits_tensors, stacked_digits
+from ganforge_plugins.data.image_folder import image_folder
 
 # -- digits ---------------------------------------------------------------------------------------
 
