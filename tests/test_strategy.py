@@ -453,3 +453,17 @@ def test_cuda_two_gpus_nccl_stay_identical(tmp_path: Path) -> None:
         r.assert_ok(log)
         assert_identical_across_ranks(r)
 
+
+
+def test_gan_ddp_is_the_one_registered_name() -> None:
+    """``gan_ddp`` (subprocess launch) serves a plain lightning.Trainer; the spawn variant, which
+    ganforge fit never reached, is gone."""
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    from ganforge.loop.strategy import GANDDPStrategy
+
+    assert StrategyRegistry["gan_ddp"]["strategy"] is GANDDPStrategy
+    assert StrategyRegistry["gan_ddp"]["init_params"] == {"start_method": "popen"}
+    assert "gan_ddp_spawn" not in StrategyRegistry
+    with pytest.raises(ValueError, match="find_unused_parameters=True is not supported"):
+        GANDDPStrategy(find_unused_parameters=True)
