@@ -455,7 +455,7 @@ def test_cuda_two_gpus_nccl_stay_identical(tmp_path: Path) -> None:
 
 
 
-def test_gan_ddp_is_the_one_registered_name() -> None:
+def test_gan_ddp_is_the_one_registered_name_and_trains_only_a_gan_module() -> None:
     """``gan_ddp`` (subprocess launch) serves a plain lightning.Trainer; the spawn variant, which
     ganforge fit never reached, is gone."""
     from lightning.pytorch.strategies import StrategyRegistry
@@ -467,3 +467,10 @@ def test_gan_ddp_is_the_one_registered_name() -> None:
     assert "gan_ddp_spawn" not in StrategyRegistry
     with pytest.raises(ValueError, match="find_unused_parameters=True is not supported"):
         GANDDPStrategy(find_unused_parameters=True)
+    import lightning as L
+
+    strategy = GANDDPStrategy()
+    strategy.connect(L.LightningModule())
+    with pytest.raises(TypeError, match=r"GANDDPStrategy trains a ganforge.GANModule, got LightningModule; use "
+                                        r"Lightning's own DDPStrategy"):
+        strategy.configure_ddp()

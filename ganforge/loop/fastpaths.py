@@ -23,7 +23,7 @@ from ganforge.registry.errors import ConfigError
 
 def check(cfg: dict[str, Any], objective: Any) -> None:
     """Refuse ``train.compile`` when the objective needs double backward (called before training)."""
-    if cfg["train"].get("compile") and getattr(objective, "needs_double_backward", False):
+    if cfg["train"].get("compile") and objective.needs_double_backward:  # declared by every Objective
         spec = cfg["objective"]
         params = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "name")
         raise ConfigError(

@@ -74,13 +74,16 @@ class GANDDPStrategy(DDPStrategy):
         return ddp
 
     def configure_ddp(self) -> None:
+        from ganforge.loop.module import GANModule
+
         module = self.lightning_module
-        if not hasattr(module, "ddp") or not hasattr(module, "generator") or not hasattr(module, "discriminator"):
-            raise TypeError("GANDDPStrategy needs a ganforge GANModule (with .generator, .discriminator, .ddp)")
+        if not isinstance(module, GANModule):
+            raise TypeError(f"GANDDPStrategy trains a ganforge.GANModule, got {type(module).__name__}; use "
+                            "Lightning's own DDPStrategy for other modules.")
         # self.model stays the LightningModule: Lightning then calls training_step directly and
         # its manual-optimization DDP bookkeeping (prepare_for_backward on one wrapper) stays off.
         module.ddp = {"generator": self._wrap(module.generator), "discriminator": self._wrap(module.discriminator)}
-        if getattr(module, "generator_ema", None) is not None:
+        if module.generator_ema is not None:
             _sync_module_states(module.generator_ema)  # DDP broadcast G and D from rank 0; the EMA too
 
     def teardown(self) -> None:
