@@ -184,16 +184,16 @@ class Built:
 def build_components(cfg: dict[str, Any], registry: Optional[Registry] = None) -> Built:
     reg = registry or get_registry()
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
-    dataset = reg.build("dataset", cfg["dataset"], "dataset", seed=cfg["seed"])
+    dataset = reg.create("dataset", cfg["dataset"], "dataset", seed=cfg["seed"])
     if len(dataset) == 0:
         raise ConfigError(f"dataset ({cfg['dataset']['name']}): the dataset is empty (0 samples); check the "
                           "dataset section's parameters (path, split, num_samples).")
     info = dataset.info
     if not info.name:
         info.name = cfg["dataset"]["name"]
-    G = reg.build("generator", cfg["generator"], "generator", info=info, seed=cfg["seed"])
-    D = reg.build("discriminator", cfg["discriminator"], "discriminator", info=info, seed=cfg["seed"])
-    objective = reg.build("objective", cfg["objective"], "objective", info=info)
+    G = reg.create("generator", cfg["generator"], "generator", info=info, seed=cfg["seed"])
+    D = reg.create("discriminator", cfg["discriminator"], "discriminator", info=info, seed=cfg["seed"])
+    objective = reg.create("objective", cfg["objective"], "objective", info=info)
     fastpaths.check(cfg, objective)  # train.compile with a gradient penalty: refused before training
     module = GANModule(G, D, objective, info, cfg["train"], cfg["optim"], seed=cfg["seed"])
     module.run_config = cfg
@@ -208,14 +208,14 @@ def build_components(cfg: dict[str, Any], registry: Optional[Registry] = None) -
     for i, m in enumerate(cfg["metrics"]["list"]):
         try:
             spec = {k: v for k, v in m.items() if k != "id"}  # the id keys the results; the factory never sees it
-            metrics.append((config_mod.metric_id(m), reg.build("metric", spec, f"metrics.list[{i}]", info=info)))
+            metrics.append((config_mod.metric_id(m), reg.create("metric", spec, f"metrics.list[{i}]", info=info)))
             kept.append(m)
         except ConfigError as exc:
             if not isinstance(exc.__cause__, NotApplicable):
                 raise
             print(f"ganforge: note: metrics.list[{i}] ({m['name']}) left out: {exc.__cause__}", flush=True)
     cfg["metrics"]["list"] = kept  # config.yaml records the metrics that run
-    callbacks = [reg.build("callback", c, f"callbacks[{i}]", info=info) for i, c in enumerate(cfg["callbacks"])]
+    callbacks = [reg.create("callback", c, f"callbacks[{i}]", info=info) for i, c in enumerate(cfg["callbacks"])]
     sources = [f"metrics.list[{i}] (metric '{config_mod.metric_id(m)}' from {reg.get('metric', m['name']).provider})"
                for i, m in enumerate(cfg["metrics"]["list"])]
     return Built(cfg, module, dm, metrics, callbacks, metric_sources=sources)
