@@ -19,10 +19,13 @@ GANFORGE_PLUGIN_API = 2  # built for the plugin API of ganforge 0.1 after the la
 
 @hookimpl
 def ganforge_register_datasets(register: Register) -> None:
+    from ganforge_astro.files import iact_file
     from ganforge_astro.toy import iact_toy
 
     register("iact-toy", iact_toy, description="toy Cherenkov-telescope images (gamma/proton, ctapipe toymodel) "
              "on a 559-pixel hexagonal camera, conditioned on log10 E and particle type")
+    register("iact-file", iact_file, description="IACT images with energies and particle types from .npz or "
+             "ctapipe DL1 HDF5 files")
 
 
 @hookimpl
