@@ -21,4 +21,5 @@ fi
 pin=$(cat "$CONSTRAINTS")
 echo "ganforge: installing ganforge, its first-party plugins and the test tools into $VENV (${pin:-torch as pip picks it})"
 "${PIP[@]}" -c "$CONSTRAINTS" -e ".[test]" -e plugins/ganforge-relativistic -e plugins/ganforge-torchvision
+"${PIP[@]}" -c "$CONSTRAINTS" -e plugins/ganforge-astro  # IACT images with ctapipe (issue 7); pulls ctapipe 0.28
 "$VENV/bin/python" -c 'import torch, lightning; print(f"ganforge env ready: torch {torch.__version__}, lightning {lightning.__version__}")'
