@@ -28,7 +28,7 @@ column, a geometry that does not match the images, non-finite pixels, an unknown
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 

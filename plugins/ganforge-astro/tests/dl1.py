@@ -7,7 +7,6 @@ energies and primary ids as simulated events of one telescope with the given cam
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import astropy.units as u
 import numpy as np
