@@ -251,3 +251,27 @@ def test_trainer_values_lightning_refuses_are_one_line_naming_the_trainer_sectio
         fit(cfg, progress=False)
     good = fit(load_config(None, tiny + ["trainer.strategy=auto", "train.max_steps=2"], registry), progress=False)
     assert good["module"].g_steps == 2
+
+
+def test_fit_and_sample_evaluate_ask_one_hardware_probe(monkeypatch):
+    from ganforge.cli.sample_evaluate import check_device
+    from ganforge.run import hardware
+    from ganforge.run.config import check_hardware
+
+    monkeypatch.setattr(hardware, "probe", lambda: hardware.Hardware(cuda=1, mps=False, visible="3"))
+    with pytest.raises(ConfigError, match=r"^trainer.devices=2: only 1 CUDA GPU visible \(CUDA_VISIBLE_DEVICES='3'\); "
+                                          r"use trainer.devices=1"):
+        check_hardware({"accelerator": "gpu", "devices": 2})
+    check_hardware({"accelerator": "gpu", "devices": 1})
+    with pytest.raises(ConfigError, match=r"^--device cuda:1: only 1 CUDA GPU visible \(cuda:0..cuda:0\)\.$"):
+        check_device("--device", "cuda:1")
+    check_device("--device", "cuda:0")
+    with pytest.raises(ConfigError, match=r"^--device mps: Apple's MPS backend is not available here; use --device cpu"):
+        check_device("--device", "mps")
+    with pytest.raises(ConfigError, match=r"^trainer.accelerator=mps: Apple's MPS backend is not available"):
+        check_hardware({"accelerator": "mps"})
+    monkeypatch.setattr(hardware, "probe", lambda: hardware.Hardware(cuda=0, mps=True, visible=None))
+    check_device("--device", "mps")
+    check_hardware({"accelerator": "gpu", "devices": 1})  # Lightning's gpu takes MPS too
+    with pytest.raises(ConfigError, match=r"^--device cuda: no CUDA GPU is visible on this machine; use --device cpu"):
+        check_device("--device", "cuda")

@@ -61,25 +61,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def check_device(flag: str, device: str) -> None:
     """A torch device string that exists on this machine, or a ConfigError naming the flag."""
-    import torch
+    from ganforge.run.hardware import check_device as check  # one home for the CUDA/MPS probe
 
-    from ganforge.registry.errors import ConfigError
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise ConfigError(f"{flag} {device}: not a device; use cpu, cuda or cuda:<index>.") from None
-    if dev.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ConfigError(f"{flag} {device}: no CUDA GPU is visible on this machine; use {flag} cpu.")
-        if dev.index is not None and dev.index >= count:
-            raise ConfigError(f"{flag} {device}: only {count} CUDA GPU{'s' if count != 1 else ''} visible "
-                              f"(cuda:0..cuda:{count - 1}).")
-    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ConfigError(f"{flag} {device}: Apple's MPS backend is not available here; use {flag} cpu.")
-    elif dev.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"{flag} {device}: unsupported device type '{dev.type}'; use cpu or cuda.")
+    check(flag, device)
 
 
 def _check_args(args: argparse.Namespace) -> None:

@@ -495,36 +495,13 @@ def _resolve_trainer(value: Any) -> dict[str, Any]:
 
 def check_hardware(trainer: dict[str, Any]) -> None:
     """Fail before the trainer is built when this machine lacks what ``trainer.accelerator`` and
-    ``trainer.devices`` ask for (Lightning would raise from deep inside ``Trainer``).
+    ``trainer.devices`` ask for: :func:`ganforge.run.hardware.check_trainer` (the one hardware probe).
 
     Not part of :func:`resolve`: a config is prepared on one machine and run on another.
     """
-    import os
+    from ganforge.run.hardware import check_trainer
 
-    import torch
-
-    acc = str(trainer.get("accelerator", "auto")).lower()
-    devices = trainer.get("devices", 1)
-    cuda = torch.cuda.is_available()
-    mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    where = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
-    if acc in ("gpu", "cuda") and not cuda and not (acc == "gpu" and mps):
-        raise ConfigError(f"trainer.accelerator={acc}: no CUDA GPU is visible on this machine{where}; use "
-                          "trainer.accelerator=cpu, or auto to take a GPU when there is one.")
-    if acc == "mps" and not mps:
-        raise ConfigError("trainer.accelerator=mps: Apple's MPS backend is not available here; use "
-                          "trainer.accelerator=cpu or auto.")
-    if acc in ("gpu", "cuda") and cuda:
-        count = torch.cuda.device_count()
-        from ganforge.run.launch import requested_devices
-
-        want = requested_devices(devices)  # a count, or GPU indices (Lightning's "0,1" form)
-        if isinstance(want, int) and want > count:
-            raise ConfigError(f"trainer.devices={devices}: only {count} CUDA GPU{'s' if count != 1 else ''} "
-                              f"visible{where}; use trainer.devices={count} (or -1 for all of them).")
-        if isinstance(want, list) and any(not isinstance(i, int) or not 0 <= i < count for i in want):
-            raise ConfigError(f"trainer.devices={devices}: GPU indices must be in 0..{count - 1} on this machine{where}.")
+    check_trainer(trainer)
 
 
 def resolve(data: dict[str, Any], registry: Registry, source: str = "<config>") -> dict[str, Any]:
