@@ -16,7 +16,7 @@ import torch
 from lightning.pytorch.loggers import Logger
 
 from conftest import make_fake_distribution
-from ganforge import CallbackLogger, HistoryLogger, LoggerRun, StatefulLogger, SummaryLogger
+from ganforge import CallbackLogger, HistoryLogger, LoggerRun, PictureLogger, StatefulLogger, SummaryLogger
 from ganforge.registry.errors import ConfigError
 from ganforge.registry.registry import load_registry
 from ganforge.reporting.loggers import CHECKPOINT_KEY, LoggerStates, log_summary, logger_callbacks, make_loggers
@@ -117,6 +117,9 @@ class _Probe(Logger):
     def log_summary(self, summary: dict[str, Any]) -> None:
         self.calls.append(("log_summary", summary))
 
+    def log_pictures(self, step: int, pictures: dict[str, Any]) -> None:
+        self.calls.append(("log_pictures", step, sorted(pictures)))
+
     def extra_callbacks(self) -> list[Any]:
         import lightning as L
 
@@ -155,7 +158,7 @@ def test_capabilities_are_driven_through_their_protocols(tmp_path) -> None:
     assert probe.run.run_dir == tmp_path and probe.run.name == cfg["name"] and probe.run.config is cfg
     assert probe.calls == [("truncate_after", 7)]  # history cut before anything is logged
     assert isinstance(loggers["csv"], HistoryLogger) and not isinstance(loggers["csv"], StatefulLogger)
-    assert not isinstance(plain, (SummaryLogger, HistoryLogger, StatefulLogger, CallbackLogger))
+    assert not isinstance(plain, (SummaryLogger, HistoryLogger, StatefulLogger, CallbackLogger, PictureLogger))
     # Callbacks: the probe's own, and the one that writes the stateful loggers' state into checkpoints.
     callbacks = logger_callbacks(loggers)
     assert len(callbacks) == 2 and isinstance(callbacks[1], LoggerStates)
@@ -168,6 +171,14 @@ def test_capabilities_are_driven_through_their_protocols(tmp_path) -> None:
     summary = {"metrics": {}, "counters": {"g_steps": 9}}
     log_summary(loggers.values(), summary)
     assert probe.calls[-1] == ("log_summary", summary)
+    # Pictures: handed over by the callback that writes them, to the loggers that declare PictureLogger only.
+    from types import SimpleNamespace
+
+    from ganforge.run.callbacks import SamplePictures
+
+    SamplePictures.publish(SimpleNamespace(loggers=list(loggers.values())), 9,
+                           {"samples/step": tmp_path / "s.png", "samples/progress": tmp_path / "p.png"})
+    assert isinstance(probe, PictureLogger) and probe.calls[-1] == ("log_pictures", 9, ["samples/progress", "samples/step"])
     # A fresh run: no state; no loggers with capabilities: no callbacks.
     fresh = make_loggers(cfg, tmp_path, reg, step=lambda: 0)
     assert fresh["probe"].run.resume_state is None and fresh["probe"].calls == []

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
@@ -390,6 +391,18 @@ class SummaryLogger(Protocol):
     """
 
     def log_summary(self, summary: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class PictureLogger(Protocol):
+    """Receives the sample pictures as the engine writes them (rank 0, at the generator step ``step``).
+
+    ``pictures`` maps a key to a PNG in the run directory: ``"samples/step"`` is this snapshot and
+    ``"samples/progress"`` the "Step 0 … Step N" strip, rewritten at every snapshot. A resumed run
+    sends only the pictures it writes itself.
+    """
+
+    def log_pictures(self, step: int, pictures: dict[str, Path]) -> None: ...
 
 
 @runtime_checkable

@@ -329,8 +329,20 @@ class SamplePictures(L.Callback):
         self.frames.append((pl_module.g_steps, x.half() if pl_module.info.kind == "image" else x))
         if trainer.is_global_zero:
             img = self.panel(pl_module, pl_module.g_steps, x)
-            save_png(img, self.dir / f"step_{pl_module.g_steps:07d}.png")
+            step_png = self.dir / f"step_{pl_module.g_steps:07d}.png"
+            save_png(img, step_png)
             self.write_strip(pl_module)
+            self.publish(trainer, pl_module.g_steps, {"samples/step": step_png, "samples/progress": self.dir / "progress.png"})
+
+    @staticmethod
+    def publish(trainer: L.Trainer, step: int, pictures: dict[str, Path]) -> None:
+        """Hand the pictures just written to every logger that declares
+        :class:`~ganforge.contract.components.PictureLogger` (rank 0)."""
+        from ganforge.contract.components import PictureLogger
+
+        for lg in trainer.loggers:
+            if isinstance(lg, PictureLogger):
+                lg.log_pictures(step, pictures)
 
     def panel(self, pl_module: GANModule, step: int, x: torch.Tensor) -> Any:
         """One picture: the title, the metric values at that step, class rows for class labels."""

@@ -13,8 +13,8 @@ The factory :func:`wandb_logger` returns a :class:`GanforgeWandbLogger` (a Light
   before its first checkpoint;
 * logs every row at W&B step = ganforge's generator step (``g_steps``), which continues after a
   resume, so offline segments of one run line up when ``wandb sync`` replays them in order;
-* logs the resolved config as the run config, the sample pictures as ``wandb.Image`` (through
-  :class:`WandbSamples`, see :meth:`GanforgeWandbLogger.extra_callbacks`) and, at the end, the
+* logs the resolved config as the run config, the sample pictures as ``wandb.Image`` (as a
+  :class:`ganforge.PictureLogger`: the engine hands it each picture it writes) and, at the end, the
   final metrics, counters and metric protocols of the run's summary (:class:`ganforge.SummaryLogger`)
   into the run summary.
 """
@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional
 from urllib.parse import urlsplit
 
-import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
@@ -206,7 +205,6 @@ class GanforgeWandbLogger(WandbLogger):
         self._owns_run = True
         self._starting_step = 0
         self._dropped = 0
-        self._pictures_seen: dict[str, tuple[int, int]] = {}
         super().__init__(save_dir=str(self.run_dir), **kwargs)
 
     # The experiment is created on first use, on rank 0 only (other ranks get a dummy).
@@ -279,43 +277,19 @@ class GanforgeWandbLogger(WandbLogger):
 
     # -- pictures ---------------------------------------------------------------------------------
 
-    def extra_callbacks(self) -> list[L.Callback]:
-        """Callbacks this logger needs in the trainer: :class:`WandbSamples`."""
-        return [WandbSamples(self)]
-
-    def _changed(self, path: Path) -> bool:
-        try:
-            st = path.stat()
-        except OSError:
-            return False
-        key = (st.st_mtime_ns, st.st_size)
-        if self._pictures_seen.get(path.name) == key:
-            return False
-        self._pictures_seen[path.name] = key
-        return True
-
     @rank_zero_only
-    def log_pictures(self, step: Optional[int] = None, prime: bool = False) -> None:
-        """Log ``samples/progress.png`` and ``samples/step_<g_steps>.png`` when ``SamplePictures`` has
-        written them since the last call (it rewrites ``progress.png`` with every snapshot).
-
-        ``prime``: only remember the picture on disk as already logged (after a resume).
-        """
-        if self._closed or self.mode == "disabled":
-            return
-        progress = self.run_dir / "samples" / "progress.png"
-        if not self._changed(progress) or prime:
-            return
-        g = self._step(step)
-        if g < self._starting_step:
+    def log_pictures(self, step: int, pictures: dict[str, Path]) -> None:
+        """The sample pictures the engine has just written (:class:`ganforge.PictureLogger`), as
+        ``wandb.Image`` at their generator step."""
+        if self._closed or self.mode == "disabled" or step < self._starting_step:
             return
         import wandb
 
-        row: dict[str, Any] = {"samples/progress": wandb.Image(str(progress), caption=f"up to step {g}"), "g_steps": g}
-        snapshot = progress.with_name(f"step_{g:07d}.png")
-        if snapshot.is_file():
-            row["samples/step"] = wandb.Image(str(snapshot), caption=f"step {g}")
-        self.experiment.log(row, step=g)
+        captions = {"samples/progress": f"up to step {step}", "samples/step": f"step {step}"}
+        row: dict[str, Any] = {key: wandb.Image(str(path), caption=captions.get(key, f"step {step}"))
+                               for key, path in pictures.items() if Path(path).is_file()}
+        if row:
+            self.experiment.log({**row, "g_steps": step}, step=step)
 
     # -- end of training --------------------------------------------------------------------------
 
@@ -331,7 +305,7 @@ class GanforgeWandbLogger(WandbLogger):
         for name, entry in (summary.get("metrics") or {}).items():
             for k, v in (entry.get("values") or {}).items():
                 update[f"metrics/{name}/{k}"] = v
-            protocols[name] = {"protocol": entry.get("protocol"), "evaluated": entry.get("evaluated")}
+            protocols[name] = {"protocol": entry.get("protocol"), "generator_used": entry.get("generator_used")}
         for k, v in (summary.get("counters") or {}).items():
             update[f"final/{k}"] = v
         update["protocols"] = protocols
@@ -344,8 +318,6 @@ class GanforgeWandbLogger(WandbLogger):
     def finalize(self, status: str) -> None:
         if self._closed or self._experiment is None:
             return
-        if status == "success":
-            self.log_pictures()
         if self._dropped:
             print(f"ganforge: W&B: {self._dropped} logging calls before step {self._starting_step} were skipped "
                   "(the W&B run already had them).")
@@ -353,30 +325,6 @@ class GanforgeWandbLogger(WandbLogger):
             self._experiment.finish(exit_code=0 if status in ("success", "finished") else 1)
             self._experiment = None
         self._closed = True
-
-
-class WandbSamples(L.Callback):
-    """Logs the sample pictures that ``SamplePictures`` writes, as ``wandb.Image``, at their step.
-
-    Must come after ``SamplePictures`` in the trainer's callbacks (it reads the files that one
-    has just written in the same hook).
-    """
-
-    def __init__(self, logger: GanforgeWandbLogger) -> None:
-        self.logger = logger
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
-        if trainer.is_global_zero:
-            # After a resume the pictures on disk were logged by the previous segment already.
-            self.logger.log_pictures(prime=self.logger._step(None) > 0)
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
-        if trainer.is_global_zero:
-            self.logger.log_pictures()
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
-        if trainer.is_global_zero:
-            self.logger.log_pictures()
 
 
 # -- factory --------------------------------------------------------------------------------------------
