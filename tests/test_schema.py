@@ -131,3 +131,26 @@ def test_trainer_values_are_stored_converted(registry):
 def test_samples_every_n_steps_is_decided_in_the_resolved_config(registry, overrides, every):
     cfg = load_config(None, overrides, registry)
     assert cfg["samples"]["every_n_steps"] == (every or cfg["metrics"]["every_n_steps"]) > 0
+
+
+def test_config_yaml_says_what_ran_and_a_resume_sees_no_change(registry, tiny):
+    import yaml
+
+    from ganforge.run.runner import fit
+
+    cfg = load_config(None, tiny + ["samples.num_samples=0"], registry)
+    out = fit(cfg, progress=False, registry=registry)
+    written = yaml.safe_load((out["run_dir"] / "config.yaml").read_text())
+    assert written["samples"]["num_samples"] == 1000  # points: the fallback decided at run time, written back
+    assert written["samples"]["every_n_steps"] == cfg["samples"]["every_n_steps"] > 0
+    assert "strategy" not in written["trainer"]  # one process: Lightning's own choice, nothing decided
+    more = load_config(None, tiny + ["samples.num_samples=0", f"train.max_steps={cfg['train']['max_steps'] + 2}"],
+                       registry)
+    fit(more, resume=str(out["run_dir"] / "checkpoints" / "last.ckpt"), progress=False, registry=registry)
+    import json
+
+    segments = [json.loads(line) for line in (out["run_dir"] / "segments.jsonl").read_text().splitlines()]
+    assert segments[-1]["config"] == "config.segment_1.yaml"  # train.max_steps changed ...
+    assert list(segments[-1]["changes"]) == ["train.max_steps"]  # ... and nothing else
+    again = yaml.safe_load((out["run_dir"] / "config.segment_1.yaml").read_text())
+    assert again["samples"]["num_samples"] == 1000  # ... and the decided default is the same number
