@@ -137,10 +137,10 @@ class _NotALaunch:
     (_always("bad", 1000, requeue_signal=999), r"requeue_signal=999: expected a signal number"),
     (_always("bad", 1000, tasks_per_node=0), r"tasks_per_node=0: expected None or an int >= 1"),
     (_always("bad", 1000, rank0_chooses=True, run_dir_name="bad_1"), r"rank0_chooses=True"),
-    (_NoPriority, r"launcher 'bad' .* is not a ganforge.run.launch.Launcher: it needs `priority: int` \(got None\)"
+    (_NoPriority, r"launcher 'bad' .* is not a ganforge.Launcher: it needs `priority: int` \(got None\)"
                   r".*GANFORGE_DISABLE_PLUGINS=test-launchers"),
     (_Raises, r"launcher 'bad' .* failed to read the environment: 'PBS_NODEFILE'.*GANFORGE_DISABLE_PLUGINS=test-launchers"),
-    (_NotALaunch, r"detect\(\) must return a ganforge.run.launch.Launch or None, got dict"),
+    (_NotALaunch, r"detect\(\) must return a ganforge.Launch or None, got dict"),
 ])
 def test_a_broken_launcher_is_one_line_naming_it_the_value_and_the_fix(factory, message):
     reg = _registry_with(("bad", factory))
@@ -226,6 +226,7 @@ PBS = {
         import lightning as L
         from ganforge import SCHEDULER, Launch, hookimpl
 
+        GANFORGE_PLUGIN_API = 2
 
         class PBSLauncher:
             '''PBS Pro / Torque: PBS_JOBID names the job; SIGUSR2 asks to checkpoint and rerun it.'''

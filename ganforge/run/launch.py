@@ -158,7 +158,7 @@ def detect_launch(registry: Any, env: Optional[Mapping[str, str]] = None) -> Det
                               f"GANFORGE_DISABLE_PLUGINS={comp.plugin}.") from exc
         priority = getattr(launcher, "priority", None)
         if not isinstance(launcher, Launcher) or not isinstance(priority, int) or isinstance(priority, bool):
-            raise ConfigError(f"{what} is not a ganforge.run.launch.Launcher: it needs `priority: int` (got "
+            raise ConfigError(f"{what} is not a ganforge.Launcher: it needs `priority: int` (got "
                               f"{priority!r}) and `detect(env) -> Launch | None`. Fix the plugin, or skip it with "
                               f"GANFORGE_DISABLE_PLUGINS={comp.plugin}.")
         built.append((-priority, name, launcher, what, comp.plugin))
@@ -187,7 +187,7 @@ def check_launch(launch: Any, name: str, launcher: Any, what: str) -> None:
         return ConfigError(f"{what} detected a launch with {field}={value!r}: {fix}.")
 
     if not isinstance(launch, Launch):
-        raise ConfigError(f"{what}: detect() must return a ganforge.run.launch.Launch or None, got "
+        raise ConfigError(f"{what}: detect() must return a ganforge.Launch or None, got "
                           f"{type(launch).__name__}.")
     if launch.kind != name:
         raise bad("kind", launch.kind, f"kind must be the name the launcher is registered under, '{name}'")
@@ -212,7 +212,7 @@ def check_launch(launch: Any, name: str, launcher: Any, what: str) -> None:
             raise bad("requeue_signal", launch.requeue_signal, "expected a signal number (signal.SIGUSR1) or None")
         if not isinstance(launcher, RequeueLauncher):
             raise bad("requeue_signal", launch.requeue_signal, "the launcher has no requeue(launch) method "
-                      "(ganforge.run.launch.RequeueLauncher); add it or set requeue_signal=None")
+                      "(ganforge.RequeueLauncher); add it or set requeue_signal=None")
     if launch.rank0_chooses and launch.run_dir_name is not None:
         raise bad("rank0_chooses", True, "a launch that fixes run_dir_name has nothing for rank 0 to choose; set one")
 
