@@ -112,6 +112,11 @@ def test_dl1_round_trip_through_ctapipe_writer_and_reader(tmp_path, toy):
     assert ds.info.protocol["camera"]["model"] == "positions"
     assert ds.info.protocol["camera"]["focal_length_m"] == pytest.approx(4.75)
     assert ds.camera.grid_shape == toy.camera.grid_shape
+    # the metrics rebuild this camera from the pixel positions kept in info.protocol
+    from ganforge_astro.metrics import hillas
+
+    m = hillas(ds.info, num_samples=10, num_real=None)
+    np.testing.assert_array_equal(m.camera.decode(ds.x), ds.camera.decode(ds.x))
 
 
 def test_dl1_without_energy_column(tmp_path, toy):

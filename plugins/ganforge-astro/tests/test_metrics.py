@@ -104,3 +104,14 @@ def test_generated_images_need_conditions(real):
     m = _ready(hillas(real.info, num_samples=10, num_real=None), real)
     with pytest.raises(ValueError, match="without conditions"):
         m.update(real.x[:2], None)
+
+
+def test_metric_rebuilds_the_camera_from_plain_info(real):
+    """What a checkpoint keeps (info as JSON-able data) is enough for the metric: the camera is in the protocol."""
+    import json
+
+    d = json.loads(json.dumps(real.info.to_dict()))
+    info = DataInfo(**{**d, "sample_shape": tuple(d["sample_shape"]), "value_range": tuple(d["value_range"])})
+    m = hillas(info, num_samples=10, num_real=None)
+    assert m.camera.n_pixels == 559 and m.camera.side == 32
+    np.testing.assert_array_equal(m.camera.decode(real.x[:3]), real.camera.decode(real.x[:3]))
