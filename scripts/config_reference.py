@@ -8,7 +8,8 @@ import inspect
 import sys
 
 from ganforge.run import config as C
-from ganforge.registry.registry import Component, load_registry
+from ganforge.registry.registry import load_registry
+from ganforge.registry.schema import Component
 
 
 def _param_rows(comp: Component) -> list[str]:
