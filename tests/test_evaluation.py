@@ -211,3 +211,28 @@ def test_duplicate_metric_ids_are_a_config_error_naming_both(tiny, registry):
         load_config(None, [*tiny, *FID_RING, *dup], registry)
     with pytest.raises(ConfigError, match=r"metrics.list\[1\].id: 'a b' is not a valid id"):
         load_config(None, [*tiny, *FID_RING, "metrics.list.1.id='a b'"], registry)
+
+
+def test_two_fid_entries_with_different_extractors_on_digits_both_reach_the_summary(tmp_path, registry):
+    """Issue 8's check, literally: FID on digits-cnn features and FID on pixels (identity) in one config."""
+    from ganforge.run.config import load_config
+    from ganforge.run.runner import fit
+
+    two = ["metrics.list=[{name: fid, feature_extractor: digits-cnn, num_samples: 120, num_real: 300},"
+           " {name: fid, id: fid-pixels, feature_extractor: identity, num_samples: 120, num_real: 300}]"]
+    cfg = load_config("digits-cgan", ["dataset.resolution=8", "generator.width=8", "discriminator.width=8",
+                                      "train.max_steps=2", "train.batch_size=32", "metrics.every_n_steps=0",
+                                      "samples.every_n_steps=0", "logger=csv", f"root_dir={tmp_path / 'runs'}", *two],
+                      registry)
+    out = fit(cfg, progress=False, registry=registry)
+    summary = json.loads((out["run_dir"] / "summary.json").read_text())
+    fid, pixels = summary["metrics"]["fid"], summary["metrics"]["fid-pixels"]
+    assert fid["protocol"]["feature_extractor"] == "digits-cnn" and fid["protocol"]["feature_dim"] == 64
+    assert len(fid["protocol"]["weights_sha256"]) == 64
+    assert pixels["protocol"]["feature_extractor"] == "identity" and pixels["protocol"]["feature_dim"] == 64  # 8x8
+    assert pixels["protocol"]["weights_sha256"] == ""
+    for entry in (fid, pixels):
+        assert entry["protocol"]["reference"]["real_count"] == 300 and np.isfinite(entry["values"]["fid"])
+    assert fid["values"]["fid"] != pixels["values"]["fid"]  # two computations, neither overwrote the other
+    header = (out["run_dir"] / "metrics.csv").read_text().splitlines()[0]
+    assert "metrics/fid/fid" in header and "metrics/fid-pixels/fid" in header

@@ -36,7 +36,8 @@ from ganforge.io import cached_torch
 __all__ = ["CACHE_FORMAT", "REDUCTIONS", "cached_real", "real_statistics"]
 
 #: Bumped when what a cache entry holds changes, so old entries are never misread.
-CACHE_FORMAT = 2
+#: 3: ``{"stats": ..., "count": real samples over all ranks}``.
+CACHE_FORMAT = 3
 
 REDUCTIONS = ("cat", "sum", "moments")
 
@@ -128,6 +129,7 @@ def _reduce_moments(parts: Sequence[Tensor], empty: Tensor) -> dict[str, Any]:
 
 def _run_shard(metric: Any, batches: Callable[[], Iterable[Any]], spec: dict[str, str], empty_x: Optional[Tensor],
                device: Any) -> dict[str, Any]:
+    """This rank's shard through ``real_batch``, reduced over ranks: ``{"stats": ..., "count": n}``."""
     _, world = rank_world()
     num_real = getattr(metric, "num_real", None)
     cap = None if num_real is None else math.ceil(num_real / world)  # a no-op on the engine's own shards
@@ -170,7 +172,8 @@ def _run_shard(metric: Any, batches: Callable[[], Iterable[Any]], spec: dict[str
             result[k] = all_gather_cat(torch.cat(parts[k], 0)).cpu()
         else:
             result[k] = all_reduce_sum(torch.stack([p.sum(0) for p in parts[k]]).sum(0)).cpu()
-    return result
+    count = int(all_reduce_sum(torch.tensor(seen, dtype=torch.int64, device=device)).item())
+    return {"stats": result, "count": count}
 
 
 def real_statistics(metric: Any, batches: Callable[[], Iterable[Any]], data_protocol: dict[str, Any],
@@ -178,7 +181,8 @@ def real_statistics(metric: Any, batches: Callable[[], Iterable[Any]], data_prot
     """The real statistics ``metric`` declares (``real_reduce``), combined over ranks and cached.
 
     Collective under DDP: call it on every rank. Returns ``(statistics, cache_hit)``; the statistics
-    are on the CPU and identical on every rank.
+    are on the CPU and identical on every rank. Sets ``metric.real_count`` to the number of real
+    samples behind them (all ranks together), which the protocol's ``reference.real_count`` reports.
 
     Args:
         metric: A :class:`~ganforge.contract.components.GANMetric` with ``needs_real``.
@@ -196,4 +200,6 @@ def real_statistics(metric: Any, batches: Callable[[], Iterable[Any]], data_prot
         info = getattr(metric, "info", None)
         sample_shape = getattr(info, "sample_shape", None)
     empty_x = None if sample_shape is None else torch.zeros((0, *sample_shape))
-    return cached_real(key, lambda: _run_shard(metric, batches, spec, empty_x, device))
+    value, hit = cached_real(key, lambda: _run_shard(metric, batches, spec, empty_x, device))
+    metric.real_count = value["count"]
+    return value["stats"], hit
