@@ -80,6 +80,9 @@ def test_a_malformed_component_ref_is_refused_at_registration(nested_registry):
     assert any("objective 'bad-params': parameter 'x': its ComponentRef's params='nope' is not a parameter" in e
                for e in errors), errors
     assert "wrapper" in nested_registry.names("objective")
+    types = {p.name: p.type_name for p in nested_registry.get("objective", "wrapper").parameters()}
+    assert types["inner"] == "str (a registered objective)"  # what `ganforge plugins` and docs/config.md show
+    assert types["extractor"] == "str (a registered feature extractor)"
 
 
 def test_create_converts_a_resolved_entry_without_validating_again(nested_registry):

@@ -53,7 +53,10 @@ class Param:
     @property
     def type_name(self) -> str:
         text = type_name(self.annotation)
-        return f"{text} ({', '.join(c.text for c in self.constraints)})" if self.constraints else text
+        notes = [c.text for c in self.constraints]
+        if self.ref is not None:
+            notes.append(f"a registered {self.ref.kind.replace('_', ' ')}")
+        return f"{text} ({', '.join(notes)})" if notes else text
 
 
 @dataclass
