@@ -15,14 +15,14 @@ the generated-to-real nearest distance to the typical real-to-real one.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics.utilities.data import dim_zero_cat
 
-from ganforge import DataInfo, hookimpl
+from ganforge import ComponentRef, DataInfo, hookimpl
 from ganforge_plugins.metrics.features import FeatureMetric, build_extractor, describe_preprocessing
 
 __all__ = ["ClassCoverage", "NearestNeighbours", "kl_to_uniform", "image_grid"]
@@ -293,7 +293,7 @@ def _nearest_other(f: Tensor) -> Tensor:
 
 def class_coverage(
     info: DataInfo,
-    classifier: str = "digits-cnn",
+    classifier: Annotated[str, ComponentRef("feature_extractor")] = "digits-cnn",
     num_samples: int = 26_000,
     per_channel: bool = True,
     batch_size: int = 256,
@@ -305,7 +305,7 @@ def class_coverage(
 
 def nearest_neighbours(
     info: DataInfo,
-    feature_extractor: str = "digits-cnn",
+    feature_extractor: Annotated[str, ComponentRef("feature_extractor")] = "digits-cnn",
     num_samples: int = 16,
     k: int = 5,
     num_real: Optional[int] = 10_000,
