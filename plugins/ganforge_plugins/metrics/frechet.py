@@ -11,13 +11,13 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import torch
 from torch import Tensor
 from torchmetrics.utilities.data import dim_zero_cat
 
-from ganforge import DataInfo, hookimpl
+from ganforge import ComponentRef, DataInfo, hookimpl
 from ganforge_plugins.metrics.features import FeatureMetric, FeatureSetMetric, build_extractor, canonical_order
 
 __all__ = ["FID", "KID", "frechet_distance", "kid_subset_indices", "mmd2_unbiased"]
@@ -199,7 +199,7 @@ class KID(FeatureSetMetric):
 
 def fid(
     info: DataInfo,
-    feature_extractor: str = "inception-v3",
+    feature_extractor: Annotated[str, ComponentRef("feature_extractor")] = "inception-v3",
     num_samples: int = 10_000,
     num_real: Optional[int] = None,
     batch_size: int = 100,
@@ -211,7 +211,7 @@ def fid(
 
 def kid(
     info: DataInfo,
-    feature_extractor: str = "inception-v3",
+    feature_extractor: Annotated[str, ComponentRef("feature_extractor")] = "inception-v3",
     num_samples: int = 10_000,
     num_real: Optional[int] = None,
     batch_size: int = 100,
@@ -228,6 +228,9 @@ def kid(
         ex, info=info, num_samples=num_samples, num_real=num_real, batch_size=batch_size,
         subsets=subsets, subset_size=subset_size, seed=subset_seed,
     )
+
+
+GANFORGE_PLUGIN_API = 2  # the ganforge plugin API this module is written for
 
 
 @hookimpl

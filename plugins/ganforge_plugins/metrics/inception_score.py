@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import torch
 from torch import Tensor
 from torchmetrics.utilities.data import dim_zero_cat
 
-from ganforge import DataInfo, hookimpl
+from ganforge import ComponentRef, DataInfo, hookimpl
 from ganforge_plugins.metrics.features import FeatureMetric, build_extractor, canonical_order
 
 __all__ = ["InceptionScore", "inception_score_from_logits"]
@@ -93,7 +93,7 @@ class InceptionScore(FeatureMetric):
 
 def inception_score(
     info: DataInfo,
-    feature_extractor: str = "inception-v3",
+    feature_extractor: Annotated[str, ComponentRef("feature_extractor")] = "inception-v3",
     num_samples: int = 10_000,
     batch_size: int = 100,
     splits: int = 10,
@@ -101,6 +101,9 @@ def inception_score(
     """Inception Score (Salimans et al. 2016) from the extractor's class logits; papers use 50,000 samples, 10 splits."""
     ex = build_extractor(feature_extractor, info, "inception-score")
     return InceptionScore(ex, info=info, num_samples=num_samples, batch_size=batch_size, splits=splits)
+
+
+GANFORGE_PLUGIN_API = 2  # the ganforge plugin API this module is written for
 
 
 @hookimpl

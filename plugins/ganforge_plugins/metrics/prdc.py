@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import torch
 from torch import Tensor
 from torchmetrics.utilities.data import dim_zero_cat
 
-from ganforge import DataInfo, hookimpl
+from ganforge import ComponentRef, DataInfo, hookimpl
 from ganforge_plugins.metrics.features import FeatureSetMetric, build_extractor
 
 __all__ = ["PRDC", "kth_nn_distances", "prdc_from_features"]
@@ -113,7 +113,7 @@ class PRDC(FeatureSetMetric):
 
 def prdc(
     info: DataInfo,
-    feature_extractor: str = "inception-v3",
+    feature_extractor: Annotated[str, ComponentRef("feature_extractor")] = "inception-v3",
     num_samples: int = 10_000,
     num_real: Optional[int] = 10_000,
     batch_size: int = 100,
@@ -122,6 +122,9 @@ def prdc(
     """Precision/recall (Kynkäänniemi et al. 2019) and density/coverage (Naeem et al. 2020) with k nearest neighbours."""
     ex = build_extractor(feature_extractor, info, "prdc")
     return PRDC(ex, info=info, num_samples=num_samples, num_real=num_real, batch_size=batch_size, nearest_k=nearest_k)
+
+
+GANFORGE_PLUGIN_API = 2  # the ganforge plugin API this module is written for
 
 
 @hookimpl
