@@ -181,8 +181,10 @@ class GANDataModule(L.LightningDataModule):
 
     def world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
-        if trainer is None:
-            return 0, 1
+        if trainer is None:  # used outside Lightning (evaluation, tests): the process group decides
+            from ganforge.evaluation.distributed import rank_world
+
+            return rank_world()
         return trainer.global_rank, trainer.world_size
 
     def sampler(self) -> IterationSampler:
