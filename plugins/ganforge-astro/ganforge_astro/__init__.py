@@ -3,7 +3,8 @@
 Registers, through the ``ganforge`` entry-point group:
 
 * datasets ``iact-toy`` (a seeded toy simulator) and ``iact-file`` (``.npz`` and ctapipe DL1 HDF5 files);
-* metrics ``hillas`` (Hillas-parameter distances with the real-vs-real floor) and ``size-energy``.
+* metrics ``hillas`` (Hillas-parameter distances with the real-vs-real floor), ``size-energy`` and
+  ``acceptance`` (a gamma/hadron classifier's verdict on generated gammas).
 
 Heavy imports (ctapipe, astropy) happen inside the factories' modules, which the hooks import only
 when ganforge asks for the registrations.
@@ -30,9 +31,11 @@ def ganforge_register_datasets(register: Register) -> None:
 
 @hookimpl
 def ganforge_register_metrics(register: Register) -> None:
-    from ganforge_astro.metrics import hillas, size_energy
+    from ganforge_astro.metrics import acceptance, hillas, size_energy
 
     register("hillas", hillas, description="Hillas-parameter W1/KS of generated vs real IACT images per energy bin, "
              "with the real-vs-real floor (ctapipe)")
     register("size-energy", size_energy, description="relative error of the median generated image size per "
              "particle and energy bin, with the real-vs-real floor")
+    register("acceptance", acceptance, description="fraction of generated gamma images a gamma/hadron classifier "
+             "(trained on iact-toy, shipped) accepts, next to the real gammas' fraction")

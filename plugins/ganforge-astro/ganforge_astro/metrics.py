@@ -180,6 +180,51 @@ class SizeEnergyMetric(_IACTMetric):
                          "mean over bins with images on both sides"}
 
 
+class AcceptanceMetric(_IACTMetric):
+    """TAIGA-style acceptance: the fraction of gamma-conditioned images the shipped classifier calls gammas."""
+
+    metric_name = "acceptance"
+
+    def __init__(self, *args: Any, threshold: float = 0.5, weights: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"acceptance: threshold={threshold!r}; expected a probability in (0, 1)")
+        from ganforge_astro.classifier import GammaHadronClassifier
+
+        self.threshold = float(threshold)
+        self.classifier = GammaHadronClassifier.load(weights)
+
+    def _accepted(self, rows: np.ndarray) -> tuple[float, int]:
+        """Fraction of gamma rows accepted; images that did not survive cleaning count as rejected."""
+        from ganforge_astro.classifier import features
+
+        gamma = rows[rows[:, P_COL] == 0]
+        if len(gamma) == 0:
+            return float("nan"), 0
+        p = self.classifier.gamma_probability(features(gamma))
+        return float(np.mean(np.nan_to_num(p, nan=0.0) >= self.threshold)), int(len(gamma))
+
+    def compute(self) -> dict[str, float]:
+        a, b, gen, _ = self._sides()
+        acc_gen, n_gen = self._accepted(gen)
+        acc_real, n_real = self._accepted(np.concatenate([a, b]))
+        acc_b, _ = self._accepted(b)
+        return {"generated": acc_gen, "real": acc_real, "ratio": acc_gen / acc_real if acc_real > 0 else float("nan"),
+                "floor/ratio": acc_b / acc_real if acc_real > 0 else float("nan"),
+                "generated_gammas": float(n_gen), "real_gammas": float(n_real)}
+
+    units = {"generated": "fraction", "real": "fraction"}
+    context = ("generated_gammas", "real_gammas")
+
+    def protocol(self) -> dict[str, Any]:
+        meta = self.classifier.meta
+        return {**self._base_protocol(), "metric": "acceptance", "threshold": self.threshold,
+                "classifier": {k: meta[k] for k in ("model", "features", "accuracy_held_out", "weights_sha256",
+                                                    "gamma_acceptance_held_out", "data") if k in meta},
+                "rule": "gamma-conditioned images with p(gamma) >= threshold; images that fail cleaning are "
+                        "rejected; ratio = generated / real (all real gammas); floor/ratio = real half B / all real"}
+
+
 def hillas(info: DataInfo, num_samples: int = 1000, num_real: Optional[int] = 2000, energy_bins: int = 3,
            parameters: tuple[str, ...] = PARAMETERS, picture_pe: float = 6.0, boundary_pe: float = 3.0,
            min_pixels: int = 3, floor_seed: int = 0) -> HillasMetric:
@@ -216,3 +261,23 @@ def size_energy(info: DataInfo, num_samples: int = 1000, num_real: Optional[int]
         floor_seed: Seed of the permutation that splits the real images into halves.
     """
     return SizeEnergyMetric(info, num_samples, num_real, energy_bins, picture_pe, boundary_pe, min_pixels, floor_seed)
+
+
+def acceptance(info: DataInfo, num_samples: int = 1000, num_real: Optional[int] = 2000, threshold: float = 0.5,
+               weights: Optional[str] = None, picture_pe: float = 6.0, boundary_pe: float = 3.0, min_pixels: int = 3,
+               floor_seed: int = 0) -> AcceptanceMetric:
+    """Fraction of generated gamma images a gamma/hadron classifier accepts, next to the real gammas' fraction.
+
+    Args:
+        info: The dataset's info (injected): an IACT dataset (``iact-toy``, ``iact-file``).
+        num_samples: Generated images to evaluate, over all ranks (the gamma-conditioned ones count).
+        num_real: Real images; ``None``: the whole dataset.
+        threshold: ``p(gamma)`` at which an image is accepted as a gamma.
+        weights: Classifier weights (``.npz``); ``null``: the shipped ones, trained on iact-toy.
+        picture_pe: Tail-cuts picture threshold (photoelectrons).
+        boundary_pe: Tail-cuts boundary threshold (photoelectrons).
+        min_pixels: Images with fewer pixels after cleaning are rejected.
+        floor_seed: Seed of the permutation that splits the real images into halves.
+    """
+    return AcceptanceMetric(info, num_samples, num_real, 1, picture_pe, boundary_pe, min_pixels, floor_seed,
+                            threshold=threshold, weights=weights)

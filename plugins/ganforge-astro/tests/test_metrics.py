@@ -115,3 +115,44 @@ def test_metric_rebuilds_the_camera_from_plain_info(real):
     m = hillas(info, num_samples=10, num_real=None)
     assert m.camera.n_pixels == 559 and m.camera.side == 32
     np.testing.assert_array_equal(m.camera.decode(real.x[:3]), real.camera.decode(real.x[:3]))
+
+
+def test_classifier_forward_matches_sklearn():
+    from sklearn.neural_network import MLPClassifier
+
+    from ganforge_astro.classifier import GammaHadronClassifier
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 8))
+    label = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)
+    mlp = MLPClassifier(hidden_layer_sizes=(16, 8), max_iter=500, random_state=0).fit(x, label)
+    clf = GammaHadronClassifier(np.zeros(8), np.ones(8), list(mlp.coefs_), list(mlp.intercepts_), {})
+    np.testing.assert_allclose(clf.gamma_probability(x), mlp.predict_proba(x)[:, 0], rtol=1e-10, atol=1e-12)
+    x[3, 2] = np.nan
+    assert np.isnan(clf.gamma_probability(x)[3])
+
+
+def test_shipped_classifier_separates_toy_gammas_from_protons():
+    from ganforge_astro.classifier import FEATURES, GammaHadronClassifier
+
+    clf = GammaHadronClassifier.load()
+    assert tuple(clf.meta["features"]) == FEATURES
+    assert clf.meta["accuracy_held_out"] > 0.9 and len(clf.meta["weights_sha256"]) == 64
+
+
+def test_acceptance_floor_and_protons_disguised_as_gammas(real):
+    from ganforge_astro.metrics import acceptance
+
+    m = _ready(acceptance(real.info, num_samples=120, num_real=None), real)
+    _, b = split_halves(len(real), 0)
+    m.update(real.x[b], real.y[b])
+    out = m.compute()
+    assert out["ratio"] == out["floor/ratio"] and 0.5 < out["real"] <= 1.0
+    # proton images presented as gammas: the classifier rejects most of them
+    m.reset()
+    protons = (real.y[:, 1] == 1).nonzero().flatten()
+    y = real.y[protons].clone()
+    y[:, 1] = 0
+    m.update(real.x[protons], y)
+    out = m.compute()
+    assert out["generated"] < 0.5 * out["real"] and out["generated_gammas"] == len(protons)
