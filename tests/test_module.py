@@ -358,3 +358,31 @@ def test_a_regularized_generator_adds_its_penalty_to_every_generator_phase(tiny,
     # the penalty (100 ||W||^2) is in the gradient: it falls at every step, and ends below the plain run's
     assert all(a > b for a, b in zip(G.penalties, G.penalties[1:]))
     assert G.lin.weight.norm() < plain["module"].generator.lin.weight.norm()  # the same start and data
+
+
+def test_an_iteration_is_discriminator_phases_then_the_generator_phase_then_the_ema(tiny, registry, monkeypatch):
+    from ganforge.loop.ema import GeneratorEMA
+
+    calls = []
+    d_phase, g_phase, ema_update = GANModule.discriminator_phase, GANModule.generator_phase, GeneratorEMA.update
+
+    def spy_d(self, opt, real, y, it, k):
+        calls.append(("D", it, k, real.shape[0]))
+        return d_phase(self, opt, real, y, it, k)
+
+    def spy_g(self, opt, real, y, it):
+        calls.append(("G", it, real.shape[0]))
+        return g_phase(self, opt, real, y, it)
+
+    def spy_ema(self, images_seen, live=None):
+        calls.append(("EMA", images_seen))
+        return ema_update(self, images_seen, live)
+
+    monkeypatch.setattr(GANModule, "discriminator_phase", spy_d)
+    monkeypatch.setattr(GANModule, "generator_phase", spy_g)
+    monkeypatch.setattr(GeneratorEMA, "update", spy_ema)
+    _fit(registry, tiny + ["train.n_critic=3", "train.max_steps=2", "train.ema_halflife_images=500",
+                           "metrics.list=[]"])
+    # each iteration's batch (3 x 64) is cut into one part per discriminator phase; G uses the last part
+    assert calls == [("D", 0, 0, 64), ("D", 0, 1, 64), ("D", 0, 2, 64), ("G", 0, 64), ("EMA", 192),
+                     ("D", 1, 0, 64), ("D", 1, 1, 64), ("D", 1, 2, 64), ("G", 1, 64), ("EMA", 384)]
