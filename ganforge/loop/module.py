@@ -74,6 +74,11 @@ class GANModule(L.LightningModule):
         train: The resolved ``train`` config section.
         optim: The resolved ``optim`` config section.
         seed: The run's seed (noise is seeded from it per rank and iteration).
+
+    Attributes:
+        ema: The generator's :class:`ganforge.loop.ema.GeneratorEMA` (``None`` without
+            ``train.ema_halflife_images``); its weights are the submodule ``generator_ema``.
+        schedule: The learning-rate schedule (:func:`ganforge.loop.schedule.make_schedule`), or ``None``.
     """
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, objective: Objective, info: DataInfo,
@@ -87,7 +92,7 @@ class GANModule(L.LightningModule):
         self.train_cfg = dict(train)
         self.optim_cfg = optim
         self.seed = seed
-        self.n_critic = max(int(train.get("n_critic", 1)), int(getattr(objective, "n_critic", 1)))
+        self.n_critic = max(int(train.get("n_critic", 1)), int(objective.n_critic))
         self.ema: Optional[GeneratorEMA] = None
         self.generator_ema: Optional[nn.Module] = None  # the EMA's weights: generator_ema.* in checkpoints
         if train.get("ema_halflife_images"):
