@@ -38,7 +38,7 @@ def make_loggers(cfg: Mapping[str, Any], run_dir: Path, registry: Any, step: Cal
         state = states.get(spec["name"])
         run = LoggerRun(run_dir=Path(run_dir), name=str(cfg["name"]), config=cfg, rank=rank,
                         resume_state=state if isinstance(state, Mapping) else None, launch=launch, step=step)
-        loggers[spec["name"]] = registry.build("logger", dict(spec), f"logger[{i}]", run=run)
+        loggers[spec["name"]] = registry.create("logger", dict(spec), f"logger[{i}]", run=run)
     if resumed_step is not None:
         for lg in loggers.values():
             if isinstance(lg, HistoryLogger):
