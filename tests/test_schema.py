@@ -157,3 +157,11 @@ def test_config_yaml_says_what_ran_and_a_resume_sees_no_change(registry, tiny):
     assert list(segments[-1]["changes"]) == ["train.max_steps"]  # ... and nothing else
     again = yaml.safe_load((out["run_dir"] / "config.segment_1.yaml").read_text())
     assert again["samples"]["num_samples"] == 1000  # ... and the decided default is the same number
+
+
+def test_a_nested_name_from_a_broken_plugin_points_at_it(fake_plugins):
+    fake_plugins("ganforge-broken-ex", {"broken_ex": "raise ImportError('no weights module')\n"}, {"broken-ex": "broken_ex"})
+    reg = load_registry(warn=False)
+    with pytest.raises(ConfigError, match=r"metrics.list\[0\].feature_extractor: unknown feature extractor 'my-ex'.*"
+                                          r"plugins that failed to load: broken-ex; see `ganforge plugins`"):
+        load_config(None, ["metrics.list=[{name: fid, feature_extractor: my-ex}]"], reg)
