@@ -83,14 +83,15 @@ class Registry:
             f"{where}unknown {kind.replace('_', ' ')} '{name}'.{hint} Registered: {', '.join(known) or 'none'}{broken}."
         )
 
-    def resolve(self, kind: str, value: Any, path: str = "") -> dict[str, Any]:
+    def resolve(self, kind: str, value: Any, path: str = "", *, written: bool = True) -> dict[str, Any]:
         """Validate a config entry (a name, or ``{"name": ..., **params}``) once and return it complete.
 
         Every parameter is present (defaults filled in), values are converted to their annotations
         and written YAML-friendly (:func:`plain`), and parameters marked with :class:`ComponentRef`
         are resolved through this same registry: the name must be registered for the referenced
         kind, and the sibling parameters mapping is validated against that component with its
-        defaults filled in. This is what ``config.yaml`` and ``ganforge config show`` hold.
+        defaults filled in. This is what ``config.yaml`` and ``ganforge config show`` hold
+        (``written=False``: the converted values themselves, paths and tuples as the factory takes them).
         """
         path = path or kind
         if isinstance(value, str):
@@ -111,7 +112,7 @@ class Registry:
         for prm in declared:
             if prm.ref is not None and full.get(prm.name) is not None:
                 self._resolve_ref(prm, full, path)
-        return plain(full)
+        return plain(full) if written else full
 
     def _resolve_ref(self, prm: Param, full: dict[str, Any], path: str) -> None:
         ref = prm.ref
@@ -137,7 +138,10 @@ class Registry:
         path = path or kind
         spec = dict(spec)
         comp = self.get(kind, spec.pop("name"), f"{path}.name")
-        params = convert_params(comp, spec, path)
+        return self._call(comp, convert_params(comp, spec, path), path, injected)
+
+    def _call(self, comp: Component, params: dict[str, Any], path: str, injected: dict[str, Any]) -> Any:
+        kind = comp.kind
         for n in comp.injected():
             if n in injected:
                 params[n] = injected[n]
@@ -150,8 +154,10 @@ class Registry:
         return check_component(kind, comp.name, obj, comp.provider)
 
     def build(self, kind: str, spec: dict[str, Any] | str, path: str = "", **injected: Any) -> Any:
-        """:meth:`resolve` then :meth:`create`: for entries that did not come from a resolved config."""
-        return self.create(kind, self.resolve(kind, spec, path), path, **injected)
+        """Validate an entry that did not come from a resolved config (:meth:`resolve`) and call its factory."""
+        path = path or kind
+        params = self.resolve(kind, spec, path, written=False)
+        return self._call(self.get(kind, params.pop("name")), params, path, injected)
 
 
 # -- loading ------------------------------------------------------------------------------------------
