@@ -165,3 +165,16 @@ def test_a_nested_name_from_a_broken_plugin_points_at_it(fake_plugins):
     with pytest.raises(ConfigError, match=r"metrics.list\[0\].feature_extractor: unknown feature extractor 'my-ex'.*"
                                           r"plugins that failed to load: broken-ex; see `ganforge plugins`"):
         load_config(None, ["metrics.list=[{name: fid, feature_extractor: my-ex}]"], reg)
+
+
+def test_the_ddp_strategy_chosen_for_several_processes_is_written_into_the_config(registry, tiny, tmp_path):
+    from ganforge.run.runner import build_components, make_trainer
+
+    cfg = load_config(None, tiny + ["trainer.accelerator=cpu", "trainer.devices=2"], registry)
+    assert "strategy" not in cfg["trainer"]  # nothing decided at resolution: the world size is known at launch
+    trainer = make_trainer(cfg, tmp_path, build_components(cfg, registry), {}, progress=False)
+    assert cfg["trainer"]["strategy"] == "gan_ddp"  # what config.yaml will say
+    assert type(trainer.strategy).__name__ == "GANDDPStrategy"
+    one = load_config(None, tiny + ["trainer.accelerator=cpu", "trainer.devices=1"], registry)
+    make_trainer(one, tmp_path, build_components(one, registry), {}, progress=False)
+    assert "strategy" not in one["trainer"]
