@@ -15,8 +15,12 @@ inverse on the pixel cells (ctapipe's ``image_from_cartesian_representation``).
 
 **Amplitudes** (:class:`Amplitude`): photoelectrons span 0 to thousands, so the networks see
 ``a = asinh(pe / scale_pe) / asinh(max_pe / scale_pe)``: linear near 0 (pedestal noise), logarithmic for
-bright pixels, odd (negative pedestal-subtracted values survive), ``0 pe → 0``, ``max_pe → 1``. Values
-beyond ``±max_pe`` are clipped (counted in the dataset's protocol). The map is not affine, so
+bright pixels, ``max_pe → 1``. Values beyond ``±max_pe`` are clipped (counted in the dataset's protocol).
+Cleaned images (no negative values) use ``offset=True``: ``x = 2a − 1``, so an empty pixel is ``−1``, where
+a ``tanh`` generator saturates, as the black background of ordinary images (a generator that must hit
+exactly 0 in the middle of its range leaves faint noise everywhere and its showers too dim to survive
+cleaning; measured in the README). Uncleaned images keep the odd map (``0 pe → 0``), so negative
+pedestal-subtracted values survive. The map is not affine, so
 ``DataInfo.denormalize`` stays ``None``; the metrics map back through :func:`camera_from_info`.
 
 The whole camera description travels as plain data in ``info.protocol["camera"]`` and
@@ -125,10 +129,14 @@ def geometry_from_spec(spec: Mapping[str, Any]) -> CameraGeometry:
 
 @dataclass(frozen=True)
 class Amplitude:
-    """``a = asinh(pe / scale_pe) / asinh(max_pe / scale_pe)`` and back (see the module docstring)."""
+    """``a = asinh(pe / scale_pe) / asinh(max_pe / scale_pe)`` (``2a − 1`` with ``offset``) and back.
+
+    See the module docstring. With ``offset`` the photoelectrons must not be negative (cleaned images).
+    """
 
     scale_pe: float = 2.0
     max_pe: float = 20_000.0
+    offset: bool = False
 
     def __post_init__(self) -> None:
         if not (self.scale_pe > 0 and self.max_pe > self.scale_pe):
@@ -141,14 +149,26 @@ class Amplitude:
 
     def forward(self, pe: np.ndarray) -> np.ndarray:
         pe = np.clip(np.asarray(pe, dtype=np.float64), -self.max_pe, self.max_pe)
-        return np.arcsinh(pe / self.scale_pe) / self._norm
+        if self.offset and pe.size and pe.min() < 0:
+            raise ValueError(f"amplitude offset=True needs non-negative photoelectrons (cleaned images), got a "
+                             f"minimum of {pe.min():.3g} pe; use offset=False for uncleaned images")
+        a = np.arcsinh(pe / self.scale_pe) / self._norm
+        return 2.0 * a - 1.0 if self.offset else a
 
-    def inverse(self, a: np.ndarray) -> np.ndarray:
-        return self.scale_pe * np.sinh(np.asarray(a, dtype=np.float64) * self._norm)
+    def inverse(self, x: np.ndarray) -> np.ndarray:
+        a = np.asarray(x, dtype=np.float64)
+        if self.offset:
+            a = (a + 1.0) / 2.0
+        return self.scale_pe * np.sinh(a * self._norm)
+
+    @property
+    def background(self) -> float:
+        """The network value of 0 pe (cells outside the camera and padding hold it)."""
+        return -1.0 if self.offset else 0.0
 
     def spec(self) -> dict[str, Any]:
-        return {"transform": "asinh(pe/scale_pe)/asinh(max_pe/scale_pe)", "scale_pe": self.scale_pe,
-                "max_pe": self.max_pe}
+        return {"transform": "asinh(pe/scale_pe)/asinh(max_pe/scale_pe)" + (", then 2a-1" if self.offset else ""),
+                "scale_pe": self.scale_pe, "max_pe": self.max_pe, "offset": self.offset}
 
 
 class CartesianCamera:
@@ -180,16 +200,16 @@ class CartesianCamera:
     def n_pixels(self) -> int:
         return int(self.geometry.n_pixels)
 
-    def to_grid(self, images: np.ndarray) -> np.ndarray:
-        """Pixel images ``(N, n_pixels)`` (any units) → ``(N, side, side)``; empty cells 0."""
+    def to_grid(self, images: np.ndarray, fill: float = 0.0) -> np.ndarray:
+        """Pixel images ``(N, n_pixels)`` (any units) → ``(N, side, side)``; empty cells ``fill``."""
         images = np.atleast_2d(np.asarray(images, dtype=np.float64))
         if images.shape[1] != self.n_pixels:
             raise ValueError(f"camera '{self.geometry.name}' has {self.n_pixels} pixels, got images with "
                              f"{images.shape[1]} values each")
         grid = self.geometry.image_to_cartesian_representation(images).reshape(len(images), *self.grid_shape)
-        out = np.zeros((len(images), self.side, self.side))
+        out = np.full((len(images), self.side, self.side), float(fill))
         r0, c0 = self.offset
-        out[:, r0:r0 + self.grid_shape[0], c0:c0 + self.grid_shape[1]] = np.nan_to_num(grid, nan=0.0)
+        out[:, r0:r0 + self.grid_shape[0], c0:c0 + self.grid_shape[1]] = np.nan_to_num(grid, nan=float(fill))
         return out
 
     def to_pixels(self, grids: np.ndarray) -> np.ndarray:
@@ -206,7 +226,7 @@ class CartesianCamera:
 
     def encode(self, pe: np.ndarray) -> np.ndarray:
         """Pixel images in photoelectrons → network samples ``(N, 1, side, side)`` float32."""
-        return self.to_grid(self.amplitude.forward(pe))[:, None].astype(np.float32)
+        return self.to_grid(self.amplitude.forward(pe), fill=self.amplitude.background)[:, None].astype(np.float32)
 
     def decode(self, samples: Any) -> np.ndarray:
         """Network samples ``(N, 1, side, side)`` (tensor or array) → pixel images in photoelectrons."""
@@ -222,7 +242,7 @@ class CartesianCamera:
 
 def camera_from_spec(camera: Mapping[str, Any], amplitude: Mapping[str, Any]) -> CartesianCamera:
     geom = geometry_from_spec(camera)
-    amp = Amplitude(float(amplitude["scale_pe"]), float(amplitude["max_pe"]))
+    amp = Amplitude(float(amplitude["scale_pe"]), float(amplitude["max_pe"]), bool(amplitude.get("offset", False)))
     focal = float(camera["focal_length_m"])
     return CartesianCamera(geom, focal, amp, camera)
 

@@ -187,6 +187,7 @@ def iact_file(
     tel_id: int = 1,
     scale_pe: float = 2.0,
     max_pe: float = 20_000.0,
+    offset: Optional[bool] = None,
 ) -> IACTDataset:
     """IACT images with their energies and particle types from a ``.npz`` or ctapipe DL1 HDF5 file.
 
@@ -198,6 +199,8 @@ def iact_file(
         tel_id: DL1: the telescope whose images are read.
         scale_pe: Amplitude map: photoelectrons where it turns from linear to logarithmic.
         max_pe: Amplitude map: photoelectrons that map to 1 (larger values are clipped).
+        offset: Amplitude map: empty pixels at -1 (needs non-negative, i.e. cleaned, images); ``null``:
+            when no pixel value is negative.
     """
     from ganforge import sha256_file
 
@@ -218,6 +221,11 @@ def iact_file(
         raise ValueError(f"dataset iact-file: {p}: unsupported extension {p.suffix!r}; expected .npz, .h5 or .hdf5")
     if len(pe) == 0:
         _fail(p, "holds no images")
+    negative = bool(np.any(pe < 0))
+    if offset and negative:
+        _fail(p, f"offset=true needs non-negative (cleaned) images, but the minimum pixel is {pe.min():.3g} pe; "
+                 "set offset: false (or null to decide from the data)")
+    camera.amplitude = Amplitude(scale_pe, max_pe, offset=(not negative) if offset is None else bool(offset))
     y = condition_columns(np.log10(energy), particle, impact)
     return IACTDataset(pe, y, camera, "iact-file",
                        {**source, "path": str(p), "sha256": sha256_file(p)})

@@ -203,7 +203,8 @@ def iact_toy(
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
         raise ValueError(f"dataset iact-toy: num_samples={num_samples!r}; expected a positive integer")
     spec = toy_camera_spec()
-    camera = CartesianCamera(toy_camera(), spec["focal_length_m"], Amplitude(scale_pe, max_pe), spec)
+    # cleaned images have no negative values: empty pixels at -1 (see ganforge_astro.camera)
+    camera = CartesianCamera(toy_camera(), spec["focal_length_m"], Amplitude(scale_pe, max_pe, offset=cleaning), spec)
     sim = ToySimulator(camera, spectral_index=spectral_index, energy_min_tev=energy_min_tev,
                        energy_max_tev=energy_max_tev, gamma_fraction=gamma_fraction, max_impact_m=max_impact_m,
                        light_pe_per_tev=light_pe_per_tev, proton_light_fraction=proton_light_fraction,

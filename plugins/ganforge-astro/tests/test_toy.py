@@ -54,6 +54,21 @@ def test_cartesian_round_trip_is_exact(camera):
     np.testing.assert_allclose(camera.decode(x), pe, rtol=2e-5, atol=1e-5)  # through float32
 
 
+def test_offset_amplitude_puts_empty_pixels_at_minus_one(small):
+    """Cleaned toy images: 0 pe and cells outside the camera are -1 (where tanh saturates), exact way back."""
+    cam = small.camera
+    assert cam.amplitude.offset and small.info.protocol["amplitude"]["offset"] is True
+    x = small.x.numpy()
+    outside = np.ones((32, 32), bool)
+    outside[cam.to_grid(np.ones((1, cam.n_pixels)))[0] != 0] = False
+    assert (x[:, 0][:, outside] == -1).all() and x.min() == -1.0 and x.max() <= 1.0
+    np.testing.assert_allclose(cam.amplitude.inverse(cam.amplitude.forward(small.pe.astype(float))), small.pe,
+                               rtol=1e-9, atol=1e-9)
+    with pytest.raises(ValueError, match="offset=True needs non-negative photoelectrons"):
+        cam.amplitude.forward(np.array([[-3.0]]))
+    assert not iact_toy(num_samples=5, seed=0, cleaning=False).camera.amplitude.offset  # pedestal noise < 0
+
+
 def test_cartesian_rejects_wrong_sizes(camera):
     with pytest.raises(ValueError, match="559 pixels, got images with 558"):
         camera.to_grid(np.zeros((1, 558)))
