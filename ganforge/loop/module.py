@@ -115,10 +115,7 @@ class GANModule(L.LightningModule):
         self._noise_generators: dict[torch.device, torch.Generator] = {}
         self._loop: dict[str, Any] = {}  # per-fit lists the loop reuses (on_train_start)
         self._outputs: dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}  # last losses, read on logging steps
-        self.extra_state: dict[str, Any] = {}  # other components' resumable state (e.g. logger run id)
         self.run_config: Optional[dict[str, Any]] = None  # the resolved config, saved in checkpoints
-        self.requeued = False  # set when a SLURM requeue stopped training (no final evaluation)
-        self.interrupted: Optional[str] = None  # "SIGINT"/"SIGTERM" when a signal stopped training (ganforge.run.stopping)
         self.fast_paths: dict[str, Any] = {}  # what ganforge.loop.fastpaths applied in setup (compile, channels_last)
 
     # -- networks -------------------------------------------------------------------------------------
@@ -463,7 +460,6 @@ class GANModule(L.LightningModule):
                 "python": python_rng_to_data(random.getstate()),
             },
             "n_critic": self.n_critic,
-            "extra": dict(self.extra_state),
             "info": self.info.to_dict(),
             "config": self.run_config,
             "saved_unix": time.time(),  # --resume auto takes the newest by this, not the file's mtime
@@ -485,7 +481,6 @@ class GANModule(L.LightningModule):
             np.random.set_state(numpy_rng_from_data(rng["numpy"]))
         if rng.get("python") is not None:
             random.setstate(python_rng_from_data(rng["python"]))
-        self.extra_state.update(state.get("extra") or {})
 
 
 @contextmanager

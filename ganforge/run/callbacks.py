@@ -19,6 +19,7 @@ from ganforge.io import atomic_torch_save, write_json
 from ganforge.evaluation.core import evaluate as evaluate_metrics
 from ganforge.evaluation.core import full_protocol, generation_conditions, generator_used, prepare_real
 from ganforge.loop.module import GANModule, NonFiniteError, log_to_loggers
+from ganforge.run.stopping import EarlyStop
 
 
 class GANProgressBar(RichProgressBar):
@@ -64,7 +65,8 @@ def _observed(trainer: L.Trainer) -> tuple[int, ...]:
 class GANCheckpoint(L.Callback):
     """Writes ``checkpoints/last.ckpt`` every N generator steps and at the end of training."""
 
-    def __init__(self, dirpath: Path, every_n_steps: int) -> None:
+    def __init__(self, dirpath: Path, every_n_steps: int, early: Optional[EarlyStop] = None) -> None:
+        self.early = early if early is not None else EarlyStop()  # set by the stop callbacks
         self.dirpath = Path(dirpath)
         self.every = every_n_steps
         self._saved_at = -1
@@ -100,7 +102,7 @@ class GANCheckpoint(L.Callback):
             self.save(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: GANModule) -> None:
-        if not pl_module.requeued:
+        if not self.early.requeued:
             self.save(trainer, pl_module)
 
 
@@ -112,8 +114,10 @@ class Evaluation(L.Callback):
     """
 
     def __init__(self, metrics: list[tuple[str, Any]], every_n_steps: int, use_ema: bool, run_dir: Path,
-                 seed: int, config_name: str = "", sources: Optional[list[str]] = None) -> None:
+                 seed: int, config_name: str = "", sources: Optional[list[str]] = None,
+                 early: Optional[EarlyStop] = None) -> None:
         self.metrics = metrics
+        self.early = early if early is not None else EarlyStop()  # set by the stop callbacks
         # Called on rank 0 with (generator step, values) after each evaluation (e.g. StatusLines).
         self.listeners: list[Callable[[int, dict[str, float]], None]] = []
         self.sources = sources or [f"metrics.list[{i}] (metric '{n}')" for i, (n, _) in enumerate(metrics)]
@@ -227,7 +231,7 @@ class Evaluation(L.Callback):
                 pl_module.log(k, v, prog_bar=True, logger=False, on_step=True, on_epoch=False)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: GANModule) -> None:
-        if pl_module.requeued or pl_module.interrupted:  # the requeued/resumed attempt evaluates at its own end
+        if self.early:  # stopped early: the requeued/resumed attempt evaluates at its own end
             self._t_end = time.monotonic()
             return
         if pl_module.g_steps != self._last_step:
@@ -301,7 +305,8 @@ class SamplePictures(L.Callback):
 
     def __init__(self, run_dir: Path, every_n_steps: int, num_samples: int, snapshots: int, seed: int,
                  max_steps: Optional[int], use_ema: bool = True,
-                 caption: Callable[[int], str] = lambda step: "") -> None:
+                 caption: Callable[[int], str] = lambda step: "", early: Optional[EarlyStop] = None) -> None:
+        self.early = early if early is not None else EarlyStop()  # set by the stop callbacks
         self.caption = caption  # the metric values evaluated at a step, written under its panel's title
         self._y: Optional[torch.Tensor] = None
         self.dir = Path(run_dir) / "samples"
@@ -374,5 +379,5 @@ class SamplePictures(L.Callback):
             self.snap(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: GANModule) -> None:
-        if not (pl_module.requeued or pl_module.interrupted):
+        if not self.early:
             self.snap(trainer, pl_module)

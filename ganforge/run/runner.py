@@ -232,16 +232,17 @@ def make_trainer(cfg: dict[str, Any], run_dir: Path, built: Built, loggers: Mapp
     sample_every = s["every_n_steps"] or metrics_every or (max(1, max_steps // 10) if max_steps else 1000)
     num_samples = s["num_samples"] or (64 if built.module.info.kind == "image" else 1000)
     s["every_n_steps"], s["num_samples"] = sample_every, num_samples  # config.yaml says what ran
-    from ganforge.run.stopping import InterruptStop
+    from ganforge.run.stopping import EarlyStop, InterruptStop
 
-    checkpoint = GANCheckpoint(run_dir / "checkpoints", t["checkpoint_every_n_steps"])
+    early = EarlyStop()  # how training stopped early, if it did: set by the stop callbacks, read by the others
+    checkpoint = GANCheckpoint(run_dir / "checkpoints", t["checkpoint_every_n_steps"], early=early)
     evaluation = Evaluation(built.metrics, metrics_every, cfg["metrics"]["use_ema"], run_dir, cfg["seed"], cfg["name"],
-                            sources=built.metric_sources)
+                            sources=built.metric_sources, early=early)
     callbacks: list[Any] = [
-        InterruptStop(checkpoint, evaluation),  # Ctrl-C/SIGTERM: first, so it saves after all others' step
+        InterruptStop(checkpoint, evaluation, early=early),  # Ctrl-C/SIGTERM: first, so it saves after all others' step
         evaluation,
         SamplePictures(run_dir, sample_every, num_samples, s["snapshots"], cfg["seed"], max_steps,
-                       caption=evaluation.caption),
+                       caption=evaluation.caption, early=early),
         *built.callbacks,
     ]
     from ganforge.reporting.loggers import logger_callbacks
@@ -262,7 +263,7 @@ def make_trainer(cfg: dict[str, Any], run_dir: Path, built: Built, loggers: Mapp
         if launch.launch.can_requeue and isinstance(launch.launcher, RequeueLauncher):
             from ganforge.run.stopping import RequeueStop
 
-            callbacks.append(RequeueStop(checkpoint, launch.launch, launch.launcher.requeue))
+            callbacks.append(RequeueStop(checkpoint, launch.launch, launch.launcher.requeue, early=early))
     per_node = launch.launch.tasks_per_node if launch is not None else None
     if per_node and str(cfg["trainer"].get("devices")) not in (str(per_node), "auto", "-1"):
         print(f"ganforge: warning: trainer.devices={cfg['trainer'].get('devices')} but the {launch.launch.kind} launch "
@@ -401,11 +402,7 @@ def _fit(cfg: dict[str, Any], run_dir: Path, ckpt: Optional[Path], progress: Opt
                 weights_only=True)  # checkpoints are data, never code (AtomicCheckpointIO loads them so anyway)
     evaluation = next(c for c in trainer.callbacks if isinstance(c, Evaluation))
     module = built.module
-    from ganforge.run.stopping import InterruptStop, RequeueStop
-
-    stopped = any(isinstance(c, InterruptStop) and c.stopped or isinstance(c, RequeueStop) and c.requeued
-                  for c in trainer.callbacks)
-    if trainer.is_global_zero and not (stopped or module.interrupted):
+    if trainer.is_global_zero and not evaluation.early:
         # after fit, so the progress bar has closed: the table is not glued to it
         from ganforge.reporting.status import print_final
 

@@ -8,7 +8,7 @@ instead (Lightning's way) saves wherever each rank happens to be and deadlocks D
 - :class:`StepBoundaryStop` is that shape; :class:`RequeueStop` (the launch's requeue signal, SLURM's
   SIGUSR1 → checkpoint, then the launcher requeues the job) and :class:`InterruptStop` (SIGINT/SIGTERM →
   checkpoint, summary, exit 130/143) are its two uses. How the run stopped is theirs to say
-  (``.stopped``, :attr:`RequeueStop.requeued`): the runner holds them and asks.
+  (:class:`EarlyStop`, one record per run that the runner passes to the callbacks that read it).
 - :data:`SIGNALS` holds the process's SIGINT/SIGTERM state. Signals arrive at a process, not at
   a trainer, so this one object is shared: the CLI installs it before anything is built (a Ctrl-C
   during start-up ends cleanly too) and reads the outcome after ``fit`` returns or raises.
@@ -118,6 +118,29 @@ class SignalState:
 SIGNALS = SignalState()
 
 
+class EarlyStop:
+    """How training stopped before its end, if it did: set by the stop callbacks at the step boundary
+    where the ranks agreed, read by the callbacks that must not evaluate, snapshot or save a stopped
+    run as finished, and by the runner. One object per run, passed to each of them explicitly.
+    """
+
+    def __init__(self) -> None:
+        self.reason: Optional[str] = None  # "requeue", or the signal's name ("SIGINT", "SIGTERM")
+
+    @property
+    def requeued(self) -> bool:
+        """Stopped for a requeue: the final evaluation belongs to the requeued attempt."""
+        return self.reason == "requeue"
+
+    @property
+    def interrupted(self) -> Optional[str]:
+        """The signal that stopped training, or None."""
+        return None if self.reason in (None, "requeue") else self.reason
+
+    def __bool__(self) -> bool:
+        return self.reason is not None
+
+
 def agree(pl_module: Any, value: int) -> int:
     """The largest ``value`` over all ranks (collective: call it on every rank at the same step)."""
     if pl_module.world_size == 1:
@@ -135,8 +158,9 @@ class StepBoundaryStop(L.Callback):
 
     CHECK_EVERY = 10
 
-    def __init__(self, checkpoint: Any) -> None:
+    def __init__(self, checkpoint: Any, early: Optional[EarlyStop] = None) -> None:
         self.checkpoint = checkpoint  # GANCheckpoint
+        self.early = early if early is not None else EarlyStop()  # shared with the callbacks that read it
         self.stopped = 0  # the agreed request, once acted on
 
     def request(self) -> int:
@@ -170,8 +194,8 @@ class RequeueStop(StepBoundaryStop):
     """
 
     def __init__(self, checkpoint: Any, launch: "Launch", requeue: Callable[["Launch"], None],
-                 state: SignalState = SIGNALS) -> None:
-        super().__init__(checkpoint)
+                 state: SignalState = SIGNALS, early: Optional[EarlyStop] = None) -> None:
+        super().__init__(checkpoint, early)
         if launch.requeue_signal is None:
             raise ValueError(f"launch '{launch.kind}' cannot be requeued (requeue_signal is None)")
         self.launch = launch
@@ -202,7 +226,7 @@ class RequeueStop(StepBoundaryStop):
 
     def act(self, trainer: L.Trainer, pl_module: Any, value: int) -> None:
         self.checkpoint.save(trainer, pl_module)
-        pl_module.requeued = True  # read by the evaluation and picture callbacks (see the CHANGELOG note)
+        self.early.reason = "requeue"
         self.state.phase = "requeued"  # the scheduler's SIGTERM that ends this attempt is then no interrupt
         if not trainer.is_global_zero:
             return
@@ -221,8 +245,9 @@ class InterruptStop(StepBoundaryStop):
     interrupted. Goes first in the callback list, so that its ``on_train_end`` (the save) runs
     after every callback has finished the last step and before the final evaluation starts."""
 
-    def __init__(self, checkpoint: Any, evaluation: Any, state: SignalState = SIGNALS) -> None:
-        super().__init__(checkpoint)
+    def __init__(self, checkpoint: Any, evaluation: Any, state: SignalState = SIGNALS,
+                 early: Optional[EarlyStop] = None) -> None:
+        super().__init__(checkpoint, early)
         self.evaluation = evaluation
         self.state = state
 
@@ -239,7 +264,7 @@ class InterruptStop(StepBoundaryStop):
         self.state.phase = "training"
 
     def act(self, trainer: L.Trainer, pl_module: Any, value: int) -> None:
-        pl_module.interrupted = NAMES.get(value, str(value)).split()[0]
+        self.early.reason = NAMES.get(value, str(value)).split()[0]
         self.state.signum = self.state.signum or value  # a rank the signal did not reach exits alike
 
     def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
