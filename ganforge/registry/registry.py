@@ -4,7 +4,12 @@ Plugins are modules named by entry points in the ``ganforge`` group. Each is imp
 its own ``try``: a broken plugin is recorded (distribution, entry point, error) and reported by
 ``ganforge plugins`` and a one-line warning, while the others keep working. With
 ``--strict-plugins`` or ``GANFORGE_STRICT_PLUGINS=1`` a broken plugin is fatal.
-``GANFORGE_DISABLE_PLUGINS=a,b`` skips entry points by name.
+``GANFORGE_DISABLE_PLUGINS=a,b`` skips entry points by name. A plugin module whose
+``GANFORGE_PLUGIN_API`` is not :data:`ganforge.contract.hookspecs.PLUGIN_API` is refused by name
+before its hooks run; one that declares none is loaded as current, with a warning.
+
+The parameter schema (records, coercion, validation) is :mod:`ganforge.registry.schema`; the
+exceptions are :mod:`ganforge.registry.errors`.
 """
 
 from __future__ import annotations
