@@ -115,7 +115,7 @@ def test_cli_plugins_lists_components_parameters_and_failures(tmp_path):
     out = subprocess.run([sys.executable, "-m", "ganforge", "plugins"], env=env, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "objectives  (ganforge 0.1.0" in out.stdout
+    assert "objectives  (ganforge 0.2.0" in out.stdout
     assert "relativistic  (ganforge-relativistic 0.1.0" in out.stdout
     assert "gp_weight: float = 10.0" in out.stdout
     assert "FAILED to load:" in out.stdout
@@ -232,7 +232,7 @@ def test_sys_exit_at_import_is_a_failure_and_the_cli_keeps_working(tmp_path):
     out = subprocess.run([sys.executable, "-m", "ganforge", "plugins"], env=env, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "good  (ganforge-good 0.0.1" in out.stdout and "objectives  (ganforge 0.1.0" in out.stdout
+    assert "good  (ganforge-good 0.0.1" in out.stdout and "objectives  (ganforge 0.2.0" in out.stdout
     assert (f"exits  (ganforge-exits 0.0.1): load: SystemExit: the plugin called sys.exit(3) "
             f"(at {site / 'exits_mod.py'}:2)") in out.stdout
     show = subprocess.run([sys.executable, "-m", "ganforge", "config", "show", "train.max_steps=5"], env=env,
