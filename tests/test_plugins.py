@@ -438,11 +438,13 @@ def test_cli_plugins_shows_each_plugins_api_and_the_refused_one_by_name(tmp_path
     from conftest import make_fake_distribution
 
     site = make_fake_distribution(tmp_path / "site", "ganforge-old", OLD_API, {"old": "old_mod"})
-    env = dict(os.environ, PYTHONPATH=str(site))
+    quiet = make_fake_distribution(tmp_path / "quiet", "ganforge-quiet", UNDECLARED, {"quiet": "undeclared_mod"})
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(quiet)]))
     out = subprocess.run([sys.executable, "-m", "ganforge", "plugins"], env=env, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert "objectives  (ganforge " in out.stdout and "module ganforge_plugins.objectives.losses, plugin API 2)" in out.stdout
+    assert "quiet  (ganforge-quiet 0.0.1, module undeclared_mod, declares no plugin API, loaded as 2)" in out.stdout
     assert "old  (ganforge-old 0.0.1): load: built for ganforge plugin API 1" in out.stdout
     js = json.loads(subprocess.run([sys.executable, "-m", "ganforge", "plugins", "--json"], env=env,
                                    capture_output=True, text=True, timeout=120).stdout)
