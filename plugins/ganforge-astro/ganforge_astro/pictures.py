@@ -75,7 +75,8 @@ def hillas_overlay(real_rows: np.ndarray, gen_rows: np.ndarray, path: Path) -> P
     ra, ga = real_rows[survived(real_rows[:, :len(PARAMETERS)])], gen_rows[survived(gen_rows[:, :len(PARAMETERS)])]
     for j, (p, ax) in enumerate(zip(PARAMETERS, axes.ravel())):
         both = np.concatenate([ra[:, j], ga[:, j]])
-        bins = np.linspace(*np.quantile(both, [0.005, 0.995]), 30) if len(both) else 30
+        lo, hi = np.quantile(both, [0.005, 0.995]) if len(both) else (0.0, 0.0)
+        bins = np.linspace(lo, hi, 30) if hi > lo else 30  # a constant parameter (leakage 0): default bins
         for rows, label in ((ra, "real"), (ga, "generated")):
             if len(rows):  # a generator whose images all fail cleaning has no histogram
                 ax.hist(rows[:, j], bins=bins, density=True, histtype="step", label=f"{label} ({len(rows)})")
