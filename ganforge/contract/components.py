@@ -173,6 +173,19 @@ class Discriminator(Protocol):
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> Any: ...
 
 
+@runtime_checkable
+class GroupingDiscriminator(Protocol):
+    """Optional capability: a :class:`Discriminator` whose decisions mix samples of the batch in
+    groups (PacGAN's packs, minibatch standard deviation).
+
+    ``batch_multiple``: the batch it gets (per process and discriminator step, i.e.
+    ``train.batch_size / world size``) must be a multiple of this. The runner checks it at
+    start-up and names ``train.batch_size`` when it does not hold.
+    """
+
+    batch_multiple: int
+
+
 DiscriminatorFn = Callable[[torch.Tensor, Optional[torch.Tensor]], Any]
 
 

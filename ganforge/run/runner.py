@@ -22,7 +22,7 @@ from ganforge.run.launch import RUN_DIR_ENV, Detected, Launch, detect_launch, wo
 from ganforge.loop import fastpaths
 from ganforge.run.callbacks import AtomicCheckpointIO, Evaluation, GANCheckpoint, SamplePictures
 from ganforge.run.checkpoint import load_checkpoint_file
-from ganforge.contract.components import NotApplicable
+from ganforge.contract.components import GroupingDiscriminator, NotApplicable
 from ganforge.loop.data import GANDataModule
 from ganforge.loop.module import GANModule
 from ganforge.registry.errors import ConfigError
@@ -221,6 +221,20 @@ def build_components(cfg: dict[str, Any], registry: Optional[Registry] = None) -
     return Built(cfg, module, dm, metrics, callbacks, metric_sources=sources)
 
 
+def check_batch_groups(discriminator: Any, batch: int, world: int, name: str) -> None:
+    """A discriminator that mixes samples in groups (PacGAN, minibatch std) needs each process's
+    batch per discriminator step, ``train.batch_size / world``, to be a multiple of its group."""
+    if not isinstance(discriminator, GroupingDiscriminator):
+        return
+    multiple = int(discriminator.batch_multiple)
+    if (batch // world) % multiple:
+        need = multiple * world
+        raise ConfigError(f"train.batch_size={batch}: discriminator '{name}' groups {multiple} samples per decision "
+                          f"(discriminator.pack / minibatch_std), so the batch per process ({batch} / {world} = "
+                          f"{batch // world}) must be a multiple of {multiple}; use a multiple of {need}, e.g. "
+                          f"{max(need, batch - batch % need)}.")
+
+
 def make_trainer(cfg: dict[str, Any], run_dir: Path, built: Built, loggers: Mapping[str, Any],
                  progress: Optional[bool] = None, launch: Optional[Detected] = None) -> L.Trainer:
     """The Lightning trainer of a run. ``launch`` (from :func:`ganforge.run.launch.detect_launch`) adds
@@ -387,6 +401,7 @@ def _fit(cfg: dict[str, Any], run_dir: Path, ckpt: Optional[Path], progress: Opt
         raise ConfigError(f"train.batch_size={batch} is the global batch and must divide by the {world} processes "
                           f"(trainer.devices x trainer.num_nodes); use a multiple of {world}, e.g. "
                           f"{(batch // world + 1) * world}.")
+    check_batch_groups(built.module.discriminator, batch, world, cfg["discriminator"]["name"])
     if trainer.is_global_zero:
         record = resume_mod.record_segment(run_dir, cfg, ckpt, plan, detected.launch)  # config.yaml once; segments.jsonl each start
         evaluation = next(c for c in trainer.callbacks if isinstance(c, Evaluation))

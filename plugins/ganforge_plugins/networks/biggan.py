@@ -195,6 +195,7 @@ def biggan_discriminator(
     attention_resolution: Optional[int] = None,
     spectral_norm: bool = True,
     aux_classes: bool = False,
+    minibatch_std: int = 0,
 ) -> ResidualDiscriminator:
     """BigGAN discriminator at small scale (Brock et al. 2019): residual, spectral norm, projection.
 
@@ -208,8 +209,12 @@ def biggan_discriminator(
             inserted (Zhang et al. 2019); null for none. BigGAN uses 64 at 128x128.
         spectral_norm: Spectral norm on every layer.
         aux_classes: Also return class logits ``(N, num_classes)`` (AC-GAN, Odena et al. 2017).
+        minibatch_std: Group size of the minibatch standard deviation feature (Karras et al. 2018,
+            section 3) added before the last block; 0 turns it off, StyleGAN uses 4. It must divide
+            the batch per device and discriminator step.
     """
     check_choice(conditioning, "conditioning", ("projection", "none"))
     return ResidualDiscriminator(
-        info, "discriminator 'biggan'", width, conditioning, spectral_norm, aux_classes, "orthogonal", attention_resolution
+        info, "discriminator 'biggan'", width, conditioning, spectral_norm, aux_classes, "orthogonal", attention_resolution,
+        minibatch_std,
     )

@@ -12,6 +12,7 @@ from ganforge import DataInfo
 from ganforge_plugins.networks.layers import (
     LEAKY_SLOPE,
     BatchNorm,
+    MinibatchStd,
     ConditionMap,
     DiscriminatorHead,
     ProjectingGenerator,
@@ -19,6 +20,7 @@ from ganforge_plugins.networks.layers import (
     check_choice,
     check_input,
     check_int,
+    check_minibatch_std,
     image_geometry,
     init_layer,
     linear,
@@ -75,7 +77,12 @@ class DCGANDiscriminator(nn.Module):
     ``s = log2(H) - 2`` stride-2 convolutions (kernel 4, padding 1) with LeakyReLU(0.2) halve the
     resolution down to 4x4 and double the channels from ``width``; batch norm on all but the
     first (or spectral norm on every layer instead, Miyato et al. 2018); then a linear layer on
-    the flattened 4x4 features gives the logit.
+    the flattened 4x4 features gives the logit. With ``minibatch_std`` a :class:`MinibatchStd`
+    feature map joins the input of the last convolution.
+
+    Attributes:
+        batch_multiple: The batch the discriminator gets must be a multiple of this
+            (``minibatch_std``'s group, else 1); the engine checks ``train.batch_size`` against it.
     """
 
     def __init__(
@@ -85,11 +92,14 @@ class DCGANDiscriminator(nn.Module):
         conditioning: str = "concat",
         spectral_norm: bool = False,
         aux_classes: bool = False,
+        minibatch_std: int = 0,
     ) -> None:
         super().__init__()
         owner = "discriminator 'dcgan'"
         c, h, stages = image_geometry(info, owner)
         check_int(width, "width")
+        check_minibatch_std(minibatch_std, owner)
+        self.batch_multiple = max(minibatch_std, 1)
         check_choice(conditioning, "conditioning", ("concat", "projection", "none"))
         check_aux(aux_classes, info, owner)
         self.info = info
@@ -104,6 +114,9 @@ class DCGANDiscriminator(nn.Module):
         for i in range(stages):
             cout = width * 2**i
             use_bn = i > 0 and not sn  # Radford et al.: no BN on D's input layer
+            if minibatch_std and i == stages - 1:  # "towards the end" (Karras et al. 2018, section 3)
+                layers.append(MinibatchStd(minibatch_std, owner))
+                cin += 1
             layers.append(init_layer(nn.Conv2d(cin, cout, 4, 2, 1, bias=not use_bn), "normal", sn))
             if use_bn:
                 layers.append(BatchNorm(cout, "normal"))
@@ -153,6 +166,7 @@ def dcgan_discriminator(
     conditioning: Literal["concat", "projection", "none"] = "concat",
     spectral_norm: bool = False,
     aux_classes: bool = False,
+    minibatch_std: int = 0,
 ) -> DCGANDiscriminator:
     """DCGAN discriminator (Radford et al. 2016): stride-2 convs, LeakyReLU(0.2), BN or spectral norm.
 
@@ -168,5 +182,8 @@ def dcgan_discriminator(
             the labels enter through ``aux_classes``).
         spectral_norm: Spectral norm on every layer instead of batch norm (Miyato et al. 2018).
         aux_classes: Also return class logits ``(N, num_classes)`` (AC-GAN, Odena et al. 2017).
+        minibatch_std: Group size of the minibatch standard deviation feature (Karras et al. 2018,
+            section 3) added before the last convolution; 0 turns it off, StyleGAN uses 4. It
+            must divide the batch per device and discriminator step.
     """
-    return DCGANDiscriminator(info, width, conditioning, spectral_norm, aux_classes)
+    return DCGANDiscriminator(info, width, conditioning, spectral_norm, aux_classes, minibatch_std)

@@ -264,6 +264,48 @@ class SelfAttention(nn.Module):
         return x + self.gamma * o
 
 
+def check_minibatch_std(group: int, owner: str) -> None:
+    if not isinstance(group, int) or isinstance(group, bool) or group < 0 or group == 1:
+        raise ValueError(
+            f"{owner}: minibatch_std={group!r} is not a group size; use 0 (off) or an integer >= 2 "
+            "(4 in ProGAN/StyleGAN) that divides the batch per device."
+        )
+
+
+class MinibatchStd(nn.Module):
+    """Minibatch standard deviation (Karras et al. 2018, ProGAN, section 3): one more feature map.
+
+    The batch is cut into consecutive groups of ``group`` samples. Per group: the standard
+    deviation over the group of every feature at every position (biased, ``sqrt(var + 1e-8)``),
+    averaged over features and positions to one number, replicated as a constant ``(1, H, W)``
+    map for each sample of the group and concatenated as the last channel. D then sees how
+    varied a group is, so a generator that collapses to one mode is caught (group size 4 in
+    StyleGAN, Karras et al. 2019). The group must divide the batch: see :attr:`group`.
+    """
+
+    EPS = 1e-8
+
+    def __init__(self, group: int, owner: str) -> None:
+        super().__init__()
+        self.group = group
+        self.owner = owner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        g = self.group
+        if n % g:
+            raise ValueError(
+                f"{self.owner}: minibatch_std={g} must divide the batch each device gives the discriminator, "
+                f"got a batch of {n}; set train.batch_size to a multiple of {g} x the number of processes, "
+                "or change discriminator.minibatch_std."
+            )
+        groups = x.reshape(n // g, g, c, h, w).float()  # float32 statistics under mixed precision
+        std = (groups.var(dim=1, unbiased=False) + self.EPS).sqrt()  # (n/g, c, h, w)
+        stat = std.mean(dim=(1, 2, 3)).to(x.dtype)  # (n/g,)
+        feature = stat.repeat_interleave(g).reshape(n, 1, 1, 1).expand(n, 1, h, w)
+        return torch.cat([x, feature], dim=1)
+
+
 class DiscriminatorHead(nn.Module):
     """Features ``h (N, F)`` → logits ``(N,)`` [+ class logits].
 

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from ganforge import DataInfo, Register, hookimpl
+from ganforge_plugins.networks.pacgan import pacgan_discriminator
 
 Activation = Literal["relu", "leaky-relu", "tanh", "elu"]
 OutputActivation = Literal["auto", "linear", "tanh"]
@@ -290,3 +291,7 @@ def ganforge_register_generators(register: Register) -> None:
 @hookimpl
 def ganforge_register_discriminators(register: Register) -> None:
     register("mlp", mlp_discriminator, description="Fully connected discriminator for points (or any sample shape).")
+    # PacGAN wraps any registered discriminator; it lives with the generic networks (it needs no image
+    # layer, and Lin et al.'s first experiments pack MLPs on 2-D mixtures), its base comes from the registry.
+    register("pacgan", pacgan_discriminator,
+             description="PacGAN (Lin et al. 2018): any discriminator deciding on packs of m samples.")

@@ -15,6 +15,7 @@ from ganforge_plugins.networks.layers import (
     ConditionMap,
     DiscriminatorHead,
     Init,
+    MinibatchStd,
     ProjectingGenerator,
     SelfAttention,
     check_attention,
@@ -22,6 +23,7 @@ from ganforge_plugins.networks.layers import (
     check_choice,
     check_input,
     check_int,
+    check_minibatch_std,
     conv,
     image_geometry,
     linear,
@@ -139,7 +141,9 @@ class ResidualDiscriminator(nn.Module):
     ``s = log2(H) - 2`` residual down-blocks to 4x4, one more block at 4x4, ReLU, global *sum*
     pooling (which lets D count features over the image, Miyato et al.), then a linear logit
     with projection conditioning by default. Spectral norm on every layer. Optional
-    self-attention after the block that outputs ``attention_resolution``.
+    self-attention after the block that outputs ``attention_resolution``; optional
+    :class:`MinibatchStd` feature map into the last block (``minibatch_std``, its group size, is
+    then also ``batch_multiple``: the batch must be a multiple of it).
     """
 
     def __init__(
@@ -152,10 +156,13 @@ class ResidualDiscriminator(nn.Module):
         aux_classes: bool,
         init: Init,
         attention_resolution: Optional[int] = None,
+        minibatch_std: int = 0,
     ) -> None:
         super().__init__()
         c, h, stages = image_geometry(info, owner)
         check_int(width, "width")
+        check_minibatch_std(minibatch_std, owner)
+        self.batch_multiple = max(minibatch_std, 1)
         check_choice(conditioning, "conditioning", ("projection", "concat", "none"))
         check_aux(aux_classes, info, owner)
         check_attention(attention_resolution, [h // 2 ** (i + 1) for i in range(stages)], owner)
@@ -174,7 +181,9 @@ class ResidualDiscriminator(nn.Module):
             if attention_resolution == h // 2 ** (i + 1):
                 blocks.append(SelfAttention(cout, init, sn))
             cin = cout
-        blocks.append(DBlock(cin, cin, False, False, init, sn, gain))
+        if minibatch_std:  # before the last block, at 4x4 (Karras et al. 2018, section 3)
+            blocks.append(MinibatchStd(minibatch_std, owner))
+        blocks.append(DBlock(cin + (1 if minibatch_std else 0), cin, False, False, init, sn, gain))
         self.blocks = nn.Sequential(*blocks)
         self.head = DiscriminatorHead(cin, info, self.conditioning == "projection", aux_classes, init, sn)
 
@@ -223,6 +232,7 @@ def resnet_discriminator(
     conditioning: Literal["projection", "concat", "none"] = "projection",
     spectral_norm: bool = True,
     aux_classes: bool = False,
+    minibatch_std: int = 0,
 ) -> ResidualDiscriminator:
     """SNGAN ResNet discriminator (Miyato et al. 2018): spectral norm, residual down-blocks, sum pooling.
 
@@ -235,5 +245,9 @@ def resnet_discriminator(
             (a learned map of ``y`` as an extra input channel) or ``none`` (``y`` ignored).
         spectral_norm: Spectral norm on every layer (Miyato et al. 2018).
         aux_classes: Also return class logits ``(N, num_classes)`` (AC-GAN, Odena et al. 2017).
+        minibatch_std: Group size of the minibatch standard deviation feature (Karras et al. 2018,
+            section 3) added before the last block; 0 turns it off, StyleGAN uses 4. It must divide
+            the batch per device and discriminator step.
     """
-    return ResidualDiscriminator(info, "discriminator 'resnet'", width, conditioning, spectral_norm, aux_classes, "xavier")
+    return ResidualDiscriminator(info, "discriminator 'resnet'", width, conditioning, spectral_norm, aux_classes, "xavier",
+                                 minibatch_std=minibatch_std)
