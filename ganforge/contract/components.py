@@ -208,7 +208,10 @@ class Objective:
 
     Subclasses implement :meth:`discriminator_loss` and :meth:`generator_loss`. Both receive
     ``d``, a callable ``d(x, y) -> output`` (the discriminator, possibly wrapped for
-    distributed training: always call ``d``, never a module captured elsewhere).
+    distributed training: always call ``d``, never a module captured elsewhere). In
+    :meth:`generator_loss` D is frozen and ``d`` is the discriminator's own ``nn.Module``, never a
+    DDP wrapper, so an objective may also call it functionally with other weights
+    (``torch.func.functional_call``; the unrolled GAN does).
 
     Attributes:
         n_critic: Discriminator steps per generator step this objective asks for; the engine
