@@ -19,10 +19,11 @@ Per event, from one ``numpy.random.Generator`` seeded with the run's seed:
   protons (hadron showers put less of their energy into Cherenkov light);
 * **gamma** (a point source at the camera centre): one ``SkewedGaussian`` (skewness 0.3, the tail
   pointing away from the source) with centroid ``0.0085°/m · ρ`` from the centre in the direction ``φ``
-  and the major axis pointing at the centre (``ψ = φ``); ``length = (0.12° + 0.06°·log10 E + 0.0004°/m·ρ)``,
-  ``width = (0.06° + 0.015°·log10 E)``, each times a log-normal factor (σ = 0.1), ``E`` in TeV;
+  and the major axis pointing at the centre (``ψ = φ``); ``length = (0.16° + 0.12°·log10 E + 0.001°/m·ρ)``,
+  ``width = (0.08° + 0.04°·log10 E)``, each times a log-normal factor (σ = 0.1), ``E`` in TeV (gammas of a
+  few TeV cover several of the 0.36° pixels after cleaning: median 8, 90 % ≤ 16);
 * **proton** (diffuse, wider, irregular): a main ``Gaussian`` with random centroid in the inner 3°,
-  random orientation, ``length = 0.2° + 0.1°·log10 E``, ``width = length · U(0.45, 0.9)``, holding
+  random orientation, ``length = 0.25° + 0.15°·log10 E``, ``width = length · U(0.45, 0.9)``, holding
   70 % of the light, plus 1-3 compact ``Gaussian`` sub-clusters (0.08° × 0.06°, random orientation)
   within 1° of the centroid sharing the other 30 % (sub-showers from pions; the irregularity that
   gamma/hadron separation uses);
@@ -118,14 +119,14 @@ class ToySimulator:
         """The ctapipe image model of one event (no light yet)."""
         if not proton:
             disp = GAMMA_DISP_DEG_PER_M * impact_m
-            length = (0.12 + 0.06 * log10_e + 0.0004 * impact_m) * math.exp(0.1 * rng.standard_normal())
-            width = (0.06 + 0.015 * log10_e) * math.exp(0.1 * rng.standard_normal())
+            length = (0.16 + 0.12 * log10_e + 0.001 * impact_m) * math.exp(0.1 * rng.standard_normal())
+            width = (0.08 + 0.04 * log10_e) * math.exp(0.1 * rng.standard_normal())
             return SkewedGaussian(x=self._m(disp * math.cos(azimuth)), y=self._m(disp * math.sin(azimuth)),
                                   length=self._m(length), width=self._m(width), psi=azimuth * u.rad,
                                   skewness=GAMMA_SKEWNESS)
         r, a = 3.0 * math.sqrt(rng.random()), 2 * math.pi * rng.random()
         cx, cy = r * math.cos(a), r * math.sin(a)
-        length = 0.2 + 0.1 * log10_e
+        length = 0.25 + 0.15 * log10_e
         models: list[ImageModel] = [Gaussian(x=self._m(cx), y=self._m(cy), length=self._m(length),
                                              width=self._m(length * rng.uniform(0.45, 0.9)),
                                              psi=rng.uniform(0, 180) * u.deg)]
