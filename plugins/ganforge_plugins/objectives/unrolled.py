@@ -1,7 +1,7 @@
 """Unrolled GAN (Metz et al. 2017, arXiv 1611.02163): G looks ``k`` discriminator steps ahead.
 
 The surrogate generator loss is the base objective's G loss through a discriminator that has
-taken ``k`` differentiable gradient steps on the base objective's D loss (the paper's eqs. 5-6)::
+taken ``k`` differentiable gradient steps on the base objective's D loss (the paper's §2.1)::
 
     θ_D⁰ = θ_D,   θ_Dᵏ⁺¹ = θ_Dᵏ − η ∇_θ L_D(θ_Dᵏ; x, G(z)),   L_G^unrolled = L_G(θ_Dᴷ; G(z))
 
@@ -24,8 +24,8 @@ Tensor = torch.Tensor
 class Unrolled(Objective):
     """Any adversarial objective with the generator step unrolled through ``steps`` D updates.
 
-    The unrolled updates are plain gradient descent, ``θ ← θ − lr · ∇_θ L_D`` (the paper's
-    eq. 5), on the current real batch and the generator's samples, with WGAN's weight clipping
+    The unrolled updates are plain gradient descent, ``θ ← θ − lr · ∇_θ L_D`` (the update of the paper's
+    §2.1), on the current real batch and the generator's samples, with WGAN's weight clipping
     after each step when the base clips. Not D's Adam: the objective does not see D's optimizer
     state, and Adam started from an empty state moves each weight by ``lr · sign(g)``, whose
     derivative in ``g`` (the path to G) vanishes.
@@ -35,7 +35,7 @@ class Unrolled(Objective):
 
     Args:
         base: The registered objective whose losses are unrolled (any but ``unrolled``).
-        steps: k, the unrolled D updates; 0 is the base objective exactly (the paper uses 5 and 10).
+        steps: k, the unrolled D updates; 0 is the base objective exactly.
         lr: η, the step size of the unrolled updates.
         base_params: Parameters of the base objective, e.g. ``{r1_weight: 1.0}``.
     """
