@@ -41,15 +41,18 @@ def brightness(x: Tensor, b: Tensor) -> Tensor:
 
 
 def saturation(x: Tensor, s: Tensor) -> Tensor:
-    """``m + s (x - m)`` with ``m`` the per-pixel mean over channels (``s`` in [0, 2]); a no-op on one channel."""
+    """``m + s (x - m)`` with ``m`` the per-pixel mean over channels (``s`` in [0, 2]); a no-op on one channel.
+
+    Computed as ``x + (s - 1)(x - m)``: the same value, and exactly ``x`` for ``s = 1`` (a skipped sample)."""
     m = x.mean(dim=1, keepdim=True)
-    return m + s.view(-1, 1, 1, 1).to(x.dtype) * (x - m)
+    return x + (s.view(-1, 1, 1, 1).to(x.dtype) - 1) * (x - m)
 
 
 def contrast(x: Tensor, c: Tensor) -> Tensor:
-    """``m + c (x - m)`` with ``m`` the per-image mean over channels and pixels (``c`` in [0.5, 1.5])."""
+    """``m + c (x - m)`` with ``m`` the per-image mean over channels and pixels (``c`` in [0.5, 1.5]);
+    computed as ``x + (c - 1)(x - m)``, exactly ``x`` for ``c = 1``."""
     m = x.mean(dim=(1, 2, 3), keepdim=True)
-    return m + c.view(-1, 1, 1, 1).to(x.dtype) * (x - m)
+    return x + (c.view(-1, 1, 1, 1).to(x.dtype) - 1) * (x - m)
 
 
 def translate(x: Tensor, dy: Tensor, dx: Tensor) -> Tensor:
