@@ -46,13 +46,24 @@ def _max_version(base: Path) -> int:
     return max(versions, default=-1)
 
 
+def _unwritable(path: Path, exc: OSError) -> Exception:
+    """A full disk, a read-only file system, no permission: the disk error every write of a run gives
+    (exit 1, :class:`ganforge.io.DiskWriteError`); anything else: a config error naming ``root_dir``."""
+    from ganforge.io import DiskWriteError
+
+    disk = DiskWriteError.wrap(exc, path)
+    if disk is not None:
+        return disk
+    return ConfigError(f"run directory {path}: cannot create it ({exc.strerror or exc}); set root_dir= to a "
+                       "writable folder (e.g. root_dir=runs) or fix the folder's permissions.")
+
+
 def claim_version(base: Path, tries: int = 10_000) -> Path:
     """Create and return the next free ``base/version_<n>``; safe against concurrent claims."""
     try:
         base.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"run directory {base}: cannot create it ({exc.strerror or exc}); set root_dir= to a "
-                          "writable folder (e.g. root_dir=runs) or fix the folder's permissions.") from None
+        raise _unwritable(base, exc) from None
     remove_start_leftovers(base)
     n = start = _max_version(base) + 1
     for _ in range(tries):
@@ -63,8 +74,7 @@ def claim_version(base: Path, tries: int = 10_000) -> Path:
         except FileExistsError:
             n += 1
         except OSError as exc:
-            raise ConfigError(f"run directory {path}: cannot create it ({exc.strerror or exc}); set root_dir= to a "
-                              f"writable folder or fix the permissions of {base}.") from None
+            raise _unwritable(path, exc) from None
     raise ConfigError(f"{base}: could not claim a free version_<n> directory (version_{start} to version_{n - 1} "
                       "were all taken while trying: other runs are starting under the same name); start this run "
                       "under another name (name=<new name>) or root_dir=, or try again when the others have started.")
