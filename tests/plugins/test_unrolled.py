@@ -163,3 +163,30 @@ def test_unrolling_itself_or_inside_a_wrapper_is_refused_with_the_fix():
     D, G, z, real = setup()
     with pytest.raises(ValueError, match=r"needs the discriminator module.*base: acgan"):
         Unrolled(steps=1).generator_loss(lambda x, y: D(x, y), real, G(z), None)
+
+
+@pytest.mark.parametrize("spectral_norm", [False, True])
+def test_conditional_registered_mlp_discriminator(spectral_norm):
+    """The registered MLP with class conditions (and spectral norm's u vector, a buffer): the unrolled
+    G gradient is finite, differs from the base's, and D's weights and buffers stay as they were."""
+    from ganforge import DataInfo
+    from ganforge_plugins.networks.mlp import mlp_discriminator, mlp_generator
+
+    info = DataInfo(sample_shape=(2,), num_classes=3, name="classes")
+    torch.manual_seed(0)
+    G, D = mlp_generator(info, width=16), mlp_discriminator(info, width=16, spectral_norm=spectral_norm)
+    D.train()
+    for p in D.parameters():
+        p.requires_grad_(False)
+    y, real = torch.randint(0, 3, (16,)), torch.randn(16, 2)
+    z = torch.randn(16, *G.latent_shape)
+    def grads(obj):
+        G.zero_grad(set_to_none=True)
+        obj.generator_loss(D, real, G(z, y), y).loss.backward()
+        return torch.cat([p.grad.flatten() for p in G.parameters() if p.grad is not None])
+
+    g0 = grads(NonSaturating())  # (in train mode the base's own call may advance spectral norm's u)
+    before = {k: v.clone() for k, v in D.state_dict().items()}
+    g3 = grads(Unrolled(steps=3, lr=0.5))
+    assert torch.isfinite(g3).all() and (g3 - g0).abs().max() > 1e-4
+    assert all(torch.equal(D.state_dict()[k], v) for k, v in before.items())
