@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed
 
 .PHONY: demo test install clean bench
 
-$(STAMP): pyproject.toml plugins/ganforge-relativistic/pyproject.toml plugins/ganforge-torchvision/pyproject.toml scripts/install.sh
+$(STAMP): pyproject.toml plugins/ganforge-relativistic/pyproject.toml plugins/ganforge-torchvision/pyproject.toml plugins/ganforge-astro/pyproject.toml scripts/install.sh
 	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/install.sh
 	touch $(STAMP)
 
