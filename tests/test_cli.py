@@ -138,6 +138,8 @@ BAD_METRIC = {
         import torch
         from ganforge import hookimpl, GANMetric
 
+        GANFORGE_PLUGIN_API = 2
+
         class Bad(GANMetric):
             def __init__(self, returns: Literal["list", "vector", "ok"] = "list", num_samples: int = 50):
                 self.returns, self.num_samples = returns, num_samples
@@ -312,7 +314,7 @@ def test_several_config_files_merge_in_order(tmp_path, registry):
 
     a = tmp_path / "a.yaml"
     a.write_text("train: {batch_size: 32, max_steps: 7}\nobjective: {name: hinge}\n"
-                 "metrics: {list: [{name: mode-coverage, num_samples: 300}, {name: mode-coverage}]}\n")
+                 "metrics: {list: [{name: mode-coverage, num_samples: 300}, {name: mode-coverage, id: coverage-2}]}\n")
     b = tmp_path / "b.yaml"
     b.write_text("train: {max_steps: 9}\nmetrics: {list: [{name: mode-coverage, num_samples: 200}]}\n"
                  "objective: {name: wgan-gp, gp_weight: 5.0}\n")

@@ -332,7 +332,7 @@ def test_evaluate_bad_inputs(digit_folders, tmp_path, capsys, monkeypatch):
         (["--samples", "mixed", *ref], "images in 'mixed' have different sizes and resolution is not set"),
         (["--samples", "small", *ref], "--samples small: samples of shape (1, 8, 8), but the reference "
                                        "(digits-dcgan) has samples of shape (1, 16, 16)"),
-        (["--samples", "one", *ref], "--metrics fid (metric 'fid' from plugin 'image-metrics'"),
+        (["--samples", "one", *ref], "--metrics fid (metric 'fid' from plugin 'frechet'"),
         (["--samples", "one", *ref], "on --samples one (1 samples): fid: 1 generated samples; need at least 2"),
         (["--samples", "colour", *ref], "--samples colour: colour images, but the reference is greyscale"),
         (["--samples", "nowhere", *ref], "--samples nowhere: not found"),
