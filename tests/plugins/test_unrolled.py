@@ -139,13 +139,13 @@ def test_registry_builds_it_and_records_the_protocol():
     assert obj.protocol() == {"base": "lsgan", "steps": 10, "lr": 0.05, "optimizer": "sgd",
                               "base_protocol": obj.inner.protocol()}
     assert [(p.name, p.default) for p in reg.get("objective", "unrolled").parameters()] == [
-        ("base", "non-saturating"), ("steps", 5), ("lr", 0.01), ("base_params", None)]
+        ("base", "non-saturating"), ("steps", 5), ("lr", 0.001), ("base_params", None)]
 
 
 @pytest.mark.parametrize("entry, pattern", [
     ({"steps": -1}, r"objective\.steps must be an integer >= 0.*got -1; use 5 or 10"),
     ({"steps": 1.5}, r"objective\.steps: expected int, got 1\.5"),
-    ({"lr": 0}, r"objective\.lr must be a finite number > 0.*got 0\.0; use 0\.01"),
+    ({"lr": 0}, r"objective\.lr must be a finite number > 0.*got 0\.0; use 0\.001"),
     ({"lr": float("inf")}, r"objective\.lr must be a finite number > 0.*got inf"),
     ({"base": "non-saturatng"}, r"objective\.base.*non-saturatng.*non-saturating"),
     ({"base": "hinge", "base_params": {"gp_weight": 1.0}}, r"objective\.base_params.*gp_weight"),

@@ -48,7 +48,7 @@ class Unrolled(Objective):
         self,
         base: Annotated[str, ComponentRef("objective", params="base_params")] = "non-saturating",
         steps: int = 5,
-        lr: float = 0.01,
+        lr: float = 0.001,
         base_params: Optional[dict[str, Any]] = None,
     ) -> None:
         # checked here rather than with the Positive/NonNegative bounds, so the message says what to use
@@ -57,7 +57,7 @@ class Unrolled(Objective):
                              f"{steps!r}; use 5 or 10 as in Metz et al. 2017, or 0 for the base objective")
         if not (isinstance(lr, (int, float)) and 0 < lr < float("inf")):
             raise ValueError(f"objective.lr must be a finite number > 0 (the unrolled step size), got {lr!r}; "
-                             "use 0.01")
+                             "use 0.001")
         if base == self.name:
             raise ValueError("objective.base must be an adversarial objective, got 'unrolled' (unrolling an unrolled "
                              "objective); use e.g. objective.base=non-saturating and raise objective.steps instead")
