@@ -37,9 +37,12 @@ def reference(x: np.ndarray, modes: np.ndarray, std: float, t: float = 3.0) -> d
     if counts.sum():
         p = counts / counts.sum()
         kl = float(sum(pi * math.log(pi * k) for pi in p if pi > 0))
+        dominant, share = float(np.argmax(counts)), float(p.max())  # np.argmax: first maximum
     else:
-        kl = math.nan
-    return {"modes": float((counts > 0).sum()), "high_quality": hq.mean(), "kl_uniform": kl, "num_modes": float(k)}
+        kl = dominant = share = math.nan
+    return {"modes": float((counts > 0).sum()), "high_quality": hq.mean(), "kl_uniform": kl,
+            "dominant_mode": dominant, "dominant_share": share, "num_modes": float(k),
+            **{f"share_{i}": c / len(x) for i, c in enumerate(counts)}}
 
 
 def evaluate(metric: ModeCoverage, x: torch.Tensor, batch: int = 500) -> dict[str, float]:
@@ -71,6 +74,8 @@ def test_is_a_torchmetrics_and_gan_metric(ring) -> None:
         "distance": "euclidean",
         "assignment": "nearest mode; high-quality if distance <= threshold",
         "kl": "KL(p_hq || uniform), nats, 0*log0=0",
+        "dominant": "mode with the most high-quality samples, lowest index on a tie; share of high-quality samples",
+        "per_mode": False,
         "dtype": "float32",
         "dataset": "gaussian-ring",
     }
@@ -86,7 +91,15 @@ def test_matches_numpy_reference(ring, spread: float) -> None:
     assert got["modes"] == want["modes"] and got["num_modes"] == 8.0
     assert got["high_quality"] == pytest.approx(want["high_quality"], abs=1e-12)
     assert got["kl_uniform"] == pytest.approx(want["kl_uniform"], rel=1e-9, abs=1e-12)
+    assert got["dominant_mode"] == want["dominant_mode"]
+    assert got["dominant_share"] == pytest.approx(want["dominant_share"], rel=1e-12)
     assert all(isinstance(v, float) for v in got.values())
+    assert not any(k.startswith("share_") for k in got)  # per_mode is off by default
+    hist = evaluate(mode_coverage(ring.info, per_mode=True), x)
+    assert {k: v for k, v in hist.items() if not k.startswith("share_")} == got
+    for k in range(8):
+        assert hist[f"share_{k}"] == pytest.approx(want[f"share_{k}"], rel=1e-12, abs=1e-15)
+    assert sum(hist[f"share_{k}"] for k in range(8)) == pytest.approx(got["high_quality"], rel=1e-12)
 
 
 def test_perfect_generator_ring() -> None:
@@ -112,6 +125,38 @@ def test_collapsed_generator(ring) -> None:
     got = evaluate(mode_coverage(ring.info), x)
     assert got["modes"] == 1.0 and got["high_quality"] == 1.0
     assert got["kl_uniform"] == pytest.approx(math.log(8), rel=1e-12)
+    assert got["dominant_mode"] == 3.0 and got["dominant_share"] == 1.0
+
+
+def test_dominant_mode_follows_a_hopping_generator(ring) -> None:
+    # the lecture's ring figure in numbers: one mode at a time, a different one at each evaluation
+    m = mode_coverage(ring.info, per_mode=True)
+    seen = []
+    for k in (5, 2, 7):
+        x = ring.info.modes[k].repeat(300, 1) + 0.002 * torch.randn(300, 2)
+        x[:30] = ring.info.modes[(k + 1) % 8]  # a few samples on the neighbour
+        got = evaluate(m, x)
+        assert got["modes"] == 2.0 and got["dominant_share"] == pytest.approx(270 / 300)
+        assert got[f"share_{k}"] == pytest.approx(0.9) and got[f"share_{(k + 1) % 8}"] == pytest.approx(0.1)
+        seen.append(got["dominant_mode"])
+    assert seen == [5.0, 2.0, 7.0]
+
+
+def test_dominant_mode_tie_goes_to_the_lowest_index(ring) -> None:
+    x = torch.cat([ring.info.modes[6].repeat(10, 1), ring.info.modes[1].repeat(10, 1), ring.info.modes[4].repeat(3, 1)])
+    got = evaluate(mode_coverage(ring.info), x)
+    assert got["dominant_mode"] == 1.0 and got["dominant_share"] == pytest.approx(10 / 23)
+
+
+def test_per_mode_names_sort_and_are_bounded() -> None:
+    ds = gaussian_grid(num_samples=10)  # 25 modes: share_00 … share_24
+    got = evaluate(mode_coverage(ds.info, per_mode=True), ds.info.modes.clone())
+    names = [k for k in got if k.startswith("share_")]
+    assert names == sorted(names) and names[0] == "share_00" and names[-1] == "share_24"
+    assert all(got[k] == pytest.approx(1 / 25) for k in names) and got["dominant_mode"] == 0.0
+    info = DataInfo(sample_shape=(2,), modes=torch.randn(65, 2), mode_std=0.01, name="many")
+    with pytest.raises(ValueError, match="65 modes .*at most 64.*per_mode: false"):
+        mode_coverage(info, per_mode=True)
 
 
 def test_nothing_high_quality_and_nothing_seen(ring) -> None:
@@ -120,6 +165,7 @@ def test_nothing_high_quality_and_nothing_seen(ring) -> None:
     m.update(torch.full((2, 2), float("nan")))  # counted, never high-quality
     got = m.compute()
     assert got["modes"] == 0.0 and got["high_quality"] == 0.0 and math.isnan(got["kl_uniform"])
+    assert math.isnan(got["dominant_mode"]) and math.isnan(got["dominant_share"])
     assert int(m.total) == 12
     m.reset()
     m.update(torch.zeros(0, 2))  # an empty batch is fine
@@ -179,7 +225,8 @@ def test_needs_known_modes(registry) -> None:
 def test_discovered_through_entry_point(registry, ring) -> None:
     comp = registry.get("metric", "mode-coverage")
     assert comp.plugin == "mode-coverage"
-    assert {p.name: p.default for p in comp.parameters()} == {"num_samples": 2500, "threshold_std": 3.0}
+    assert {p.name: p.default for p in comp.parameters()} == {"num_samples": 2500, "threshold_std": 3.0,
+                                                                   "per_mode": False}
     m = registry.build("metric", {"name": "mode-coverage", "num_samples": 1000}, info=ring.info)
     assert isinstance(m, ModeCoverage) and m.num_samples == 1000
 

@@ -18,8 +18,21 @@ falls to it. Reported values:
     absence shows up as mass piled on the others). 0 for a perfectly balanced generator,
     log K when all high-quality samples fall to one mode. NaN when no sample is high-quality
     (the histogram is undefined).
+``dominant_mode``
+    Index k of the mode with the most high-quality samples (the lowest index on a tie); NaN
+    when no sample is high-quality. Over an evaluation history it shows mode *hopping*, the
+    failure of the lecture's ring figure (Metz et al. 2017, Fig. 1): a collapsed generator
+    covers one or two modes at every evaluation, but a different one each time, so the
+    covered modes per evaluation stay low while the modes seen over the run add up to K.
+``dominant_share``
+    Fraction (0..1) of the high-quality samples that fall to ``dominant_mode``: 1/K for a
+    balanced generator, 1 for a fully collapsed one; NaN when no sample is high-quality.
 ``num_modes``
     K, the number of true modes, so ``modes / num_modes`` needs no second lookup.
+``share_<k>`` (only with ``per_mode: true``)
+    Fraction (0..1) of all generated samples that are high-quality at mode k: the per-mode
+    histogram, one value per mode (``share_0`` … ``share_<K-1>``, zero-padded to sort), so
+    the whole histogram history is in ``metrics.csv``. Their sum is ``high_quality``.
 
 The state is the per-mode count of high-quality samples and the total sample count, both
 summed across processes by torchmetrics, so ``compute()`` gives the same value on every rank
@@ -36,6 +49,10 @@ from torchmetrics import Metric
 
 from ganforge import DataInfo, GANMetric, NotApplicable, Register, hookimpl
 
+# per_mode writes one column per mode to metrics.csv: fine for the ring (8) and grid (25), not
+# for stacked digits (1000).
+MAX_PER_MODE = 64
+
 # Rows of generated samples per distance block, chosen so one block's (rows, K, dim) difference
 # tensor stays near 16 MB even for high-dimensional mixtures.
 CHUNK_ELEMENTS = 1 << 22
@@ -50,9 +67,11 @@ class ModeCoverage(Metric, GANMetric):
         num_samples: Generated samples the engine evaluates (over all ranks).
         threshold_std: A sample is high-quality within ``threshold_std · σ`` of its nearest mode.
         dataset: Name of the dataset, recorded in the protocol.
+        per_mode: Also report ``share_<k>`` for every mode (at most ``MAX_PER_MODE`` modes).
     """
 
-    units = {"modes": "modes", "high_quality": "fraction", "kl_uniform": "nats"}
+    units = {"modes": "modes", "high_quality": "fraction", "kl_uniform": "nats", "dominant_mode": "index",
+             "dominant_share": "fraction"}
     context = ("num_modes",)
 
     full_state_update = False
@@ -71,6 +90,7 @@ class ModeCoverage(Metric, GANMetric):
         num_samples: int = 2500,
         threshold_std: float = 3.0,
         dataset: str = "",
+        per_mode: bool = False,
     ) -> None:
         super().__init__()
         if modes.ndim < 2 or modes.shape[0] < 1:
@@ -86,6 +106,12 @@ class ModeCoverage(Metric, GANMetric):
         self.mode_std = float(mode_std)
         self.dataset = dataset
         self.num_modes = int(modes.shape[0])
+        if per_mode and self.num_modes > MAX_PER_MODE:
+            raise ValueError(
+                f"mode-coverage: per_mode reports one value per mode, and this dataset has {self.num_modes} modes "
+                f"(at most {MAX_PER_MODE}); use per_mode: false and read dominant_mode / dominant_share instead."
+            )
+        self.per_mode = bool(per_mode)
         # A buffer, so `.to(device)` moves the modes with the metric; not persistent, because
         # they come from the dataset, not from a checkpoint.
         self.register_buffer(
@@ -126,7 +152,8 @@ class ModeCoverage(Metric, GANMetric):
         self.total += n
 
     def compute(self) -> dict[str, float]:
-        """``modes``, ``high_quality``, ``kl_uniform``, ``num_modes`` (collective under DDP)."""
+        """``modes``, ``high_quality``, ``kl_uniform``, ``dominant_mode``, ``dominant_share``,
+        ``num_modes`` and with ``per_mode`` the ``share_<k>`` (collective under DDP)."""
         counts = self.hq_counts.to(torch.float64)
         total = int(self.total)
         n_hq = float(counts.sum())
@@ -136,9 +163,19 @@ class ModeCoverage(Metric, GANMetric):
             p = counts[counts > 0] / n_hq
             # 0·log0 = 0: empty modes are left out of the sum. Clamp rounding noise below 0.
             kl = max(0.0, float((p * torch.log(p * self.num_modes)).sum()))
+            # argmax of the first maximum: ties go to the lowest index, the same on every rank
+            top = float(counts.max())
+            dominant = float(int((counts == top).nonzero()[0, 0]))
+            dominant_share = top / n_hq
         else:
-            kl = math.nan
-        return {"modes": covered, "high_quality": high_quality, "kl_uniform": kl, "num_modes": float(self.num_modes)}
+            kl = dominant = dominant_share = math.nan
+        out = {"modes": covered, "high_quality": high_quality, "kl_uniform": kl, "dominant_mode": dominant,
+               "dominant_share": dominant_share, "num_modes": float(self.num_modes)}
+        if self.per_mode:
+            width = len(str(self.num_modes - 1))
+            for k, c in enumerate(counts.tolist()):
+                out[f"share_{k:0{width}d}"] = c / total if total > 0 else math.nan
+        return out
 
     def protocol(self) -> dict[str, Any]:
         """The parameters that define the numbers."""
@@ -152,18 +189,23 @@ class ModeCoverage(Metric, GANMetric):
             "distance": "euclidean",
             "assignment": "nearest mode; high-quality if distance <= threshold",
             "kl": "KL(p_hq || uniform), nats, 0*log0=0",
+            "dominant": "mode with the most high-quality samples, lowest index on a tie; share of high-quality samples",
+            "per_mode": self.per_mode,
             "dtype": "float32",
             "dataset": self.dataset,
         }
 
 
-def mode_coverage(info: DataInfo, num_samples: int = 2500, threshold_std: float = 3.0) -> ModeCoverage:
+def mode_coverage(info: DataInfo, num_samples: int = 2500, threshold_std: float = 3.0,
+                  per_mode: bool = False) -> ModeCoverage:
     """Modes covered, high-quality fraction and KL to uniform on a mixture with known modes.
 
     Args:
         info: The dataset's description (injected); needs ``modes`` and ``mode_std``.
         num_samples: Generated samples to evaluate (PacGAN and VEEGAN use 2,500).
         threshold_std: High-quality radius in units of the modes' σ (3 in PacGAN and VEEGAN).
+        per_mode: Also report each mode's share of the samples (``share_<k>``), the histogram
+            whose history shows mode hopping; for up to 64 modes.
     """
     if info.modes is None or info.mode_std is None:
         raise NotApplicable(
@@ -171,7 +213,7 @@ def mode_coverage(info: DataInfo, num_samples: int = 2500, threshold_std: float 
             f"gaussian-ring or gaussian-grid; dataset '{info.name or '?'}' has none. Remove mode-coverage "
             f"from `metrics`, or use a mixture dataset."
         )
-    return ModeCoverage(info.modes, info.mode_std, num_samples, threshold_std, dataset=info.name)
+    return ModeCoverage(info.modes, info.mode_std, num_samples, threshold_std, dataset=info.name, per_mode=per_mode)
 
 
 GANFORGE_PLUGIN_API = 2  # the ganforge plugin API this module is written for
