@@ -386,3 +386,42 @@ def test_an_iteration_is_discriminator_phases_then_the_generator_phase_then_the_
     # each iteration's batch (3 x 64) is cut into one part per discriminator phase; G uses the last part
     assert calls == [("D", 0, 0, 64), ("D", 0, 1, 64), ("D", 0, 2, 64), ("G", 0, 64), ("EMA", 192),
                      ("D", 1, 0, 64), ("D", 1, 1, 64), ("D", 1, 2, 64), ("G", 1, 64), ("EMA", 384)]
+
+
+@pytest.mark.parametrize("clip", [None, 1e-3])
+def test_gradient_norms_are_logged_on_logging_steps_only(tiny, registry, monkeypatch, clip):
+    """train/g/grad_norm and train/d/grad_norm are the total gradient norms (before clipping) of
+    the last G and D steps of each logged iteration, measured only there (issue 10: the
+    saturating loss's vanishing generator gradient, as a number)."""
+    seen = []  # (g_steps before the step, network, true norm) of every optimizer step
+    original = GANModule.on_before_optimizer_step
+
+    def spy(self, optimizer):
+        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        which = "g" if params[0] is next(self.generator.parameters()) else "d"
+        true = torch.sqrt(sum(p.grad.double().pow(2).sum() for p in params))
+        seen.append((self.g_steps, which, float(true)))
+        original(self, optimizer)
+
+    monkeypatch.setattr(GANModule, "on_before_optimizer_step", spy)
+    measured = []
+    total_norm = torch.nn.utils.get_total_norm
+    monkeypatch.setattr(torch.nn.utils, "get_total_norm", lambda *a, **k: measured.append(1) or total_norm(*a, **k))
+    extra = [] if clip is None else [f"train.grad_clip={clip}"]
+    out = _fit(registry, tiny + extra + ["train.n_critic=2", "train.max_steps=10", "train.log_every_n_steps=4",
+                                         "metrics.list=[]"])
+    rows = {int(float(r["step"])): r for r in csv.DictReader(open(out["run_dir"] / "metrics.csv"))}
+    assert sorted(rows) == [4, 8, 10]
+    for step, r in rows.items():
+        # G's step of iteration `step` saw g_steps = step - 1; D's last of its two steps came just before it
+        g_true = [n for s, w, n in seen if s == step - 1 and w == "g"]
+        d_true = [n for s, w, n in seen if s == step - 1 and w == "d"]
+        assert len(g_true) == 1 and len(d_true) == 2
+        assert float(r["train/g/grad_norm"]) == pytest.approx(g_true[0], rel=1e-5)
+        assert float(r["train/d/grad_norm"]) == pytest.approx(d_true[-1], rel=1e-5)
+        if clip is not None:
+            assert g_true[0] > clip  # the norm before clipping, not the clipped one
+    # no extra work on the other steps: 2 norms per logged iteration, or none beyond the clipping
+    assert len(measured) == (0 if clip else 2 * len(rows))
+
+

@@ -111,6 +111,10 @@ class GANModule(L.LightningModule):
         self._world: Optional[int] = None
         self._rank: Optional[int] = None
         self._grad_norm: Optional[torch.Tensor] = None  # set when train.grad_clip clips (read: last_grad_norm)
+        # Gradient norms of the optimizer steps of an iteration that ends on a logging step, kept on the
+        # device until _log_step reads them with the losses (no extra host sync).
+        self._grad_norms: dict[str, torch.Tensor] = {}
+        self._measure: Optional[str] = None  # the network whose next optimizer step records its norm
         self.guard = NonFiniteGuard(train.get("on_nonfinite", "stop"), train.get("max_consecutive_skips", 100))
         self._noise_generators: dict[torch.device, torch.Generator] = {}
         self._loop: dict[str, Any] = {}  # per-fit lists the loop reuses (on_train_start)
@@ -218,10 +222,14 @@ class GANModule(L.LightningModule):
             self.schedule.apply((("generator", opt_g), ("discriminator", opt_d)), self.g_steps)
         x, y = as_pair(batch)
         it = self.iterations
+        logged = self._log_due(self.g_steps + 1)  # this iteration ends on a logging step: measure gradients
         with self._seeded_globals(it):
             for k, (real, cond) in enumerate(self._critic_batches(x, y)):
+                self._measure = "discriminator" if logged and k == self.n_critic - 1 else None
                 self.discriminator_phase(opt_d, real, cond, it, k)
+            self._measure = "generator" if logged else None
             self.generator_phase(opt_g, real, cond, it)  # the last critic batch's reals and conditions
+            self._measure = None
         self.iterations += 1
         self.images_seen += x.shape[0] * self.world_size
         if self.ema is not None:
@@ -352,11 +360,21 @@ class GANModule(L.LightningModule):
                 torch._foreach_clamp_max_(self._loop["params"]["discriminator"], clip)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        # Called by Lightning after the AMP scaler has unscaled the gradients: the place for clipping.
+        # Called by Lightning after the AMP scaler has unscaled the gradients: the place for clipping,
+        # and for the norm logged as train/g/grad_norm, train/d/grad_norm on logging steps (before clipping).
         clip = self.train_cfg.get("grad_clip")
+        if not clip and self._measure is None:
+            return
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        norm: Optional[torch.Tensor] = None
         if clip:
-            params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-            self._grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)  # stays on the device
+            norm = self._grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)  # stays on the device
+        if self._measure is not None:
+            # The total 2-norm over the network's parameters, on the device: the saturating loss's
+            # vanishing generator gradient (Goodfellow et al. 2014, §3) shows here as a number.
+            if norm is None:
+                norm = torch.nn.utils.get_total_norm([p.grad for p in params]) if params else torch.zeros(())
+            self._grad_norms[self._measure] = norm.detach()
 
     @property
     def last_grad_norm(self) -> Optional[float]:
@@ -388,8 +406,7 @@ class GANModule(L.LightningModule):
         """Losses to the progress bar and the loggers every ``train.log_every_n_steps``
         generator steps, with ``step = g_steps`` (Lightning's own step counts optimizer steps).
         Only here do the losses leave the device: in one transfer."""
-        every = max(1, int(self.train_cfg.get("log_every_n_steps", 10)))
-        if self.g_steps % every and not self.stop_reached():
+        if not self._log_due(self.g_steps):
             return  # self.log costs ~2 ms a call: only on logging steps
         logs: dict[str, torch.Tensor] = {}
         for phase, (loss, parts) in self._outputs.items():
@@ -399,6 +416,9 @@ class GANModule(L.LightningModule):
                 logs["g/regularization"] = loss
             prefix = "d" if phase.startswith("d") else "g"
             logs.update({f"{prefix}/{k}": v for k, v in parts.items()})
+        for net, norm in self._grad_norms.items():  # measured in this iteration (see training_step)
+            logs[f"{net[0]}/grad_norm"] = norm
+        self._grad_norms = {}
         values = torch.stack([v.detach().float().reshape(()) for v in logs.values()]).tolist()
         scalars = dict(zip(logs, values))
         self.log("d_loss", scalars["d_loss"], prog_bar=True, logger=False, on_step=True, on_epoch=False)
@@ -408,6 +428,12 @@ class GANModule(L.LightningModule):
         row = {("train/" + k if k not in ("d_loss", "g_loss") else k): v for k, v in scalars.items()}
         row.update(self.counters(float_values=True))
         log_to_loggers(self.trainer, row, self.g_steps)
+
+    def _log_due(self, g_steps: int) -> bool:
+        """Is generator step ``g_steps`` a logging step (every ``train.log_every_n_steps``, and the last)?"""
+        every = max(1, int(self.train_cfg.get("log_every_n_steps", 10)))
+        max_steps = self.train_cfg.get("max_steps")
+        return g_steps % every == 0 or self.stop_reached() or (max_steps is not None and g_steps >= max_steps)
 
     def counters(self, float_values: bool = False) -> dict[str, Any]:
         """The counters, exact: steps since the last sync point are settled first (a host sync),
