@@ -35,7 +35,6 @@ from typing import Any, Mapping, Optional
 
 import astropy.units as u
 import numpy as np
-from ctapipe.instrument import CameraGeometry
 
 TAIGA_PIXEL_DEG = 0.36  # TAIGA-IACT: one PMT with its Winston cone sees 0.36°
 TAIGA_FOCAL_LENGTH_M = 4.75
@@ -73,6 +72,7 @@ def hex_lattice(radius_pitches: float) -> tuple[np.ndarray, np.ndarray]:
 def geometry_from_positions(name: str, pix_x_m: np.ndarray, pix_y_m: np.ndarray, pix_area_m2: np.ndarray,
                             pix_type: str = "hexagon", pix_rotation_deg: float = 0.0) -> CameraGeometry:
     """A :class:`CameraGeometry` in the camera frame (metres) from pixel positions."""
+    from ctapipe.instrument import CameraGeometry  # imported here: ctapipe/scipy take seconds to import, and every ganforge command loads this plugin
     n = len(pix_x_m)
     return CameraGeometry(
         name,
@@ -95,6 +95,7 @@ def toy_camera_spec(pixel_deg: float = TAIGA_PIXEL_DEG, radius_pitches: float = 
 def toy_camera(pixel_deg: float = TAIGA_PIXEL_DEG, radius_pitches: float = TOY_RADIUS_PITCHES,
                focal_length_m: float = TAIGA_FOCAL_LENGTH_M) -> CameraGeometry:
     """The TAIGA-IACT-like hexagonal toy camera (559 pixels with the defaults); see the module docstring."""
+    from ctapipe.instrument import CameraGeometry  # imported here: ctapipe/scipy take seconds to import, and every ganforge command loads this plugin
     pitch = deg_to_m(pixel_deg, focal_length_m)
     x, y = hex_lattice(radius_pitches)
     area = math.sqrt(3.0) / 2.0 * pitch**2  # a regular hexagon of flat-to-flat width `pitch`
@@ -103,6 +104,7 @@ def toy_camera(pixel_deg: float = TAIGA_PIXEL_DEG, radius_pitches: float = TOY_R
 
 def positions_camera_spec(geom: CameraGeometry, focal_length_m: float) -> dict[str, Any]:
     """A camera read from a file, as plain data: pixel positions (m), areas, shape, rotation."""
+    from ctapipe.instrument import CameraGeometry  # imported here: ctapipe/scipy take seconds to import, and every ganforge command loads this plugin
     return {
         "model": "positions",
         "name": str(geom.name),
@@ -117,6 +119,7 @@ def positions_camera_spec(geom: CameraGeometry, focal_length_m: float) -> dict[s
 
 def geometry_from_spec(spec: Mapping[str, Any]) -> CameraGeometry:
     """Rebuild the geometry from :func:`toy_camera_spec` or :func:`positions_camera_spec` data."""
+    from ctapipe.instrument import CameraGeometry  # imported here: ctapipe/scipy take seconds to import, and every ganforge command loads this plugin
     model = spec.get("model")
     if model == "toy-hex":
         return toy_camera(spec["pixel_deg"], spec["radius_pitches"], spec["focal_length_m"])
@@ -183,6 +186,7 @@ class CartesianCamera:
 
     def __init__(self, geometry: CameraGeometry, focal_length_m: float, amplitude: Amplitude,
                  spec: Mapping[str, Any]) -> None:
+        from ctapipe.instrument import CameraGeometry  # imported here: ctapipe/scipy take seconds to import, and every ganforge command loads this plugin
         self.geometry = geometry
         self.focal_length_m = float(focal_length_m)
         self.amplitude = amplitude

@@ -43,7 +43,6 @@ from typing import Any
 
 import astropy.units as u
 import numpy as np
-from ctapipe.image.toymodel import Gaussian, ImageModel, SkewedGaussian
 
 from ganforge_astro.camera import Amplitude, CartesianCamera, deg_to_m, toy_camera, toy_camera_spec
 from ganforge_astro.dataset import IACTDataset, condition_columns
@@ -56,15 +55,28 @@ GAMMA_SKEWNESS = 0.3
 PROTON_MAIN_FRACTION = 0.7
 
 
-class CompositeModel(ImageModel):
-    """A weighted sum of ctapipe image models (one proton shower and its sub-clusters)."""
+def composite_model(models: list, weights: list[float]) -> "ImageModel":
+    """A weighted sum of ctapipe image models (one proton shower and its sub-clusters).
 
-    def __init__(self, models: list[ImageModel], weights: list[float]) -> None:
-        self.models = models
-        self.weights = np.asarray(weights, dtype=float) / float(np.sum(weights))
+    The class is made on first use: ctapipe takes seconds to import, and every ganforge command
+    imports this module to register the dataset."""
+    global _Composite
+    if _Composite is None:
+        from ctapipe.image.toymodel import ImageModel
 
-    def pdf(self, x: Any, y: Any) -> np.ndarray:
-        return sum(w * m.pdf(x, y) for m, w in zip(self.models, self.weights))
+        class CompositeModel(ImageModel):
+            def __init__(self, models: list, weights: list[float]) -> None:
+                self.models = models
+                self.weights = np.asarray(weights, dtype=float) / float(np.sum(weights))
+
+            def pdf(self, x: Any, y: Any) -> np.ndarray:
+                return sum(w * m.pdf(x, y) for m, w in zip(self.models, self.weights))
+
+        _Composite = CompositeModel
+    return _Composite(models, weights)
+
+
+_Composite: Any = None
 
 
 def power_law(rng: np.random.Generator, n: int, index: float, e_min: float, e_max: float) -> np.ndarray:
@@ -117,6 +129,7 @@ class ToySimulator:
     def shower(self, rng: np.random.Generator, proton: bool, log10_e: float, impact_m: float,
                azimuth: float) -> ImageModel:
         """The ctapipe image model of one event (no light yet)."""
+        from ctapipe.image.toymodel import Gaussian, ImageModel, SkewedGaussian  # imported here: ctapipe/scipy take seconds to import, and every ganforge command loads this plugin
         if not proton:
             disp = GAMMA_DISP_DEG_PER_M * impact_m
             length = (0.16 + 0.12 * log10_e + 0.001 * impact_m) * math.exp(0.1 * rng.standard_normal())
@@ -136,7 +149,7 @@ class ToySimulator:
             models.append(Gaussian(x=self._m(cx + d * math.cos(b)), y=self._m(cy + d * math.sin(b)),
                                    length=self._m(0.08), width=self._m(0.06), psi=rng.uniform(0, 180) * u.deg))
         weights = [PROTON_MAIN_FRACTION] + [(1 - PROTON_MAIN_FRACTION) / n_sub] * n_sub
-        return CompositeModel(models, weights)
+        return composite_model(models, weights)
 
     def simulate(self, num_events: int, seed: int) -> dict[str, np.ndarray]:
         """``num_events`` events: ``pe`` ``(N, n_pixels)`` and their ``energy_tev``, ``particle``, ``impact_m``."""
