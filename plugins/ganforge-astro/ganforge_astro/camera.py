@@ -25,6 +25,9 @@ pedestal-subtracted values survive. The map is not affine, so
 
 The whole camera description travels as plain data in ``info.protocol["camera"]`` and
 ``info.protocol["amplitude"]`` (so in checkpoints), and :func:`camera_from_info` rebuilds both from it.
+
+ctapipe and scipy are imported inside the functions that use them: every ``ganforge`` command imports
+this module to register the plugin, and importing ctapipe takes about two seconds.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def hex_lattice(radius_pitches: float) -> tuple[np.ndarray, np.ndarray]:
 def geometry_from_positions(name: str, pix_x_m: np.ndarray, pix_y_m: np.ndarray, pix_area_m2: np.ndarray,
                             pix_type: str = "hexagon", pix_rotation_deg: float = 0.0) -> CameraGeometry:
     """A :class:`CameraGeometry` in the camera frame (metres) from pixel positions."""
-    from ctapipe.instrument import CameraGeometry  # imported here: ctapipe/scipy take seconds to import, and every ganforge command loads this plugin
+    from ctapipe.instrument import CameraGeometry
     n = len(pix_x_m)
     return CameraGeometry(
         name,
@@ -95,7 +98,7 @@ def toy_camera_spec(pixel_deg: float = TAIGA_PIXEL_DEG, radius_pitches: float = 
 def toy_camera(pixel_deg: float = TAIGA_PIXEL_DEG, radius_pitches: float = TOY_RADIUS_PITCHES,
                focal_length_m: float = TAIGA_FOCAL_LENGTH_M) -> CameraGeometry:
     """The TAIGA-IACT-like hexagonal toy camera (559 pixels with the defaults); see the module docstring."""
-    from ctapipe.instrument import CameraGeometry  # imported here: ctapipe/scipy take seconds to import, and every ganforge command loads this plugin
+    from ctapipe.instrument import CameraGeometry
     pitch = deg_to_m(pixel_deg, focal_length_m)
     x, y = hex_lattice(radius_pitches)
     area = math.sqrt(3.0) / 2.0 * pitch**2  # a regular hexagon of flat-to-flat width `pitch`
@@ -104,7 +107,7 @@ def toy_camera(pixel_deg: float = TAIGA_PIXEL_DEG, radius_pitches: float = TOY_R
 
 def positions_camera_spec(geom: CameraGeometry, focal_length_m: float) -> dict[str, Any]:
     """A camera read from a file, as plain data: pixel positions (m), areas, shape, rotation."""
-    from ctapipe.instrument import CameraGeometry  # imported here: ctapipe/scipy take seconds to import, and every ganforge command loads this plugin
+    from ctapipe.instrument import CameraGeometry
     return {
         "model": "positions",
         "name": str(geom.name),
@@ -119,7 +122,7 @@ def positions_camera_spec(geom: CameraGeometry, focal_length_m: float) -> dict[s
 
 def geometry_from_spec(spec: Mapping[str, Any]) -> CameraGeometry:
     """Rebuild the geometry from :func:`toy_camera_spec` or :func:`positions_camera_spec` data."""
-    from ctapipe.instrument import CameraGeometry  # imported here: ctapipe/scipy take seconds to import, and every ganforge command loads this plugin
+    from ctapipe.instrument import CameraGeometry
     model = spec.get("model")
     if model == "toy-hex":
         return toy_camera(spec["pixel_deg"], spec["radius_pitches"], spec["focal_length_m"])
@@ -186,7 +189,7 @@ class CartesianCamera:
 
     def __init__(self, geometry: CameraGeometry, focal_length_m: float, amplitude: Amplitude,
                  spec: Mapping[str, Any]) -> None:
-        from ctapipe.instrument import CameraGeometry  # imported here: ctapipe/scipy take seconds to import, and every ganforge command loads this plugin
+        from ctapipe.instrument import CameraGeometry
         self.geometry = geometry
         self.focal_length_m = float(focal_length_m)
         self.amplitude = amplitude

@@ -33,6 +33,9 @@ Per event, from one ``numpy.random.Generator`` seeded with the run's seed:
 
 Conditions: ``log10 E``, particle type, and with ``impact_condition=True`` the impact distance (see
 :mod:`ganforge_astro.dataset`).
+
+ctapipe and scipy are imported inside the functions that use them: every ``ganforge`` command imports
+this module to register the plugin, and importing ctapipe takes about two seconds.
 """
 
 from __future__ import annotations
@@ -129,7 +132,7 @@ class ToySimulator:
     def shower(self, rng: np.random.Generator, proton: bool, log10_e: float, impact_m: float,
                azimuth: float) -> ImageModel:
         """The ctapipe image model of one event (no light yet)."""
-        from ctapipe.image.toymodel import Gaussian, ImageModel, SkewedGaussian  # imported here: ctapipe/scipy take seconds to import, and every ganforge command loads this plugin
+        from ctapipe.image.toymodel import Gaussian, ImageModel, SkewedGaussian
         if not proton:
             disp = GAMMA_DISP_DEG_PER_M * impact_m
             length = (0.16 + 0.12 * log10_e + 0.001 * impact_m) * math.exp(0.1 * rng.standard_normal())
