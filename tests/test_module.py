@@ -425,3 +425,14 @@ def test_gradient_norms_are_logged_on_logging_steps_only(tiny, registry, monkeyp
     assert len(measured) == (0 if clip else 2 * len(rows))
 
 
+
+
+def test_the_last_logged_row_has_gradient_norms_when_max_images_ends_the_run(tiny, registry):
+    """A run stopped by train.max_images logs its last step although it is no multiple of
+    log_every_n_steps; the gradient norms are measured in that iteration too (decided before it runs)."""
+    out = _fit(registry, tiny + ["train.batch_size=32", "train.max_steps=null", "train.max_images=224",
+                                 "train.log_every_n_steps=4", "metrics.list=[]"])
+    rows = {int(float(r["step"])): r for r in csv.DictReader(open(out["run_dir"] / "metrics.csv"))}
+    assert sorted(rows) == [4, 7]  # 224 images / 32 per iteration = 7 generator steps
+    for r in rows.values():
+        assert float(r["train/g/grad_norm"]) > 0 and float(r["train/d/grad_norm"]) > 0

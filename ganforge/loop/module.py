@@ -222,7 +222,8 @@ class GANModule(L.LightningModule):
             self.schedule.apply((("generator", opt_g), ("discriminator", opt_d)), self.g_steps)
         x, y = as_pair(batch)
         it = self.iterations
-        logged = self._log_due(self.g_steps + 1)  # this iteration ends on a logging step: measure gradients
+        # this iteration ends on a logging step (by its counters after it): measure the gradients
+        logged = self._log_due(self.g_steps + 1, self.images_seen + x.shape[0] * self.world_size)
         with self._seeded_globals(it):
             for k, (real, cond) in enumerate(self._critic_batches(x, y)):
                 self._measure = "discriminator" if logged and k == self.n_critic - 1 else None
@@ -429,11 +430,14 @@ class GANModule(L.LightningModule):
         row.update(self.counters(float_values=True))
         log_to_loggers(self.trainer, row, self.g_steps)
 
-    def _log_due(self, g_steps: int) -> bool:
-        """Is generator step ``g_steps`` a logging step (every ``train.log_every_n_steps``, and the last)?"""
-        every = max(1, int(self.train_cfg.get("log_every_n_steps", 10)))
-        max_steps = self.train_cfg.get("max_steps")
-        return g_steps % every == 0 or self.stop_reached() or (max_steps is not None and g_steps >= max_steps)
+    def _log_due(self, g_steps: int, images_seen: Optional[int] = None) -> bool:
+        """Is generator step ``g_steps`` (with ``images_seen``, default the current count) a logging step:
+        every ``train.log_every_n_steps``, and the last one (``train.max_steps`` or ``train.max_images``)?"""
+        t = self.train_cfg
+        images = self.images_seen if images_seen is None else images_seen
+        return (g_steps % max(1, int(t.get("log_every_n_steps", 10))) == 0
+                or (t.get("max_steps") is not None and g_steps >= t["max_steps"])
+                or (t.get("max_images") is not None and images >= t["max_images"]))
 
     def counters(self, float_values: bool = False) -> dict[str, Any]:
         """The counters, exact: steps since the last sync point are settled first (a host sync),
