@@ -39,8 +39,12 @@ class DataInfo:
         sample_shape: Shape of one sample, without the batch dimension: ``(2,)`` for points,
             ``(C, H, W)`` for images.
         num_classes: Number of class labels (``0`` when the data is not class-labelled).
-        cond_dim: Dimension of continuous conditions (``0`` when there are none). A dataset has
-            class labels or continuous conditions, not both.
+        cond_dim: Dimension of continuous conditions (``0`` when there are none). A dataset may
+            have both: then ``y`` is a float tensor ``(N, 1 + cond_dim)`` whose column 0 holds the
+            class index (an integer stored as a float) and columns ``1..cond_dim`` the continuous
+            conditions. Class labels alone are ``long (N,)``, conditions alone ``(N, cond_dim)``.
+            :meth:`split_conditions` and :meth:`join_conditions` convert between ``y`` and its
+            two parts in all four cases.
         kind: ``"points"`` (low-dimensional vectors) or ``"image"``.
         value_range: The range samples are normalized to, e.g. ``(-1.0, 1.0)`` for images.
         modes: For synthetic mixtures, the true mode centres, shape ``(num_modes, *sample_shape)``.
@@ -67,6 +71,11 @@ class DataInfo:
     denormalize: Optional[dict[str, list[float]]] = None
 
     def __post_init__(self) -> None:
+        for key in ("num_classes", "cond_dim"):  # the layout of y (split_conditions) hangs on these two
+            v = getattr(self, key)
+            if isinstance(v, bool) or not hasattr(v, "__index__") or v.__index__() < 0:
+                raise ValueError(f"DataInfo.{key} must be an integer >= 0 (0: none), got {v!r}")
+            setattr(self, key, v.__index__())
         if self.denormalize is not None:  # plain data from a plugin or a checkpoint: check it once, here
             d = self.denormalize
             channels = self.sample_shape[0] if self.sample_shape else 1
@@ -84,6 +93,122 @@ class DataInfo:
     @property
     def conditional(self) -> bool:
         return self.num_classes > 0 or self.cond_dim > 0
+
+    @property
+    def y_width(self) -> int:
+        """Columns of a float ``y``: ``1 + cond_dim`` with classes and conditions, ``cond_dim`` with
+        conditions only, ``0`` otherwise (class labels alone are ``long (N,)``)."""
+        if self.cond_dim == 0:
+            return 0
+        return self.cond_dim + (1 if self.num_classes > 0 else 0)
+
+    def _describe_y(self) -> str:
+        if self.num_classes > 0 and self.cond_dim > 0:
+            return (f"a float tensor (N, {1 + self.cond_dim}): column 0 the class index 0..{self.num_classes - 1}, "
+                    f"columns 1..{self.cond_dim} the continuous conditions")
+        if self.num_classes > 0:
+            return f"an integer tensor (N,) of class indices 0..{self.num_classes - 1}"
+        if self.cond_dim > 0:
+            return f"a float tensor (N, {self.cond_dim}) of continuous conditions"
+        return "None (the dataset is unconditional)"
+
+    def split_conditions(
+        self, y: Optional[torch.Tensor], check: bool = True
+    ) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """``y`` as the dataset yields it → ``(labels, conds)``.
+
+        ``labels`` is ``long (N,)`` (``None`` without classes), ``conds`` float ``(N, cond_dim)``
+        (``None`` without continuous conditions); the inverse of :meth:`join_conditions`.
+
+        Args:
+            y: Class labels ``long (N,)``, conditions ``(N, cond_dim)``, or with both a float
+                ``(N, 1 + cond_dim)`` whose column 0 is the class index; ``None`` when unconditional.
+            check: Also check the values of the class column (integers in ``0..num_classes-1``);
+                this reads the tensor, so networks pass ``False`` to avoid a GPU synchronization
+                per step (an embedding raises on an out-of-range index anyway).
+
+        Raises:
+            ValueError: ``y`` does not have the layout :attr:`num_classes` / :attr:`cond_dim`
+                describe, or (with ``check``) the class column holds a non-integer or
+                out-of-range value; the message names the expected layout.
+        """
+        want = self._describe_y()
+        if not self.conditional:
+            if y is not None:
+                raise ValueError(f"dataset '{self.name}' is unconditional but got y of shape {tuple(y.shape)}; "
+                                 "pass y=None.")
+            return None, None
+        if y is None:
+            raise ValueError(f"dataset '{self.name}' is conditional and needs y: {want}; got None.")
+        if not isinstance(y, torch.Tensor):
+            raise ValueError(f"dataset '{self.name}': y must be a torch.Tensor, {want}; got {type(y).__name__}.")
+        if self.cond_dim == 0:  # class labels only
+            if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or y.dim() != 1:
+                raise ValueError(f"dataset '{self.name}': y must be {want}; got dtype {y.dtype}, shape "
+                                 f"{tuple(y.shape)} (convert class indices with y.long()).")
+            labels = y.long()
+            if check and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+                raise ValueError(f"dataset '{self.name}': class labels must be in 0..{self.num_classes - 1}, got "
+                                 f"values from {int(labels.min())} to {int(labels.max())}.")
+            return labels, None
+        width = self.y_width
+        if not y.is_floating_point() or y.dim() not in (1, 2) or (y.dim() == 1 and width != 1) \
+                or (y.dim() == 2 and y.shape[1] != width):
+            raise ValueError(f"dataset '{self.name}': y must be {want}; got dtype {y.dtype}, shape {tuple(y.shape)}.")
+        y = y.reshape(len(y), width)
+        if self.num_classes == 0:
+            return None, y
+        column = y[:, 0]
+        if check and column.numel():
+            bad = ~(torch.isfinite(column) & (column == column.round()) & (column >= 0) & (column < self.num_classes))
+            if bool(bad.any()):
+                i = int(bad.nonzero()[0, 0])
+                raise ValueError(f"dataset '{self.name}': column 0 of y is the class index and must hold integers "
+                                 f"0..{self.num_classes - 1}; row {i} has {column[i].item()!r}. y must be {want}.")
+        return column.long(), y[:, 1:]
+
+    def join_conditions(
+        self, labels: Optional[torch.Tensor], conds: Optional[torch.Tensor]
+    ) -> Optional[torch.Tensor]:
+        """``(labels, conds)`` → ``y`` in the dataset's layout; the inverse of :meth:`split_conditions`.
+
+        Args:
+            labels: Class indices ``(N,)`` (required exactly when :attr:`num_classes` > 0).
+            conds: Continuous conditions ``(N, cond_dim)`` (required exactly when :attr:`cond_dim` > 0).
+
+        Returns:
+            ``long (N,)`` labels, float ``(N, cond_dim)`` conditions, float ``(N, 1 + cond_dim)``
+            with both (the class index in column 0, in ``conds``' float dtype), or ``None``.
+
+        Raises:
+            ValueError: a part is missing or given when the dataset has none, or has the wrong shape.
+        """
+        name = f"dataset '{self.name}'"
+        if (labels is not None) != (self.num_classes > 0):
+            raise ValueError(f"{name} has num_classes={self.num_classes}: "
+                             + ("give class labels (N,)." if labels is None else "pass labels=None."))
+        if (conds is not None) != (self.cond_dim > 0):
+            raise ValueError(f"{name} has cond_dim={self.cond_dim}: "
+                             + ("give conditions (N, cond_dim)." if conds is None else "pass conds=None."))
+        if labels is not None:
+            if labels.is_floating_point() and not bool((labels == labels.round()).all()):
+                raise ValueError(f"{name}: class labels must be integers, got non-integer values in {labels.dtype}.")
+            labels = labels.reshape(-1)
+        if conds is not None:
+            if conds.dim() == 1 and self.cond_dim == 1:
+                conds = conds.reshape(-1, 1)
+            if conds.dim() != 2 or conds.shape[1] != self.cond_dim:
+                raise ValueError(f"{name}: conditions must have shape (N, {self.cond_dim}), got {tuple(conds.shape)}.")
+            if not conds.is_floating_point():
+                conds = conds.float()
+        if labels is not None and conds is not None:
+            if len(labels) != len(conds):
+                raise ValueError(f"{name}: {len(labels)} class labels but {len(conds)} rows of conditions; "
+                                 "give one of each per sample.")
+            return torch.cat([labels.to(conds.dtype).reshape(-1, 1), conds], dim=1)
+        if labels is not None:
+            return labels.long()
+        return conds
 
     def _affine(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(scale, offset)`` of :attr:`denormalize`, shaped to broadcast against a batch ``x``."""
