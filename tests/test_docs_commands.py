@@ -229,11 +229,10 @@ def _env(cache: Path) -> dict[str, str]:
     return env
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("page", [p.name for p in PAGES])
-def test_page_commands_run_as_written(page, tmp_path, shared_cache):
+def run_page(page: str, tmp_path: Path, cache: Path) -> tuple[list[str], list[tuple[float, str]]]:
+    """Run one page's commands in order in a fresh-clone look-alike: (failures, timings)."""
     commands = all_commands()[page]
-    work, env = _workdir(tmp_path), _env(shared_cache)
+    work, env = _workdir(tmp_path), _env(cache)
     failures, timings = [], []
     for c in commands:
         if c.skip is not None:
@@ -252,6 +251,36 @@ def test_page_commands_run_as_written(page, tmp_path, shared_cache):
         missing = output_mismatch(c.expected, output)
         if missing is not None:
             failures.append(f"{where}: shown output line not printed: {missing!r}\n--- got:\n{output[-3000:]}")
+    return failures, timings
+
+
+PAGE_WORKERS = 2
+"""Pages run two at a time: each command is one single-threaded process (OMP_NUM_THREADS=1) that mostly
+imports torch, so two pages use the two cores of the CI machine and halve the ~6.5 min these tests took
+one page at a time. Pages are independent (one directory each; the shared cache is written atomically)."""
+
+
+@pytest.fixture(scope="module")
+def page_runs(request, tmp_path_factory, shared_cache):
+    """Start every *selected* page (``-k`` respected) in a pool; each test then waits for its own page."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    selected = [item.callspec.params["page"] for item in request.session.items
+                if getattr(item, "originalname", "") == "test_page_commands_run_as_written"
+                and hasattr(item, "callspec")]
+    pool = ThreadPoolExecutor(max_workers=PAGE_WORKERS, thread_name_prefix="docs-page")
+    futures = {page: pool.submit(run_page, page, tmp_path_factory.mktemp(f"page-{page}"), shared_cache)
+               for page in dict.fromkeys(selected)}
+    yield futures
+    for f in futures.values():
+        f.cancel()
+    pool.shutdown(wait=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", [p.name for p in PAGES])
+def test_page_commands_run_as_written(page, page_runs):
+    failures, timings = page_runs[page].result()
     for seconds, text in sorted(timings, reverse=True)[:3]:
         print(f"{seconds:6.1f} s  {text}")
     assert not failures, "\n\n".join(failures)
