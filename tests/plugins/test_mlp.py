@@ -126,9 +126,8 @@ def test_bad_parameters_name_themselves() -> None:
         MLPGenerator(POINTS, width=0)
     with pytest.raises(ValueError, match="activation: unknown activation 'gelu'"):
         MLPDiscriminator(POINTS, activation="gelu")
-    both = DataInfo(sample_shape=(2,), num_classes=2, cond_dim=1, name="odd")
-    with pytest.raises(ValueError, match="both num_classes=2 and cond_dim=1"):
-        MLPGenerator(both)
+    both = DataInfo(sample_shape=(2,), num_classes=2, cond_dim=1, name="both")  # allowed since issue 7
+    assert MLPGenerator(both, embed_dim=4).cond.out_features == 4 + 1  # class embedding, then the condition
 
 
 def test_discovered_through_entry_point(registry) -> None:

@@ -69,11 +69,6 @@ def image_geometry(info: DataInfo, owner: str) -> tuple[int, int, int]:
             f"{MIN_RESOLUTION} to {MAX_RESOLUTION} ({allowed}), got {h}. "
             "Resize or pad the images to one of these sizes."
         )
-    if info.num_classes > 0 and info.cond_dim > 0:
-        raise ValueError(
-            f"{owner}: dataset{data} declares both num_classes={info.num_classes} and cond_dim={info.cond_dim}; "
-            "a dataset has class labels or continuous conditions, not both."
-        )
     return c, h, int(math.log2(h)) - 2
 
 
@@ -94,7 +89,8 @@ def check_aux(aux_classes: bool, info: DataInfo, owner: str) -> None:
 
 
 def prepare_y(y: Optional[torch.Tensor], info: DataInfo, n: int, owner: str) -> Optional[torch.Tensor]:
-    """Validate ``y`` against ``info``: class labels → ``long (N,)``, conditions → ``(N, cond_dim)``.
+    """Validate ``y`` against ``info``: class labels → ``long (N,)``, conditions → ``(N, cond_dim)``,
+    both → float ``(N, 1 + cond_dim)`` (class index in column 0, see :meth:`DataInfo.split_conditions`).
 
     No range check on class indices: it would synchronize with the GPU on every step
     (``nn.Embedding`` raises on an out-of-range index anyway).
@@ -107,8 +103,18 @@ def prepare_y(y: Optional[torch.Tensor], info: DataInfo, n: int, owner: str) -> 
             )
         return None
     if y is None:
-        what = f"{info.num_classes} classes" if info.num_classes > 0 else f"{info.cond_dim} conditions"
+        what = " and ".join(([f"{info.num_classes} classes"] if info.num_classes > 0 else [])
+                            + ([f"{info.cond_dim} conditions"] if info.cond_dim > 0 else []))
         raise ValueError(f"{owner} is conditional ({what}) and needs y; got y=None.")
+    if info.num_classes > 0 and info.cond_dim > 0:
+        width = 1 + info.cond_dim
+        if not y.is_floating_point() or y.numel() != n * width:
+            raise ValueError(
+                f"{owner}: with {info.num_classes} classes and {info.cond_dim} conditions y must be a float tensor of "
+                f"shape ({n}, {width}) (column 0 the class index, then the conditions), got dtype {y.dtype} and "
+                f"shape {tuple(y.shape)}; build it with info.join_conditions(labels, conds)."
+            )
+        return y.reshape(n, width)
     if info.num_classes > 0:
         if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
             raise ValueError(
@@ -168,31 +174,45 @@ def linear(cin: int, cout: int, init: Init, sn: bool, bias: bool = True) -> nn.M
 
 
 def cond_features(info: DataInfo) -> int:
-    """Length of the raw condition vector: one-hot classes or the continuous conditions."""
-    return info.num_classes if info.num_classes > 0 else info.cond_dim
+    """Length of the raw condition vector: one-hot classes, the continuous conditions, or both."""
+    return info.num_classes + info.cond_dim
 
 
 def condition_vector(y: torch.Tensor, info: DataInfo, dtype: torch.dtype) -> torch.Tensor:
-    """One-hot class labels or the continuous conditions, as float ``(N, features)``.
+    """One-hot class labels, the continuous conditions, or both concatenated (one-hot first), as
+    float ``(N, features)``; ``y`` as :func:`prepare_y` returns it.
 
     A bias-free linear map of a one-hot vector is a per-class lookup table, so the same layer
-    implements categorical conditional BN (Miyato & Koyama 2018) and its continuous analogue.
+    implements categorical conditional BN (Miyato & Koyama 2018) and its continuous analogue;
+    with both, the map is the sum of the two.
     """
+    if info.num_classes > 0 and info.cond_dim > 0:
+        labels, conds = info.split_conditions(y, check=False)
+        return torch.cat([F.one_hot(labels, info.num_classes).to(dtype), conds.to(dtype)], dim=1)
     if info.num_classes > 0:
         return F.one_hot(y, info.num_classes).to(dtype)
     return y.to(dtype)
 
 
 class ConditionEmbedding(nn.Module):
-    """``y`` → ``(N, dim)``: ``nn.Embedding`` for class labels, bias-free ``nn.Linear`` for conditions."""
+    """``y`` → ``(N, dim)``: ``nn.Embedding`` for class labels, bias-free ``nn.Linear`` for conditions;
+    with both, the class embedding plus the projected conditions, ``E[k] + V s``."""
 
     def __init__(self, info: DataInfo, dim: int, init: Init, sn: bool = False) -> None:
         super().__init__()
+        self.info = info
         self.classes = info.num_classes > 0
         table = nn.Embedding(info.num_classes, dim) if self.classes else nn.Linear(info.cond_dim, dim, bias=False)
         self.table = init_layer(table, init, sn)
+        # Both: ``table`` embeds the class, ``cond_table`` projects the conditions (created second, so
+        # class-only and condition-only networks draw their initial weights exactly as before).
+        both = self.classes and info.cond_dim > 0
+        self.cond_table = init_layer(nn.Linear(info.cond_dim, dim, bias=False), init, sn) if both else None
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
+        if self.cond_table is not None:
+            labels, conds = self.info.split_conditions(y, check=False)
+            return self.table(labels) + self.cond_table(conds.to(next(self.cond_table.parameters()).dtype))
         if self.classes:
             return self.table(y)
         return self.table(y.to(next(self.table.parameters()).dtype))
@@ -311,7 +331,8 @@ class DiscriminatorHead(nn.Module):
 
     ``linear(h) + <embed(y), h>`` with projection (Miyato & Koyama 2018, eq. 3: the inner
     product with a class embedding replaces concatenating ``y``); for continuous conditions the
-    embedding is linear, ``y^T V h``. ``aux_classes`` adds AC-GAN's classifier (Odena et al. 2017).
+    embedding is linear, ``s^T V h``; with both, ``<E[k], h> + s^T V h`` (:class:`ConditionEmbedding`
+    sums the two). ``aux_classes`` adds AC-GAN's classifier (Odena et al. 2017).
     """
 
     def __init__(self, features: int, info: DataInfo, project: bool, aux_classes: bool, init: Init, sn: bool) -> None:

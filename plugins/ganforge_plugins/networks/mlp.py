@@ -7,7 +7,8 @@ baseline on small images.
 
 Conditioning follows the dataset's :class:`ganforge.DataInfo`: class labels
 (``info.num_classes > 0``) go through a learned embedding, continuous conditions
-(``info.cond_dim > 0``) are used as they are; either is concatenated to the network's input.
+(``info.cond_dim > 0``) are used as they are; either (or both, the class embedding first) is
+concatenated to the network's input.
 """
 
 from __future__ import annotations
@@ -96,25 +97,23 @@ class Conditioning(nn.Module):
     """Turns ``y`` into a vector to concatenate to a network's input.
 
     Class labels (``info.num_classes > 0``) are embedded with a learned ``nn.Embedding``;
-    continuous conditions (``info.cond_dim > 0``) pass through as float vectors. For
-    unconditional data ``out_features`` is 0 and ``y`` must be ``None``.
+    continuous conditions (``info.cond_dim > 0``) pass through as float vectors; with both,
+    ``y`` is float ``(N, 1 + cond_dim)`` (:meth:`ganforge.DataInfo.split_conditions`) and the output is
+    the class embedding followed by the conditions. For unconditional data ``out_features`` is 0
+    and ``y`` must be ``None``.
     """
 
     def __init__(self, info: DataInfo, embed_dim: int, owner: str) -> None:
         super().__init__()
         self.owner = owner
+        self.info = info
         self.num_classes = int(info.num_classes)
         self.cond_dim = int(info.cond_dim)
-        if self.num_classes > 0 and self.cond_dim > 0:
-            raise ValueError(
-                f"{owner}: dataset '{info.name}' declares both num_classes={self.num_classes} and "
-                f"cond_dim={self.cond_dim}; a dataset has class labels or continuous conditions, not both."
-            )
         self.embed: Optional[nn.Embedding] = None
         if self.num_classes > 0:
             _check_positive(embed_dim, "embed_dim")
             self.embed = nn.Embedding(self.num_classes, embed_dim)
-            self.out_features = embed_dim
+            self.out_features = embed_dim + self.cond_dim
         else:
             self.out_features = self.cond_dim
 
@@ -127,8 +126,19 @@ class Conditioning(nn.Module):
                 )
             return None
         if y is None:
-            what = f"{self.num_classes} classes" if self.embed is not None else f"{self.cond_dim} conditions"
+            what = " and ".join(([f"{self.num_classes} classes"] if self.num_classes > 0 else [])
+                                + ([f"{self.cond_dim} conditions"] if self.cond_dim > 0 else []))
             raise ValueError(f"{self.owner} is conditional ({what}) and needs y; got y=None.")
+        if self.embed is not None and self.cond_dim > 0:
+            width = 1 + self.cond_dim
+            if not y.is_floating_point() or y.numel() != n * width:
+                raise ValueError(
+                    f"{self.owner}: with {self.num_classes} classes and {self.cond_dim} conditions y must be a float "
+                    f"tensor of shape ({n}, {width}) (column 0 the class index, then the conditions), got dtype "
+                    f"{y.dtype} and shape {tuple(y.shape)}; build it with info.join_conditions(labels, conds)."
+                )
+            labels, conds = self.info.split_conditions(y.reshape(n, width), check=False)
+            return torch.cat([self.embed(labels), conds.float()], dim=1)
         if self.embed is not None:
             if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
                 raise TypeError(

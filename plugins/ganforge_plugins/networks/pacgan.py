@@ -13,7 +13,9 @@ Packing (Lin et al., section 2: "concatenate m samples"):
   ``(N/m, m*C, H, W)`` (the samples stacked as channels, as in the paper's PacDCGAN);
 * conditions travel with their samples, in the same order: class labels become the one-hot
   vectors of the ``m`` samples concatenated (continuous conditions of length ``m*num_classes``),
-  continuous conditions are concatenated (length ``m*cond_dim``). The base discriminator is built
+  continuous conditions are concatenated (length ``m*cond_dim``); with both, each sample
+  contributes its one-hot class followed by its conditions (length ``m*(num_classes + cond_dim)``).
+  The base discriminator is built
   for that continuous condition vector, so every conditional base works unchanged.
 
 Penalties on D's input gradient (R1, WGAN-GP) take per-sample norms of the gradient of the
@@ -40,14 +42,15 @@ def packed_info(info: DataInfo, pack: int) -> DataInfo:
     """The :class:`DataInfo` of one pack of ``pack`` samples: what the base discriminator is built for.
 
     The first sample axis grows ``pack``-fold; class labels become ``pack`` concatenated one-hot
-    vectors (continuous conditions), continuous conditions are concatenated; mixture modes (which
-    describe single samples) are dropped.
+    vectors (continuous conditions), continuous conditions are concatenated, and with both each
+    sample's one-hot class is followed by its conditions; mixture modes (which describe single
+    samples) are dropped.
     """
     shape = tuple(int(s) for s in info.sample_shape)
     if not shape:
         raise ValueError(f"{OWNER}: dataset '{info.name}' has scalar samples (sample_shape=()); packing needs "
                          "samples with at least one axis, e.g. shape (1,).")
-    cond = pack * (info.num_classes if info.num_classes > 0 else info.cond_dim)
+    cond = pack * (info.num_classes + info.cond_dim)
     denorm = None
     if info.denormalize is not None:  # per-channel (per-feature) lists repeat for every packed sample
         denorm = {k: list(v) * (pack if len(v) > 1 else 1) for k, v in info.denormalize.items()}
@@ -97,7 +100,8 @@ class PackedDiscriminator(nn.Module):
 
     def pack_conditions(self, y: Optional[torch.Tensor], n: int) -> Optional[torch.Tensor]:
         """Each pack's conditions, in the order of its samples: ``(N/m, m * K)`` one-hot class
-        labels (``K`` classes) or ``(N/m, m * cond_dim)`` continuous conditions."""
+        labels (``K`` classes), ``(N/m, m * cond_dim)`` continuous conditions, or with both
+        ``(N/m, m * (K + cond_dim))``, each sample's one-hot class followed by its conditions."""
         info = self.info
         if not info.conditional:
             if y is not None:
@@ -106,7 +110,14 @@ class PackedDiscriminator(nn.Module):
             return None
         if y is None:
             raise ValueError(f"{OWNER} is conditional and needs y; got y=None.")
-        if info.num_classes > 0:
+        if info.num_classes > 0 and info.cond_dim > 0:
+            width = 1 + info.cond_dim
+            if not y.is_floating_point() or y.numel() != n * width:
+                raise ValueError(f"{OWNER}: expected y of shape ({n}, {width}) (column 0 the class index, then "
+                                 f"{info.cond_dim} conditions), got dtype {y.dtype} and shape {tuple(y.shape)}.")
+            labels, conds = info.split_conditions(y.reshape(n, width), check=False)
+            rows = torch.cat([F.one_hot(labels, info.num_classes).to(conds.dtype), conds], dim=1)
+        elif info.num_classes > 0:
             if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or y.numel() != n:
                 raise ValueError(f"{OWNER}: expected {n} integer class labels, got y of dtype {y.dtype} and shape "
                                  f"{tuple(y.shape)}.")

@@ -55,6 +55,10 @@ class ACGAN(Objective):
     * D: ``base D loss + w · (CE(class_logits(x), y) + CE(class_logits(G(z, y)), y))``;
     * G: ``base G loss + w · CE(class_logits(G(z, y)), y)``.
 
+    With class labels and continuous conditions together (``y`` float ``(N, 1 + cond_dim)``,
+    :meth:`ganforge.DataInfo.split_conditions`), the classifier predicts the class part, column 0;
+    the continuous conditions reach D only through its own conditioning (e.g. projection).
+
     Args:
         base: The registered adversarial objective to add the classifier to.
         class_weight: w, the weight of the classification terms.
@@ -80,6 +84,7 @@ class ACGAN(Objective):
             )
         if base == self.name:
             raise ValueError("base must be an adversarial objective, got 'acgan'; use e.g. 'non-saturating'")
+        self.info = info
         self.base = base
         self.class_weight = float(class_weight)
         self.base_params = dict(base_params or {})
@@ -100,13 +105,16 @@ class ACGAN(Objective):
         """Dreg of the base objective (the class terms are not regularizers)."""
         return self.inner.discriminator_regularization(d, real, fake, y)
 
-    @staticmethod
-    def _check_labels(y: Optional[Tensor]) -> Tensor:
+    def _check_labels(self, y: Optional[Tensor]) -> Tensor:
         if y is None:
             raise ValueError(
                 "objective 'acgan' needs class labels y, got None; use a class-labelled dataset "
                 "(its info.num_classes > 0)"
             )
+        info = self.info
+        if info is not None and info.num_classes > 0 and info.cond_dim > 0:
+            # No value check of the class column: a GPU sync per step; cross_entropy raises out of range.
+            return info.split_conditions(y, check=False)[0]
         if y.is_floating_point():
             raise ValueError(
                 f"objective 'acgan' needs integer class labels y, got a {y.dtype} tensor of shape {tuple(y.shape)} "
