@@ -159,8 +159,20 @@ def test_labels_must_be_integers(tmp_path: Path) -> None:
 
 
 def test_labels_and_conditions_together(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"labels_key \('y'\) and conditions_key \('c'\) are both set.* Keep one"):
-        tensor_file(str(tmp_path / "a.npz"), labels_key="y", conditions_key="c")
+    """Both keys: y is one float row per sample, the class index then the conditions (issue 7)."""
+    c = np.array([[0.5, 1.0], [1.5, 2.0], [2.5, 3.0]])
+    np.savez(tmp_path / "a.npz", x=np.zeros((3, 2)), y=np.array([1, 0, 2]), c=c, short=np.array([0, 1]))
+    ds = tensor_file(str(tmp_path / "a.npz"), labels_key="y", conditions_key="c")
+    assert (ds.info.num_classes, ds.info.cond_dim) == (3, 2)
+    assert ds.targets.dtype == torch.float32 and ds.targets.shape == (3, 3)
+    labels, conds = ds.info.split_conditions(ds.targets)
+    assert labels.tolist() == [1, 0, 2]
+    np.testing.assert_allclose(conds.numpy(), c)
+    assert ds[1][1].tolist() == [0.0, 1.5, 2.0]
+    with pytest.raises(ValueError, match=r"labels 'short' .* has 2 entries but samples 'x' .* has 3 samples"):
+        tensor_file(str(tmp_path / "a.npz"), labels_key="short", conditions_key="c")
+    with pytest.raises(ValueError, match=r"conditions 'short' .* has 2 entries but samples 'x' .* has 3 samples"):
+        tensor_file(str(tmp_path / "a.npz"), labels_key="y", conditions_key="short")
 
 
 def test_non_finite_values_count_and_first_index(tmp_path: Path) -> None:

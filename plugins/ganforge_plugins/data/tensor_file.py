@@ -2,7 +2,9 @@
 
 Reads ``.npy`` (one array: the samples), ``.npz`` (named arrays) or ``.pt``/``.pth`` (a tensor,
 or a dict of tensors, loaded with ``torch.load(weights_only=True)`` so a data file cannot run
-code). Optional class labels (integers) or continuous conditions (floats), never both.
+code). Optional class labels (integers), continuous conditions (floats), or both: then each
+sample's ``y`` is one float row, the class index followed by the conditions
+(:meth:`ganforge.DataInfo.split_conditions`).
 
 The kind of data follows the samples' shape:
 
@@ -54,7 +56,8 @@ class TensorFileDataset(Dataset):
 
     Attributes:
         data: Samples, float32 ``(N, *sample_shape)``, normalized.
-        targets: Class indices (long ``(N,)``), conditions (float32 ``(N, cond_dim)``) or ``None``.
+        targets: Class indices (long ``(N,)``), conditions (float32 ``(N, cond_dim)``), both
+            (float32 ``(N, 1 + cond_dim)``, the class index in column 0) or ``None``.
         shift: Added back by :meth:`denormalize` (broadcasts against one sample or a batch).
         scale: Multiplied back by :meth:`denormalize`.
         info: The dataset's :class:`ganforge.DataInfo`.
@@ -305,7 +308,7 @@ def tensor_file(
     normalize: Normalize = "none",
     channels_last: bool = False,
 ) -> TensorFileDataset:
-    """Your own samples from a .npy, .npz or .pt file (optionally with labels or conditions).
+    """Your own samples from a .npy, .npz or .pt file (optionally with labels, conditions or both).
 
     Args:
         path: The file; a relative path is relative to the working directory ``ganforge`` runs in.
@@ -313,15 +316,11 @@ def tensor_file(
             for a .pt file holding one tensor).
         labels_key: Name of an integer array of class indices, one per sample.
         conditions_key: Name of a float array of continuous conditions, ``(N,)`` or ``(N, k)``.
+            With ``labels_key`` too, the dataset has both (``y`` is ``(N, 1 + k)``, class first).
         normalize: ``none`` (as stored), ``minmax`` (all values onto [-1, 1]) or ``standard``
             (zero mean, unit std per feature or image channel).
         channels_last: Samples are ``(N, H, W, C)`` images.
     """
-    if labels_key is not None and conditions_key is not None:
-        raise ValueError(
-            f"labels_key ({labels_key!r}) and conditions_key ({conditions_key!r}) are both set; a dataset has class "
-            "labels or continuous conditions, not both. Keep one of them."
-        )
     if normalize not in ("none", "minmax", "standard"):
         raise ValueError(f"normalize: unknown value {normalize!r}; expected 'none', 'minmax' or 'standard'.")
     resolved = Path(path).expanduser()
@@ -357,17 +356,18 @@ def tensor_file(
     _check_finite(x, samples_what)
     n = x.shape[0]
 
-    targets: Optional[torch.Tensor] = None
+    labels: Optional[torch.Tensor] = None
+    conds: Optional[torch.Tensor] = None
     num_classes = 0
     cond_dim = 0
     if labels_key is not None:
         what = f"labels {labels_key!r} in {path}"
-        targets = _labels(_as_tensor(contents.get(labels_key, "labels_key"), what), what, n, samples_what)
-        num_classes = int(targets.max()) + 1
-    elif conditions_key is not None:
+        labels = _labels(_as_tensor(contents.get(labels_key, "labels_key"), what), what, n, samples_what)
+        num_classes = int(labels.max()) + 1
+    if conditions_key is not None:
         what = f"conditions {conditions_key!r} in {path}"
-        targets = _conditions(_as_tensor(contents.get(conditions_key, "conditions_key"), what), what, n, samples_what)
-        cond_dim = int(targets.shape[1])
+        conds = _conditions(_as_tensor(contents.get(conditions_key, "conditions_key"), what), what, n, samples_what)
+        cond_dim = int(conds.shape[1])
 
     x, shift, scale = _normalize(x, kind, normalize, samples_what)
     value_range = (-1.0, 1.0) if normalize == "minmax" else tuple(float(v) for v in torch.aminmax(x))
@@ -398,6 +398,8 @@ def tensor_file(
         denormalize=None if normalize == "none" else {"scale": scale.reshape(-1).tolist(),
                                                       "offset": shift.reshape(-1).tolist()},
     )
+    # the layout of y for any combination (class first when both): the one home is DataInfo
+    targets = info.join_conditions(labels, conds)
     return TensorFileDataset(x, targets, info, shift, scale)
 
 
