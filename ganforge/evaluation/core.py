@@ -36,6 +36,9 @@ def rank_share(total: int, rank: int, world: int) -> int:
 
 def conditions_rule(info: DataInfo) -> str:
     """The rule :func:`generation_conditions` follows, as protocol text."""
+    if info.num_classes > 0 and info.cond_dim > 0:
+        return ("whole rows of y (class and conditions) of training samples drawn uniformly with replacement, "
+                "indices from torch.randint seeded with the rank's sampling seed")
     if info.num_classes > 0:
         return f"balanced classes: sample i of each rank gets class i mod {info.num_classes}"
     if info.cond_dim > 0:
@@ -47,8 +50,11 @@ def conditions_rule(info: DataInfo) -> str:
 def generation_conditions(info: DataInfo, dataset: Any, n: int, seed: int,
                           device: Any = "cpu") -> Optional[torch.Tensor]:
     """Conditions to generate ``n`` samples with: balanced classes, or continuous conditions drawn
-    from the data (needs ``dataset``) with ``seed``; ``None`` for an unconditional model."""
-    if info.num_classes > 0:
+    from the data (needs ``dataset``) with ``seed``; ``None`` for an unconditional model.
+
+    With classes and continuous conditions together, whole rows of ``y`` are drawn from the data,
+    so each class keeps its own condition distribution (and the classes their frequencies)."""
+    if info.num_classes > 0 and info.cond_dim == 0:
         return torch.arange(n, device=device) % info.num_classes
     if info.cond_dim > 0:
         from ganforge.loop.data import fetch_batch
