@@ -4,7 +4,9 @@ Registers, through the ``ganforge`` entry-point group:
 
 * datasets ``iact-toy`` (a seeded toy simulator) and ``iact-file`` (``.npz`` and ctapipe DL1 HDF5 files);
 * metrics ``hillas`` (Hillas-parameter distances with the real-vs-real floor), ``size-energy`` and
-  ``acceptance`` (a gamma/hadron classifier's verdict on generated gammas).
+  ``acceptance`` (a gamma/hadron classifier's verdict on generated gammas);
+* constraints ``size-energy``, ``non-negative`` and ``survives-cleaning`` (physics penalties on generated
+  images for the ``constrained`` objective).
 
 Heavy imports (ctapipe, astropy) happen inside the factories' modules, which the hooks import only
 when ganforge asks for the registrations.
@@ -39,3 +41,15 @@ def ganforge_register_metrics(register: Register) -> None:
              "particle and energy bin, with the real-vs-real floor")
     register("acceptance", acceptance, description="fraction of generated gamma images a gamma/hadron classifier "
              "(trained on iact-toy, shipped) accepts, next to the real gammas' fraction")
+
+
+@hookimpl
+def ganforge_register_constraints(register: Register) -> None:
+    from ganforge_astro.constraints import non_negative, size_energy, survives_cleaning
+
+    register("size-energy", size_energy, description="generated image size must follow the training data's "
+             "size-energy relation per particle type (calibrated, stored with the run)")
+    register("non-negative", non_negative, description="no camera pixel below the lowest amplitude a real image "
+             "has (calibrated, or min_pe)")
+    register("survives-cleaning", survives_cleaning, description="the image must survive ctapipe tail-cuts "
+             "cleaning (a differentiable surrogate, exact for the default thresholds)")

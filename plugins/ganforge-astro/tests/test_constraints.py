@@ -1,0 +1,189 @@
+"""Physics constraints: decoding as the dataset does, by-hand formulas, and ctapipe's cleaning as the reference."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+from ganforge import DataInfo
+
+from ganforge_astro.constraints import PixelDecoder, non_negative, size_energy, survives_cleaning
+from ganforge_astro.physics import Cleaning
+from ganforge_astro.toy import iact_toy
+
+
+@pytest.fixture(scope="module")
+def raw():
+    """Uncleaned toy images (noise, negative pedestal values)."""
+    return iact_toy(num_samples=240, seed=11, cleaning=False)
+
+
+@pytest.fixture(scope="module")
+def clean():
+    return iact_toy(num_samples=240, seed=12)
+
+
+def test_decoder_is_the_datasets_own_mapping_with_gradients(raw, clean):
+    for ds in (raw, clean):
+        dec = PixelDecoder(ds.camera)
+        got = dec.pe(ds.x).double().numpy()
+        np.testing.assert_allclose(got, ds.camera.decode(ds.x), rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(got, ds.pe, rtol=1e-4, atol=1e-3)  # and back to the simulated pe
+    x = clean.x[:4].clone().requires_grad_(True)
+    PixelDecoder(clean.camera).pe(x).sum().backward()
+    cells = (x.grad[:, 0] != 0).sum(dim=(1, 2))
+    assert cells.tolist() == [clean.camera.n_pixels] * 4  # every camera pixel's cell, no empty cell
+
+
+def _ctapipe_survives(ds, pe: np.ndarray, cleaning: Cleaning) -> np.ndarray:
+    return np.array([cleaning.mask(ds.camera.geometry, img).sum() >= cleaning.min_pixels for img in pe])
+
+
+def test_survives_cleaning_violations_are_ctapipes_failures(raw):
+    rng = np.random.default_rng(0)
+    dimmed = raw.pe * rng.uniform(0.005, 1.0, size=(len(raw.pe), 1))  # a mix of surviving and failing images
+    x = torch.from_numpy(raw.camera.encode(dimmed))
+    con = survives_cleaning(raw.info)
+    assert con.cleaning == Cleaning() and con.exact  # no cleaning in this dataset: the metrics' defaults
+    pen = con.penalty(x, raw.y)
+    survives = _ctapipe_survives(raw, raw.camera.decode(x), con.cleaning)
+    assert 0.1 < 1 - survives.mean() < 0.9
+    np.testing.assert_array_equal(pen.numpy() > 0, ~survives)
+    assert pen.min() >= 0 and pen.max() <= 1
+    # the penalty by hand: relu(1 - c/P)^2, c = min(pe_i, 2nd brightest neighbour) at its largest
+    pe = raw.camera.decode(x)
+    nb = raw.camera.geometry.neighbors
+    for i in range(5):
+        c = max(min(pe[i, p], sorted(pe[i, nb[p]])[-2]) for p in range(len(nb)))
+        assert pen[i].item() == pytest.approx(max(0.0, 1 - c / 6.0) ** 2, rel=1e-4, abs=1e-6)
+
+
+def test_survives_cleaning_on_the_cleaned_dataset_and_its_gradient(clean):
+    con = survives_cleaning(clean.info)
+    assert con.cleaning.picture_pe == 6.0 and con.cleaning.min_pixels == 3  # from info.protocol["cleaning"]
+    pen = con.penalty(clean.x, clean.y)
+    survives = _ctapipe_survives(clean, clean.camera.decode(clean.x), con.cleaning)
+    np.testing.assert_array_equal(pen.numpy() > 0, ~survives)
+    # a blank image violates it, and the gradient raises a pixel and its neighbours
+    blank = torch.full_like(clean.x[:2], -1.0).requires_grad_(True)
+    p = con.penalty(blank, clean.y[:2])
+    assert torch.allclose(p, torch.ones(2))
+    p.sum().backward()
+    assert (blank.grad < 0).sum().item() >= 2  # descending the penalty brightens pixels
+
+
+def test_survives_cleaning_parameters_and_bad_values(raw):
+    other = survives_cleaning(raw.info, picture_pe=10.0, boundary_pe=5.0, min_pixels=5)
+    assert not other.exact and other.k == 3
+    rng = np.random.default_rng(1)
+    dimmed = raw.pe * rng.uniform(0.005, 1.0, size=(len(raw.pe), 1))
+    x = torch.from_numpy(raw.camera.encode(dimmed))
+    agree = ((other.penalty(x, raw.y).numpy() > 0) == ~_ctapipe_survives(raw, raw.camera.decode(x), other.cleaning))
+    assert agree.mean() > 0.9  # an approximation off the defaults
+    with pytest.raises(ValueError, match=r"survives-cleaning: cleaning: need 0 < boundary_pe <= picture_pe"):
+        survives_cleaning(raw.info, picture_pe=3.0, boundary_pe=5.0)
+    with pytest.raises(ValueError, match=r"min_picture_neighbors=7, but pixels .* at most 6 neighbours"):
+        survives_cleaning(raw.info, min_picture_neighbors=7)
+    points = DataInfo(sample_shape=(2,), name="gaussian-ring")
+    with pytest.raises(ValueError, match=r"constraint survives-cleaning: dataset 'gaussian-ring' has no camera"):
+        survives_cleaning(points)
+
+
+def _soft_size(pe: np.ndarray) -> np.ndarray:
+    return (pe / (1.0 + np.exp(-(pe - 3.0) / 0.5))).sum(axis=1)
+
+
+def test_size_energy_calibration_and_penalty_by_hand(clean):
+    con = size_energy(clean.info, tolerance=1.0)
+    with pytest.raises(RuntimeError, match="not calibrated"):
+        con.penalty(clean.x, clean.y)
+    con.calibrate(clean.x, clean.y)
+    pe = clean.camera.decode(clean.x)
+    size = _soft_size(pe)
+    # the soft size sits close to the cleaned size the metrics use (Hillas intensity)
+    lit = pe.sum(axis=1) > 0  # (a few toy events leave nothing after cleaning)
+    assert np.median(np.abs(size[lit] / pe[lit].sum(axis=1) - 1)) < 0.02
+    y = clean.y.numpy().astype(float)
+    e, g = y[:, 0], y[:, 1]  # iact-toy's columns today; the constraint finds them by name
+    rel = con.state_dict()["relation"]
+    assert rel["groups"] == [0, 1]
+    for j, grp in enumerate((0, 1)):
+        sel = (g == grp) & (size > 0)
+        b, a = np.polyfit(e[sel], np.log10(size[sel] + 1), 1)
+        resid = np.log10(size[sel] + 1) - (a + b * e[sel])
+        assert rel["intercept"][j] == pytest.approx(a, abs=1e-4) and rel["slope"][j] == pytest.approx(b, abs=1e-4)
+        assert rel["sigma"][j] == pytest.approx(np.std(resid, ddof=2), rel=1e-3)
+        assert 0.5 < b < 1.2  # toy light ∝ E: slope near 1 in log-log
+    # penalty = relu(|r|/σ − tol)²; the real images mostly satisfy it
+    r = con.residual(clean.x, clean.y).numpy()
+    pen = con.penalty(clean.x, clean.y).numpy()
+    np.testing.assert_allclose(pen, np.maximum(np.abs(r) - 1.0, 0.0) ** 2, rtol=1e-5, atol=1e-7)
+    assert 0.15 < (pen > 0).mean() < 0.45 and (pen[np.abs(r) <= 1.0] == 0).all()
+    # an image 10x too bright for its energy is penalized, with a gradient that dims it
+    x = torch.from_numpy(clean.camera.encode(pe[:3] * 10.0)).requires_grad_(True)
+    p = con.penalty(x, clean.y[:3])
+    assert (p > 0).all()
+    p.sum().backward()
+    assert x.grad.sum() > 0
+
+
+def test_size_energy_finds_columns_by_name_and_state_round_trip(clean):
+    con = size_energy(clean.info)
+    con.calibrate(clean.x, clean.y)
+    # the layout with class and continuous conditions together: particle first, then log10 E (by name)
+    conds = [{"name": "particle", "column": 0}, {"name": "log10_energy", "column": 1}]
+    info2 = dataclasses.replace(clean.info, protocol={**clean.info.protocol, "conditions": conds})
+    y2 = clean.y[:, [1, 0]]
+    fresh = size_energy(info2)
+    fresh.load_state_dict(con.state_dict())
+    torch.testing.assert_close(fresh.penalty(clean.x, y2), con.penalty(clean.x, clean.y))
+    with pytest.raises(ValueError, match=r"state has no valid 'relation'"):
+        fresh.load_state_dict({"relation": {"groups": [0]}})
+    with pytest.raises(ValueError, match=r"particle type 3 was not in the training data"):
+        bad = clean.y[:2].clone()
+        bad[:, 1] = 3
+        con.penalty(clean.x[:2], bad)
+    no_energy = dataclasses.replace(clean.info, protocol={**clean.info.protocol, "conditions": conds[:1]})
+    with pytest.raises(ValueError, match=r"size-energy: the dataset 'iact-toy' has no condition 'log10_energy'"):
+        size_energy(no_energy)
+    with pytest.raises(ValueError, match=r"tolerance=-1.0; expected a finite number >= 0"):
+        size_energy(clean.info, tolerance=-1.0)
+    with pytest.raises(ValueError, match=r"particle type 0 has 1 training images"):
+        size_energy(clean.info).calibrate(clean.x[:1], clean.y[:1])
+
+
+def test_non_negative_calibrated_and_by_hand(raw, clean):
+    con = non_negative(raw.info)
+    con.calibrate(raw.x, raw.y)
+    assert con.min_pe == pytest.approx(float(raw.pe.min()), abs=1e-3) and con.min_pe < 0
+    assert (con.penalty(raw.x, raw.y) == 0).all()  # the training images satisfy it
+    x = raw.x[:2].clone()
+    units = PixelDecoder(raw.camera).units(x)
+    floor = float(raw.camera.amplitude.forward(np.array([con.min_pe]))[0])
+    pixel = int(PixelDecoder(raw.camera).cells[7])
+    x[0, 0].view(-1)[pixel] = floor - 0.25  # one camera pixel below the floor
+    x[1, 0, 0, 0] = -1.0  # an empty corner cell (not a pixel): does not count
+    pen = con.penalty(x, raw.y[:2])
+    assert pen[0].item() == pytest.approx(0.25**2 / raw.camera.n_pixels, rel=1e-4)
+    assert pen[1].item() == 0.0 and units.shape[1] == 559
+    # cleaned images: the lowest is 0 pe, which a tanh output (> -1) can never go below
+    cc = non_negative(clean.info)
+    cc.calibrate(clean.x, clean.y)
+    assert cc.min_pe == pytest.approx(0.0, abs=1e-6)
+    assert (cc.penalty(torch.full_like(clean.x[:2], -0.999999), clean.y[:2]) == 0).all()
+    # given, not calibrated; state round trip; bad values
+    fixed = non_negative(raw.info, min_pe=-1.0)
+    fixed.calibrate(raw.x, raw.y)
+    assert fixed.min_pe == -1.0 and fixed.state_dict() == {"min_pe": -1.0}
+    other = non_negative(raw.info)
+    other.load_state_dict(con.state_dict())
+    assert other.min_pe == con.min_pe
+    with pytest.raises(RuntimeError, match="non-negative: not calibrated"):
+        non_negative(raw.info).penalty(raw.x[:1], raw.y[:1])
+    with pytest.raises(ValueError, match=r"min_pe=nan; expected a finite number"):
+        non_negative(raw.info, min_pe=math.nan)
+    with pytest.raises(ValueError, match=r"state needs a finite 'min_pe'"):
+        other.load_state_dict({"min_pe": None})
