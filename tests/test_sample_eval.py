@@ -159,7 +159,8 @@ def test_bad_cond_values_name_the_flag(cond_run, capsys, monkeypatch):
         (["--cond-grid", "0,1:1:3"], "--cond-grid 0,1:1:3: LO has 2 value(s) but HI has 1"),
         (["--cond-grid", "0,0:1,1:3"], "--cond-grid 0,0:1,1:3: 2 values per condition, but the model has 1"),
         (["--cond-grid", "0:nan:3"], "--cond-grid 0:nan:3: 'nan' is not finite"),
-        (["--cond", "1", "--class", "2"], "--class and --cond: give one of them"),
+        # --class goes with --cond only on a model with classes and conditions (issue 7)
+        (["--cond", "1", "--class", "2"], "--class 2: this model is not class-conditional"),
         (["--cond", "1", "--cond-grid", "0:1:2"], "--cond and --cond-grid: give one of them"),
         (["--class", "2"], "--class 2: this model is not class-conditional"),
     ]

@@ -19,7 +19,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--num", type=int, default=None,
                    help="number of samples (default 64); with --cond-grid, samples per grid value (default 8)")
     s.add_argument("--out", required=True, help="output directory")
-    s.add_argument("--class", dest="klass", type=int, default=None, help="class index for conditional models")
+    s.add_argument("--class", dest="klass", type=int, default=None,
+                   help="class index for class-conditional models; for models with classes and continuous "
+                        "conditions, together with --cond or --cond-grid (alone: the conditions are drawn from "
+                        "the training samples of that class)")
     s.add_argument("--cond", default=None, metavar="V[,V...]",
                    help="condition values for a model conditioned on continuous values, one per condition "
                         "dimension (e.g. --cond 0.7 or --cond 0.7,1.5), in the units of the training conditions")
@@ -76,11 +79,10 @@ def _check_args(args: argparse.Namespace) -> None:
             raise ConfigError(f"--num {args.num}: the number of samples must be >= 1.")
         args.cond_values = None if args.cond is None else parse_values("--cond", args.cond)
         args.cond_sweep = None if args.cond_grid is None else parse_cond_grid(args.cond_grid)
-        given = [f for f, v in (("--class", args.klass), ("--cond", args.cond), ("--cond-grid", args.cond_grid))
-                 if v is not None]
-        if len(given) > 1:
-            raise ConfigError(f"{' and '.join(given)}: give one of them (--class for class-conditional models, "
-                              "--cond or --cond-grid for models conditioned on continuous values).")
+        if args.cond is not None and args.cond_grid is not None:
+            raise ConfigError(f"--cond and --cond-grid: give one of them (--cond for "
+                              "one condition vector, --cond-grid for a sweep); either may come with --class K for a "
+                              "model with classes and continuous conditions.")
         if args.num is None:
             args.num = 8 if args.cond_grid is not None else 64
         out = Path(args.out)
@@ -167,12 +169,15 @@ def _conditions(module: Any, n: int, klass: int | None, dataset: Any = None, see
 
     info = module.info
     if klass is not None:
-        if info.num_classes == 0:
-            raise ConfigError(f"--class {klass}: this model is not class-conditional (dataset "
-                              f"'{info.name}' has no class labels).")
-        if not 0 <= klass < info.num_classes:
-            raise ConfigError(f"--class {klass}: out of range; classes are 0..{info.num_classes - 1}.")
-        return torch.full((n,), klass, dtype=torch.long)
+        _check_class(info, klass)
+        labels = torch.full((n,), klass, dtype=torch.long)
+        if info.cond_dim == 0:
+            return labels
+        if dataset is None:
+            raise ConfigError(f"--class {klass}: this model also takes {info.cond_dim} continuous condition(s), "
+                              "drawn from the training samples of that class, which must be available (its config's "
+                              "dataset); or give them with --cond.")
+        return _class_conditions(info, dataset, n, klass, seed)
     if info.cond_dim > 0 and dataset is None:
         raise ConfigError("this model is conditioned on continuous values; `ganforge sample` draws them from "
                           "the training data, which must be available (its config's dataset), or give --cond.")
@@ -181,11 +186,40 @@ def _conditions(module: Any, n: int, klass: int | None, dataset: Any = None, see
     return generation_conditions(info, dataset, n, seed)
 
 
-def _check_cond_dims(info: Any, flag: str, text: str, values: list[float]) -> None:
-    """The model takes continuous conditions, as many as ``values``; else a ConfigError naming ``flag``."""
+def _check_class(info: Any, klass: int) -> None:
     from ganforge.registry.errors import ConfigError
 
-    if info.num_classes > 0:
+    if info.num_classes == 0:
+        raise ConfigError(f"--class {klass}: this model is not class-conditional (dataset "
+                          f"'{info.name}' has no class labels); leave --class out.")
+    if not 0 <= klass < info.num_classes:
+        raise ConfigError(f"--class {klass}: out of range; classes are 0..{info.num_classes - 1}.")
+
+
+def _class_conditions(info: Any, dataset: Any, n: int, klass: int, seed: int) -> torch.Tensor:
+    """Rows of ``y`` drawn uniformly with replacement (seeded) from the training samples of class ``klass``,
+    so the conditions follow that class's own distribution (a model with classes and conditions)."""
+    import torch
+
+    from ganforge.loop.data import materialize
+    from ganforge.registry.errors import ConfigError
+
+    y = materialize(dataset)[1]
+    labels, _ = info.split_conditions(y)
+    rows = y[labels == klass]
+    if len(rows) == 0:
+        raise ConfigError(f"--class {klass}: the training data of dataset '{info.name}' has no sample of class "
+                          f"{klass} to draw conditions from; give them with --cond.")
+    g = torch.Generator().manual_seed(seed)
+    return rows[torch.randint(len(rows), (n,), generator=g)].float()
+
+
+def _check_cond_dims(info: Any, flag: str, text: str, values: list[float], klass: int | None = None) -> None:
+    """The model takes continuous conditions, as many as ``values`` (and a class with ``--class`` exactly
+    when it has classes too); else a ConfigError naming ``flag``."""
+    from ganforge.registry.errors import ConfigError
+
+    if info.num_classes > 0 and info.cond_dim == 0:
         raise ConfigError(f"{flag} {text}: this model is class-conditional ({info.num_classes} classes), not "
                           f"conditioned on continuous values; use --class K (0..{info.num_classes - 1}).")
     if info.cond_dim == 0:
@@ -195,6 +229,20 @@ def _check_cond_dims(info: Any, flag: str, text: str, values: list[float]) -> No
         raise ConfigError(f"{flag} {text}: {len(values)} value{'s' if len(values) != 1 else ''} per condition, but "
                           f"the model has {info.cond_dim} condition dimension{'s' if info.cond_dim != 1 else ''}; "
                           + ("give one value." if info.cond_dim == 1 else f"give {info.cond_dim} comma-separated values."))
+    if info.num_classes > 0 and klass is None:
+        raise ConfigError(f"{flag} {text}: this model takes a class as well as its {info.cond_dim} condition"
+                          f"{'s' if info.cond_dim != 1 else ''}; add --class K (0..{info.num_classes - 1}).")
+    if klass is not None:
+        _check_class(info, klass)
+
+
+def _with_class(info: Any, y: torch.Tensor, klass: int | None) -> torch.Tensor:
+    """``y`` of conditions with the class ``klass`` joined in front (a model with classes and conditions)."""
+    import torch
+
+    if klass is None:
+        return y
+    return info.join_conditions(torch.full((len(y),), klass, dtype=torch.long), y)
 
 
 def _fmt(values: Any) -> str:
@@ -218,20 +266,22 @@ def cmd_sample(args: argparse.Namespace) -> int:
     seed = sampling_seed(args.seed, 0)
     rows: torch.Tensor | None = None  # --cond-grid: one condition vector per row
     if args.cond_values is not None:
-        _check_cond_dims(info, "--cond", args.cond, args.cond_values)
-        y = torch.tensor([args.cond_values], dtype=torch.float32).repeat(args.num, 1)
-        title = f"{args.num} samples, conditions {_fmt(args.cond_values)}"
+        _check_cond_dims(info, "--cond", args.cond, args.cond_values, args.klass)
+        y = _with_class(info, torch.tensor([args.cond_values], dtype=torch.float32).repeat(args.num, 1), args.klass)
+        title = (f"{args.num} samples, " + (f"class {args.klass}, " if args.klass is not None else "")
+                 + f"conditions {_fmt(args.cond_values)}")
     elif args.cond_sweep is not None:
         lo, hi, n = args.cond_sweep
-        _check_cond_dims(info, "--cond-grid", args.cond_grid, lo)
+        _check_cond_dims(info, "--cond-grid", args.cond_grid, lo, args.klass)
         t = torch.linspace(0, 1, n, dtype=torch.float64)[:, None]
         rows = (torch.tensor(lo, dtype=torch.float64) + t * (torch.tensor(hi, dtype=torch.float64)
                                                             - torch.tensor(lo, dtype=torch.float64))).float()
-        y = rows.repeat_interleave(args.num, dim=0)
-        title = f"conditions {_fmt(lo)} to {_fmt(hi)}: {n} rows of {args.num}, the same noise in every row"
+        y = _with_class(info, rows.repeat_interleave(args.num, dim=0), args.klass)
+        title = ((f"class {args.klass}, " if args.klass is not None else "")
+                 + f"conditions {_fmt(lo)} to {_fmt(hi)}: {n} rows of {args.num}, the same noise in every row")
     else:
         dataset = None
-        if info.cond_dim > 0 and args.klass is None:
+        if info.cond_dim > 0:  # conditions drawn from the training data (of --class K's samples, if given)
             from ganforge.registry.registry import get_registry
 
             cfg = module.run_config

@@ -195,13 +195,16 @@ def samples_picture(samples: torch.Tensor, info, title: str, extent: Optional[tu
                     y: Optional[torch.Tensor] = None, caption: str = "") -> Image.Image:
     """One panel for a set of samples, in the form that suits the data.
 
-    Images conditioned on classes (``y`` holds class indices) are laid out one row per class,
-    labelled with the class (its name when the dataset gives ``class_names``).
+    Images conditioned on classes (``y`` holds class indices, or with continuous conditions too
+    the class in its column 0) are laid out one row per class, labelled with the class (its name
+    when the dataset gives ``class_names``).
     """
     if info.kind == "image" and samples.dim() == 4:
         n = samples.shape[0]
         scale = max(1, 64 // samples.shape[-1])
         images = to_uint8_images(samples, tuple(info.value_range))
+        if y is not None and info.num_classes > 0 and info.cond_dim > 0 and y.dim() == 2 and y.shape[0] == n:
+            y = info.split_conditions(y, check=False)[0]  # the class column; the conditions vary within a row
         if y is not None and info.num_classes > 0 and y.dim() == 1 and y.numel() == n:
             return class_rows(images, y.cpu().long(), info, scale, title, caption)
         return image_grid(images, nrow=int(math.ceil(math.sqrt(n))), scale=scale, title=title, caption=caption)
