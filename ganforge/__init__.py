@@ -24,6 +24,9 @@ _LAZY = {
     "FeatureExtractor": "ganforge.contract.components",
     "GANDataset": "ganforge.contract.components",
     "GANMetric": "ganforge.contract.components",
+    "GeneratorMetric": "ganforge.contract.components",
+    "PictureMetric": "ganforge.contract.components",
+    "GenerateFn": "ganforge.contract.components",
     "GroupingDiscriminator": "ganforge.contract.components",
     "Generator": "ganforge.contract.components",
     "LossOutput": "ganforge.contract.components",
@@ -35,6 +38,9 @@ _LAZY = {
     "CallbackLogger": "ganforge.contract.components",
     "HistoryLogger": "ganforge.contract.components",
     "StatefulLogger": "ganforge.contract.components",
+    "CalibratedConstraint": "ganforge.contract.components",
+    "CalibratedObjective": "ganforge.contract.components",
+    "Constraint": "ganforge.contract.components",
     "adversarial_logits": "ganforge.contract.components",
     "as_pair": "ganforge.contract.components",
     # the training module
@@ -54,6 +60,7 @@ _LAZY = {
     "Range": "ganforge.registry.bounds",
     # a parameter naming another component (ACGAN's base objective); errors; the registry a plugin's tests build
     "ComponentRef": "ganforge.registry.schema",
+    "ComponentList": "ganforge.registry.schema",
     "ConfigError": "ganforge.registry.errors",
     "load_registry": "ganforge.registry.registry",
     # files are data, never code: safe loading, hashing, the on-disk cache
@@ -77,12 +84,18 @@ __all__ = [*_LAZY, "__version__", "build_component"]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ below imports on demand
     from ganforge.contract.components import (
+        CalibratedConstraint,
+        CalibratedObjective,
+        Constraint,
         DataInfo,
         Discriminator,
         DiscriminatorFn,
         FeatureExtractor,
         GANDataset,
         GANMetric,
+        GenerateFn,
+        GeneratorMetric,
+        PictureMetric,
         Generator,
         GroupingDiscriminator,
         LossOutput,
@@ -124,7 +137,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ below i
     from ganforge.registry.bounds import Finite, NonNegative, Positive, Range
     from ganforge.registry.errors import ConfigError
     from ganforge.registry.registry import load_registry
-    from ganforge.registry.schema import ComponentRef
+    from ganforge.registry.schema import ComponentList, ComponentRef
 
 
 def build_component(

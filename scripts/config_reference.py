@@ -65,7 +65,8 @@ def main() -> str:
     out += ["", "With `devices` > 1 (or `num_nodes` > 1) the strategy defaults to `gan_ddp` (see cluster.md).", ""]
     reg = load_registry(warn=False)
     titles = {"dataset": "Datasets", "generator": "Generators", "discriminator": "Discriminators",
-              "objective": "Objectives", "metric": "Metrics (`metrics.list` entries)",
+              "objective": "Objectives", "constraint": "Constraints (`objective.constraints` entries of `constrained`)",
+              "metric": "Metrics (`metrics.list` entries)",
               "feature_extractor": "Feature extractors (used by metrics)", "callback": "Callbacks",
               "logger": "Loggers (`logger` entries)"}
     out += ["# Components", "", "Parameters come from each factory's typed signature. `info` (the dataset's",

@@ -8,7 +8,7 @@ Parameters that the engine passes to factories itself (never written in a config
 
 ``info``
     :class:`DataInfo` of the configured dataset (for generators, discriminators, objectives,
-    metrics and callbacks that declare it).
+    constraints, metrics and callbacks that declare it).
 ``seed``
     The run's seed (for datasets that generate data).
 ``run``
@@ -322,10 +322,16 @@ def adversarial_logits(out: Any) -> torch.Tensor:
 
 @dataclass
 class LossOutput:
-    """A loss to back-propagate and scalars to log (without the ``loss`` itself)."""
+    """A loss to back-propagate and scalars to log (without the ``loss`` itself).
+
+    ``logs`` are the phase's own values, logged as ``train/d/<key>`` or ``train/g/<key>``;
+    ``run_logs`` are values about the run rather than the phase's loss (the ``constrained``
+    objective's ``constraint/<id>``), logged as ``train/<key>``. Both are read on logging steps only.
+    """
 
     loss: torch.Tensor
     logs: dict[str, torch.Tensor] = field(default_factory=dict)
+    run_logs: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class Objective:
@@ -383,6 +389,73 @@ class Objective:
         """Parameters that define this objective: ``summary.json`` records them under
         ``objective.protocol``, next to what the engine read from the attributes above."""
         return {k: v for k, v in vars(self).items() if isinstance(v, (int, float, str, bool, type(None)))}
+
+
+@runtime_checkable
+class CalibratedObjective(Protocol):
+    """Optional capability of an :class:`Objective`: parameters measured on the training data.
+
+    At the start of a *fresh* fit (never on a resume) the engine calls :meth:`calibrate` once, on
+    every rank with the same data: the whole training set when :attr:`calibration_samples` is
+    ``None`` or not smaller than it, else the first ``calibration_samples`` of a permutation seeded
+    by the run's seed. It then saves :meth:`state_dict` in every checkpoint
+    (``checkpoint["objective"]``), writes it to the run directory (``constraints.json``) and, on
+    resume, hands it back with :meth:`load_state_dict` instead of calibrating again. The
+    ``constrained`` objective is one (its calibrated constraints are measured so).
+
+    Attributes:
+        calibration_samples: Training samples to calibrate on (``None``: all of them).
+    """
+
+    calibration_samples: Optional[int]
+
+    def needs_calibration(self) -> bool:
+        """Whether :meth:`calibrate` does anything (``False``: the engine reads no data for it)."""
+        ...
+
+    def calibrate(self, x: torch.Tensor, y: Optional[torch.Tensor]) -> None:
+        """Measure the parameters on real samples ``x`` (CPU, training units) and conditions ``y``."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """The measured state: plain data (numbers, strings, lists, dicts) and tensors."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned; raise ``ValueError`` naming what is missing or malformed."""
+        ...
+
+
+@runtime_checkable
+class Constraint(Protocol):
+    """A differentiable penalty on generated samples (constrained GANs).
+
+    A constraint factory receives the injected ``info`` (:class:`DataInfo`) plus its typed
+    parameters, and is used by the ``constrained`` objective, which adds ``weight · mean(penalty)``
+    to the generator's loss: prior knowledge about valid samples, as a penalty on G's samples.
+    """
+
+    def penalty(self, fake: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
+        """Per-sample penalty, shape (N,), >= 0, exactly 0 where the sample satisfies the constraint;
+        differentiable w.r.t. ``fake``. ``fake`` is in training units (``info.value_range``), ``y`` the
+        conditions as the dataset gives them (None when unconditional)."""
+        ...
+
+
+@runtime_checkable
+class CalibratedConstraint(Constraint, Protocol):
+    """A constraint whose parameters are measured on the training data (e.g. a size-energy relation).
+
+    :meth:`calibrate` is called once at the start of a fresh fit with real samples on the CPU
+    (training units); the state is saved in every checkpoint and restored on resume, so
+    :meth:`penalty` should move its calibrated tensors to ``fake``'s device itself.
+    """
+
+    def calibrate(self, x: torch.Tensor, y: Optional[torch.Tensor]) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...        # plain data (numbers, lists, str) and/or tensors
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 class GANMetric:
@@ -468,6 +541,40 @@ class GANMetric:
         """Everything needed to reproduce the number: extractor and its weights hash, sample
         counts, preprocessing, dtype, thresholds."""
         raise NotImplementedError
+
+
+#: ``generate(n) -> (x, y)``: ``n`` fresh samples of the generator being evaluated, with their conditions.
+GenerateFn = Callable[[int], tuple[torch.Tensor, Optional[torch.Tensor]]]
+
+
+@runtime_checkable
+class GeneratorMetric(Protocol):
+    """Optional capability of a :class:`GANMetric`: it measures the generator itself, not only the
+    samples ``update()`` receives (e.g. how fast it generates).
+
+    In every evaluation, before the ``update()`` calls of a rank's share, the engine's ``evaluate()``
+    calls ``observe_generator(generate)`` on that rank. ``generate(n)`` returns ``(x, y)``: ``n`` new
+    samples in one batch from the generator being evaluated (EMA or raw, in eval mode, under
+    ``torch.no_grad``, on the module's device) and the conditions they were generated with (drawn by
+    the evaluation's rule; ``None`` when unconditional). Record what you measure in torchmetrics state
+    so ``compute()`` reduces it over ranks like any other state.
+    """
+
+    def observe_generator(self, generate: GenerateFn) -> None: ...
+
+
+@runtime_checkable
+class PictureMetric(Protocol):
+    """Optional capability of a :class:`GANMetric`: pictures of what it measured.
+
+    During training, after each evaluation, the engine calls ``draw_pictures(directory, step)`` on
+    rank 0 (after ``compute()``, at generator step ``step``). Write PNG files under ``directory``
+    (``<run>/samples/<metric id>/``, created for you) and return ``{name: path}``; the engine hands them
+    to every :class:`PictureLogger` under the keys ``"<metric id>/<name>"``. Return ``{}`` to draw
+    nothing this time.
+    """
+
+    def draw_pictures(self, directory: Path, step: int) -> dict[str, Path]: ...
 
 
 @runtime_checkable
@@ -601,6 +708,8 @@ def check_component(kind: str, name: str, obj: Any, provider: str) -> Any:
                 problems.append("dataset must be map-style (define __len__ and __getitem__)")
         else:
             problems.append("dataset must have an `info` attribute of type ganforge.contract.components.DataInfo")
+    if kind == "constraint" and not callable(getattr(obj, "penalty", None)):
+        problems.append("constraint must define penalty(fake, y) -> per-sample tensor (N,)")
     if kind == "metric":
         for attr in ("reset", "update", "compute", "protocol"):
             if not callable(getattr(obj, attr, None)):

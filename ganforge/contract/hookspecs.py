@@ -64,6 +64,19 @@ def ganforge_register_objectives(register: Register) -> None:
 
 
 @hookspec
+def ganforge_register_constraints(register: Register) -> None:
+    """Register constraint factories returning :class:`ganforge.contract.components.Constraint` objects.
+
+    A constraint has ``penalty(fake, y)``: a per-sample penalty ``(N,)``, ``>= 0``, exactly 0 where the
+    sample satisfies it, differentiable in ``fake``; the ``constrained`` objective adds
+    ``weight · mean(penalty)`` to the generator's loss. A
+    :class:`ganforge.contract.components.CalibratedConstraint` also has ``calibrate(x, y)``,
+    ``state_dict()`` and ``load_state_dict(state)``: measured once on the training data at the start
+    of a fresh fit, saved with the run. Factories may declare ``info``.
+    """
+
+
+@hookspec
 def ganforge_register_datasets(register: Register) -> None:
     """Register dataset factories returning a :class:`ganforge.contract.components.GANDataset`.
 
@@ -117,6 +130,7 @@ KINDS: dict[str, str] = {
     "generator": "ganforge_register_generators",
     "discriminator": "ganforge_register_discriminators",
     "objective": "ganforge_register_objectives",
+    "constraint": "ganforge_register_constraints",
     "dataset": "ganforge_register_datasets",
     "metric": "ganforge_register_metrics",
     "feature_extractor": "ganforge_register_feature_extractors",

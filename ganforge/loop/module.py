@@ -31,7 +31,7 @@ from torch import nn
 
 import lightning as L
 
-from ganforge.contract.components import DataInfo, Objective, RegularizedGenerator, as_pair
+from ganforge.contract.components import CalibratedObjective, DataInfo, Objective, RegularizedGenerator, as_pair
 from ganforge.loop.ema import GeneratorEMA
 from ganforge.loop.nonfinite import NonFiniteGuard, Verdict
 from ganforge.loop.schedule import make_schedule
@@ -119,6 +119,7 @@ class GANModule(L.LightningModule):
         self._noise_generators: dict[torch.device, torch.Generator] = {}
         self._loop: dict[str, Any] = {}  # per-fit lists the loop reuses (on_train_start)
         self._outputs: dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}  # last losses, read on logging steps
+        self._run_logs: dict[str, torch.Tensor] = {}  # the objectives' run_logs (train/<key>), read on logging steps
         self.run_config: Optional[dict[str, Any]] = None  # the resolved config, saved in checkpoints
         self.fast_paths: dict[str, Any] = {}  # what ganforge.loop.fastpaths applied in setup (compile, channels_last)
 
@@ -265,6 +266,8 @@ class GANModule(L.LightningModule):
             self._outputs["d_reg"] = (reg.loss, reg.logs)
         self._optimizer_step("discriminator", opt, loss)
         self._outputs["d"] = (out.loss, out.logs)
+        if out.run_logs:
+            self._run_logs.update(out.run_logs)
 
     def _dreg_due(self, it: int, k: int) -> bool:
         """Lazy regularization (StyleGAN2): its k-weighted penalty on every k-th discriminator step,
@@ -285,6 +288,8 @@ class GANModule(L.LightningModule):
                 self._outputs["g_reg"] = (reg, {})
             self._optimizer_step("generator", opt, loss)
         self._outputs["g"] = (loss, out.logs)
+        if out.run_logs:  # e.g. the constrained objective's constraint/<id>: logged as train/<key>
+            self._run_logs.update(out.run_logs)
 
     def _optimizer_step(self, which: str, opt: Any, loss: torch.Tensor) -> None:
         """Backward, the guarded step, WGAN's weight clipping after a discriminator step, zero the gradients."""
@@ -417,6 +422,7 @@ class GANModule(L.LightningModule):
                 logs["g/regularization"] = loss
             prefix = "d" if phase.startswith("d") else "g"
             logs.update({f"{prefix}/{k}": v for k, v in parts.items()})
+        logs.update(self._run_logs)
         for net, norm in self._grad_norms.items():  # measured in this iteration (see training_step)
             logs[f"{net[0]}/grad_norm"] = norm
         self._grad_norms = {}
@@ -494,6 +500,8 @@ class GANModule(L.LightningModule):
             "config": self.run_config,
             "saved_unix": time.time(),  # --resume auto takes the newest by this, not the file's mtime
         }
+        if isinstance(self.objective, CalibratedObjective):  # measured once on the data: restored on resume
+            checkpoint["objective"] = self.objective.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("ganforge")
@@ -511,6 +519,27 @@ class GANModule(L.LightningModule):
             np.random.set_state(numpy_rng_from_data(rng["numpy"]))
         if rng.get("python") is not None:
             random.setstate(python_rng_from_data(rng["python"]))
+
+
+def restore_objective_state(objective: Objective, checkpoint: Any, path: Any) -> None:
+    """Hand a :class:`CalibratedObjective` its state from a checkpoint (``checkpoint["objective"]``);
+    one error naming the checkpoint (and, through the objective's message, the constraint id) when it
+    is missing or malformed. Objectives without the capability: nothing to do."""
+    from ganforge.registry.errors import ConfigError
+
+    if not isinstance(objective, CalibratedObjective):
+        return
+    state = checkpoint.get("objective") if isinstance(checkpoint, dict) else None
+    if state is None:
+        raise ConfigError(f"checkpoint '{path}' has no objective state (checkpoint['objective']), but the objective "
+                          "was calibrated on the training data when the run started (calibrated constraints); "
+                          "resume from a checkpoint this run wrote, or start again without --resume.")
+    try:
+        objective.load_state_dict(state)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"checkpoint '{path}': the objective's calibrated state (checkpoint['objective']) cannot be "
+                          f"restored: {exc}. Resume from another checkpoint of this run, or start again without "
+                          "--resume (the constraints are then calibrated anew).") from None
 
 
 @contextmanager

@@ -32,6 +32,7 @@ from ganforge.registry.errors import ConfigError, PluginError
 from ganforge.registry.schema import (  # noqa: F401 - re-exported for code written against 0.1's ganforge.plugins
     NO,
     Component,
+    ComponentList,
     ComponentRef,
     Param,
     coerce,
@@ -117,7 +118,48 @@ class Registry:
         for prm in declared:
             if prm.ref is not None and full.get(prm.name) is not None:
                 self._resolve_ref(prm, full, path)
+            if prm.items is not None and full.get(prm.name) is not None:
+                full[prm.name] = self._resolve_items(prm, full[prm.name], f"{path}.{prm.name}")
         return plain(full) if written else full
+
+    def _resolve_items(self, prm: Param, entries: Any, path: str) -> list[dict[str, Any]]:
+        """Each entry of a :class:`ComponentList` parameter: the wrapper's own keys (``items.entry``'s
+        signature) and the named component's parameters, validated with their defaults filled in;
+        ``items.unique`` (default the name) differs between entries."""
+        spec = prm.items
+        assert spec is not None
+        entry = Component("entry", f"{spec.kind.replace('_', ' ')} entry", spec.entry or (lambda: None), "",
+                          "ganforge", "ganforge", "")
+        own = {p.name for p in entry.parameters()}
+        out: list[dict[str, Any]] = []
+        seen: dict[Any, int] = {}
+        for i, item in enumerate(entries):
+            where = f"{path}[{i}]"
+            if not isinstance(item, dict):
+                raise ConfigError(f"{where}: expected a mapping like {{name: ..., ...}}, got {item!r}.")
+            keys = validate_params(entry, {k: v for k, v in item.items() if k in own}, where)
+            try:
+                comp = self.resolve(spec.kind, {k: v for k, v in item.items() if k not in own}, where)
+            except ConfigError as exc:
+                if own and "unknown parameter" in str(exc):  # name the wrapper's keys among the valid ones
+                    raise ConfigError(f"{exc} The entry's own keys: {', '.join(sorted(own))}.") from None
+                raise
+            full = {"name": comp.pop("name")}
+            for p in entry.parameters():
+                full[p.name] = keys.get(p.name, p.default)
+            if spec.unique is not None and full.get(spec.unique) is None:
+                full[spec.unique] = full["name"]  # e.g. an id defaults to the component's name
+            full.update(comp)
+            key = full[spec.unique] if spec.unique is not None else full["name"]
+            if key in seen:
+                which = spec.unique or "name"
+                raise ConfigError(
+                    f"{where}.{which}: {key!r} is also the {which} of {path}[{seen[key]}]; two entries need distinct "
+                    f"{'ids' if which == 'id' else which + 's'}: give one of them `{spec.unique or 'id'}: <another name>`."
+                )
+            seen[key] = i
+            out.append(full)
+        return out
 
     def _resolve_ref(self, prm: Param, full: dict[str, Any], path: str) -> None:
         ref = prm.ref

@@ -41,6 +41,27 @@ class ComponentRef:
     params: Optional[str] = None
 
 
+@dataclass(frozen=True)
+class ComponentList:
+    """Marks a ``list[dict]`` parameter whose entries each name a registered component of ``kind``.
+
+    Every entry is ``{name: <registered name>, <the wrapper's own keys>, <the component's parameters>}``.
+    ``entry`` is a function whose typed signature declares the wrapper's own per-entry keys (checked
+    like a factory's parameters, defaults filled in); the other keys are validated against the named
+    component's schema. ``unique`` names the entry key that must differ between entries; it
+    defaults to the entry's ``name``. The ``constrained`` objective's::
+
+        def constraint_entry(weight: Annotated[float, NonNegative] = 1.0, id: Optional[str] = None): ...
+
+        constraints: Annotated[list[dict[str, Any]], ComponentList("constraint", entry=constraint_entry,
+                                                                    unique="id")] = ()
+    """
+
+    kind: str
+    entry: Optional[Callable[..., Any]] = None
+    unique: Optional[str] = None
+
+
 @dataclass
 class Param:
     name: str
@@ -49,6 +70,7 @@ class Param:
     required: bool
     constraints: tuple[Constraint, ...] = ()
     ref: Optional[ComponentRef] = None  # the value names a component of another kind
+    items: Optional[ComponentList] = None  # the value is a list of entries naming components of another kind
 
     @property
     def type_name(self) -> str:
@@ -56,6 +78,8 @@ class Param:
         notes = [c.text for c in self.constraints]
         if self.ref is not None:
             notes.append(f"a registered {self.ref.kind.replace('_', ' ')}")
+        if self.items is not None:
+            notes.append(f"entries {{name: <registered {self.items.kind.replace('_', ' ')}>, ...}}")
         return f"{text} ({', '.join(notes)})" if notes else text
 
 
@@ -88,7 +112,8 @@ class Component:
             full = hints.get(p.name, p.annotation)
             ann, constraints = split_constraints(full)
             required = p.default is inspect.Parameter.empty
-            out.append(Param(p.name, ann, None if required else p.default, required, constraints, _ref_of(full)))
+            out.append(Param(p.name, ann, None if required else p.default, required, constraints, _ref_of(full),
+                             _items_of(full)))
         return out
 
     def accepts_extra(self) -> bool:
@@ -100,6 +125,12 @@ class Component:
 def _ref_of(ann: Any) -> Optional[ComponentRef]:
     if typing.get_origin(ann) is typing.Annotated:
         return next((e for e in typing.get_args(ann)[1:] if isinstance(e, ComponentRef)), None)
+    return None
+
+
+def _items_of(ann: Any) -> Optional[ComponentList]:
+    if typing.get_origin(ann) is typing.Annotated:
+        return next((e for e in typing.get_args(ann)[1:] if isinstance(e, ComponentList)), None)
     return None
 
 
@@ -299,6 +330,13 @@ def schema_problem(comp: Component) -> str:
                 return f"parameter '{p.name}': a ComponentRef names a component: annotate it str, not {p.type_name}"
             if p.ref.params is not None and p.ref.params not in names:
                 return f"parameter '{p.name}': its ComponentRef's params={p.ref.params!r} is not a parameter of the factory"
+        if p.items is not None:
+            from ganforge.contract.hookspecs import KINDS
+
+            if p.items.kind not in KINDS:
+                return f"parameter '{p.name}': ComponentList kind {p.items.kind!r} is not a component kind ({', '.join(KINDS)})"
+            if typing.get_origin(p.annotation) is not list:
+                return f"parameter '{p.name}': a ComponentList is a list of entries: annotate it list[dict[str, Any]]"
         if not _expressible(p.annotation):
             return (f"parameter '{p.name}: {p.type_name}' cannot be given in a YAML config; annotate it with "
                     "bool, int, float, str, Path, Literal[...], Optional[...], or a list/tuple/dict of those")
@@ -319,5 +357,5 @@ def schema_problem(comp: Component) -> str:
     return ""
 
 
-__all__ = ["Component", "ComponentRef", "NO", "Param", "coerce", "convert_params", "plain", "schema_problem", "type_name",
+__all__ = ["Component", "ComponentList", "ComponentRef", "NO", "Param", "coerce", "convert_params", "plain", "schema_problem", "type_name",
            "validate_params"]

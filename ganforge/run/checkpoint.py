@@ -10,7 +10,7 @@ import torch
 
 from ganforge.contract.components import DataInfo
 from ganforge.io import NEVER_EXECUTES, UnsafeFileError, torch_load_data
-from ganforge.loop.module import GANModule
+from ganforge.loop.module import GANModule, restore_objective_state
 from ganforge.registry.errors import ConfigError
 from ganforge.registry.registry import Registry, get_registry
 
@@ -112,4 +112,5 @@ def load_module(path: str | Path, registry: Optional[Registry] = None, device: s
         raise ConfigError(f"checkpoint '{path}' does not match its networks: missing {missing[:5]}, "
                           f"unexpected {unexpected[:5]}. Were the plugins changed since it was written?")
     module.on_load_checkpoint(blob)
+    restore_objective_state(objective, blob, path)  # calibrated constraints: as the run measured them
     return module.to(device).eval()

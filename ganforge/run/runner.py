@@ -22,9 +22,9 @@ from ganforge.run.launch import RUN_DIR_ENV, Detected, Launch, detect_launch, wo
 from ganforge.loop import fastpaths
 from ganforge.run.callbacks import AtomicCheckpointIO, Evaluation, GANCheckpoint, SamplePictures
 from ganforge.run.checkpoint import load_checkpoint_file
-from ganforge.contract.components import GroupingDiscriminator, NotApplicable
-from ganforge.loop.data import GANDataModule
-from ganforge.loop.module import GANModule
+from ganforge.contract.components import CalibratedObjective, GroupingDiscriminator, NotApplicable, as_pair
+from ganforge.loop.data import GANDataModule, InMemoryDataset, fetch_batch, materialize
+from ganforge.loop.module import GANModule, restore_objective_state
 from ganforge.registry.errors import ConfigError
 from ganforge.registry.registry import Registry, get_registry
 
@@ -402,6 +402,7 @@ def _fit(cfg: dict[str, Any], run_dir: Path, ckpt: Optional[Path], progress: Opt
                           f"(trainer.devices x trainer.num_nodes); use a multiple of {world}, e.g. "
                           f"{(batch // world + 1) * world}.")
     check_batch_groups(built.module.discriminator, batch, world, cfg["discriminator"]["name"])
+    prepare_objective(built, ckpt, state, run_dir if trainer.is_global_zero else None)
     if trainer.is_global_zero:
         record = resume_mod.record_segment(run_dir, cfg, ckpt, plan, detected.launch)  # config.yaml once; segments.jsonl each start
         evaluation = next(c for c in trainer.callbacks if isinstance(c, Evaluation))
@@ -448,5 +449,71 @@ def _check_checkpoint(path: Path) -> dict[str, Any]:
     blob = load_checkpoint_file(path, mmap=True, hint=_intact_hint(path))
     if not isinstance(blob, dict) or "ganforge" not in blob:
         raise ConfigError(f"checkpoint '{path}' was not written by ganforge (no 'ganforge' section).")
-    # the loggers' own state (ganforge.reporting.loggers.LoggerStates) rides along for make_loggers
-    return {**blob["ganforge"], "loggers": blob.get("loggers") or {}}
+    # the loggers' own state (ganforge.reporting.loggers.LoggerStates) rides along for make_loggers,
+    # the objective's calibrated state (constrained GANs) for prepare_objective
+    return {**blob["ganforge"], "loggers": blob.get("loggers") or {}, "objective": blob.get("objective")}
+
+
+# -- calibrated objectives (constrained GANs) -------------------------------------------------------------
+
+CONSTRAINTS_FILE = "constraints.json"
+
+
+def calibration_data(dataset: Any, num: Optional[int], seed: int,
+                     chunk: int = 4096) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """The training samples a :class:`CalibratedObjective` is measured on, on the CPU: all of them
+    (``num`` None or not smaller than the dataset), else the first ``num`` of a permutation seeded by
+    ``seed``. A pure function of (data, num, seed): every rank gets the same, with no collective."""
+    n = len(dataset)
+    if num is None or num >= n:
+        x, y = materialize(dataset)
+    else:
+        g = torch.Generator()
+        g.manual_seed((seed * 1_000_003 + 424_242) % (2**63 - 1))
+        idx = torch.randperm(n, generator=g)[:num]
+        if isinstance(dataset, InMemoryDataset):
+            x, y = dataset.tensors()
+            x, y = x[idx.to(x.device)], (None if y is None else y[idx.to(y.device)])
+        else:
+            parts = [as_pair(fetch_batch(dataset, idx[i:i + chunk].tolist())) for i in range(0, num, chunk)]
+            x = torch.cat([p[0] for p in parts])
+            y = None if parts[0][1] is None else torch.cat([p[1] for p in parts])
+    return x.cpu(), (None if y is None else y.cpu())
+
+
+def prepare_objective(built: Built, ckpt: Optional[Path], state: Optional[dict[str, Any]],
+                      run_dir: Optional[Path]) -> None:
+    """A :class:`CalibratedObjective` is calibrated once, at the start of a fresh fit (every rank, the same
+    data), or given back its state from the checkpoint on resume (never calibrated again); rank 0
+    (``run_dir`` given) writes the state to ``constraints.json`` for people to read."""
+    objective = built.module.objective
+    if not isinstance(objective, CalibratedObjective):
+        return
+    if ckpt is None:
+        if objective.needs_calibration():
+            cfg = built.cfg
+            x, y = calibration_data(built.datamodule.dataset, objective.calibration_samples, cfg["seed"])
+            with torch.no_grad():
+                try:
+                    objective.calibrate(x, y)
+                except ValueError as exc:
+                    raise ConfigError(f"objective ({cfg['objective']['name']}) on dataset "
+                                      f"'{cfg['dataset']['name']}': {exc}") from None
+    else:
+        restore_objective_state(objective, state or {}, ckpt)
+    if run_dir is not None:
+        from ganforge.io import atomic_write_text
+
+        record = {"objective": built.cfg["objective"]["name"], **_jsonable(objective.state_dict()),
+                  "protocol": _jsonable(objective.protocol())}
+        atomic_write_text(run_dir / CONSTRAINTS_FILE, json.dumps(record, indent=2, allow_nan=True) + "\n")
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().tolist()
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj

@@ -1,5 +1,5 @@
 """The objectives plugin: ``minimax``, ``non-saturating``, ``hinge``, ``lsgan``, ``wgan``, ``wgan-gp``, ``acgan``,
-``unrolled``.
+``unrolled``, ``constrained``.
 
 One module per family (``real_fake.py``, ``wasserstein.py``, ``acgan.py``, shared parts in
 ``common.py``); the formulas and the conventions they share are in docs/objectives.md.
@@ -9,11 +9,12 @@ from typing import Callable
 
 from ganforge import Objective, Register, hookimpl
 from ganforge_plugins.objectives.acgan import ACGAN
+from ganforge_plugins.objectives.constrained import Constrained
 from ganforge_plugins.objectives.real_fake import Hinge, LeastSquares, Minimax, NonSaturating
 from ganforge_plugins.objectives.unrolled import Unrolled
 from ganforge_plugins.objectives.wasserstein import WGAN, WGANGP
 
-__all__ = ["ACGAN", "WGAN", "WGANGP", "Hinge", "LeastSquares", "Minimax", "NonSaturating", "OBJECTIVES", "Unrolled"]
+__all__ = ["ACGAN", "Constrained", "WGAN", "WGANGP", "Hinge", "LeastSquares", "Minimax", "NonSaturating", "OBJECTIVES", "Unrolled"]
 
 
 OBJECTIVES: dict[str, tuple[Callable[..., Objective], str]] = {
@@ -25,6 +26,7 @@ OBJECTIVES: dict[str, tuple[Callable[..., Objective], str]] = {
     "lsgan": (LeastSquares, "Least-squares GAN (Mao 2017), targets 0/1/1"),
     "acgan": (ACGAN, "Auxiliary-classifier GAN (Odena 2017) on top of any adversarial objective"),
     "unrolled": (Unrolled, "Unrolled GAN (Metz 2017): G's loss through k differentiable D updates, any base objective"),
+    "constrained": (Constrained, "Constrained GAN: any base objective plus weighted constraint penalties on G's samples"),
 }
 
 

@@ -1,0 +1,1 @@
+"""First-party constraints (the ``constraint`` kind, used by the ``constrained`` objective)."""
