@@ -297,3 +297,74 @@ def test_a_missing_or_corrupt_state_names_the_checkpoint_and_the_id(tmp_path, si
         lines = [x for x in err.splitlines() if x.startswith("ganforge: error:")]
         assert rc == 2 and len(lines) == 1, err
         assert f"checkpoint '{run / 'checkpoints' / name}'" in lines[0] and re.search(says, lines[0]), lines[0]
+
+
+def test_plugins_lists_the_installed_example_under_its_distribution(sigma) -> None:
+    _, reg = sigma
+    report = cli.plugins_report(reg)
+    (plugin,) = [p for p in report["plugins"] if p["distribution"] == "ganforge-sigma"]
+    assert plugin["api"] == 2 and [(c["kind"], c["name"]) for c in plugin["components"]] == [
+        ("constraint", "within-sigma")]
+    assert plugin["components"][0]["parameters"] == [{"name": "k", "type": "float", "default": "3.0",
+                                                      "required": False}]
+    assert not report["failed"]
+
+
+# -- two processes: the same calibration on every rank, no collective ---------------------------------------
+
+PROBE = '''
+import os
+from pathlib import Path
+
+import torch
+
+from ganforge import hookimpl
+from ganforge_sigma import WithinSigma
+
+GANFORGE_PLUGIN_API = 2
+
+
+class RecordedSigma(WithinSigma):
+    def __init__(self, out: str = "", k: float = 3.0, info=None) -> None:
+        super().__init__(k, info)
+        self.out = out
+
+    def calibrate(self, x, y) -> None:
+        super().calibrate(x, y)
+        rank = os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))
+        torch.save({"x": x, **self.state_dict()}, Path(self.out) / f"calibration_rank{rank}.pt")
+
+
+@hookimpl
+def ganforge_register_constraints(register) -> None:
+    register("recorded-sigma", RecordedSigma)
+'''
+
+
+@pytest.mark.distributed
+def test_two_ranks_calibrate_alike_and_agree_bit_for_bit(tmp_path) -> None:
+    from test_strategy import SMALL, Ranks, assert_identical_across_ranks, clean_env, run_worker, tail
+
+    site = make_fake_distribution(tmp_path / "site", "ganforge-sigma",
+                                  {"ganforge_sigma": docs_constraint_example(), "ganforge_probe": PROBE},
+                                  {"sigma": "ganforge_sigma", "probe": "ganforge_probe"})
+    out = tmp_path / "out"
+    out.mkdir()
+    job = {"tag": "constrained", "overrides": SMALL + [
+        "objective.name=constrained", "objective.calibration_samples=500",
+        f"objective.constraints=[{{name: recorded-sigma, out: '{out}', k: 2.0}}, {{name: norm-range, low: 0.9, "
+        "high: 1.1, weight: 0.5}]", "train.max_steps=30", "train.log_every_n_steps=10"]}
+    rc, log = run_worker([job], out, env=clean_env(PYTHONPATH=str(site)))
+    if rc != 0:
+        pytest.fail(f"the distributed worker exited with {rc}; log tail:\n{tail(log)}")
+    ranks = Ranks(out, "constrained")
+    ranks.assert_ok(log)
+    assert_identical_across_ranks(ranks)
+    c0, c1 = (torch.load(out / f"calibration_rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert c0["x"].shape[0] == 500  # the first calibration_samples of the seeded permutation, on every rank
+    for key in ("x", "mean", "std"):
+        assert torch.equal(c0[key], c1[key]), key
+    (run,) = {Path(s["run_dir"]) for s in ranks.states}
+    assert json.loads((run / "constraints.json").read_text())["calibrated_on"] == 500
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows if r.get("train/constraint/recorded-sigma")] == [10, 20, 30]
