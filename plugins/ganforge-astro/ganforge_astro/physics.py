@@ -187,11 +187,19 @@ def split_halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[: n // 2]), np.sort(perm[n // 2:])
 
 
-def hillas_rows_with_conditions(camera: Any, pe: np.ndarray, y: Optional[np.ndarray], cleaning: Cleaning) -> np.ndarray:
-    """``[PARAMETERS..., log10_energy, particle]`` rows; energy and particle NaN when ``y`` is missing."""
+def hillas_rows_with_conditions(camera: Any, pe: np.ndarray, y: Optional[np.ndarray], cleaning: Cleaning,
+                                columns: Optional[tuple[int, int]] = None) -> np.ndarray:
+    """``[PARAMETERS..., log10_energy, particle]`` rows; energy and particle NaN when ``y`` is missing.
+
+    ``columns``: the columns of log10 E and of the particle class in ``y``; by default the dataset's
+    layout (:mod:`ganforge_astro.dataset`: the particle class in column 0, log10 E in column 1)."""
+    from ganforge_astro.dataset import ENERGY_COL, PARTICLE_COL
+
     rows = image_parameters(camera.geometry, pe, cleaning, camera.focal_length_m)
     cond = np.full((len(pe), 2), np.nan)
     if y is not None:
         y = np.asarray(y, dtype=np.float64).reshape(len(pe), -1)
-        cond[:, : min(2, y.shape[1])] = y[:, :2]
+        for out_col, col in enumerate(columns or (ENERGY_COL, PARTICLE_COL)):
+            if col < y.shape[1]:
+                cond[:, out_col] = y[:, col]
     return np.concatenate([rows, cond], axis=1)

@@ -31,7 +31,7 @@ Per event, from one ``numpy.random.Generator`` seeded with the run's seed:
 * **cleaning** (optional, ``cleaning=True``): ctapipe's ``tailcuts_clean`` (picture 6 pe, boundary
   3 pe, 2 picture neighbours); pixels outside the mask are 0.
 
-Conditions: ``log10 E``, particle type, and with ``impact_condition=True`` the impact distance (see
+Conditions: the particle type (the class), ``log10 E``, and with ``impact_condition=True`` the impact distance (see
 :mod:`ganforge_astro.dataset`).
 
 ctapipe and scipy are imported inside the functions that use them: every ``ganforge`` command imports

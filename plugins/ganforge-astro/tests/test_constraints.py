@@ -107,7 +107,8 @@ def test_size_energy_calibration_and_penalty_by_hand(clean):
     lit = pe.sum(axis=1) > 0  # (a few toy events leave nothing after cleaning)
     assert np.median(np.abs(size[lit] / pe[lit].sum(axis=1) - 1)) < 0.02
     y = clean.y.numpy().astype(float)
-    e, g = y[:, 0], y[:, 1]  # iact-toy's columns today; the constraint finds them by name
+    conds = {c["name"]: c["column"] for c in clean.info.protocol["conditions"]}  # by name, as the constraint does
+    e, g = y[:, conds["log10_energy"]], y[:, conds["particle"]]
     rel = con.state_dict()["relation"]
     assert rel["groups"] == [0, 1]
     for j, grp in enumerate((0, 1)):
@@ -133,8 +134,8 @@ def test_size_energy_calibration_and_penalty_by_hand(clean):
 def test_size_energy_finds_columns_by_name_and_state_round_trip(clean):
     con = size_energy(clean.info)
     con.calibrate(clean.x, clean.y)
-    # the layout with class and continuous conditions together: particle first, then log10 E (by name)
-    conds = [{"name": "particle", "column": 0}, {"name": "log10_energy", "column": 1}]
+    # iact-toy's layout has the particle class in column 0, log10 E in 1; the swapped layout, described by name
+    conds = [{"name": "log10_energy", "column": 0}, {"name": "particle", "column": 1}]
     info2 = dataclasses.replace(clean.info, protocol={**clean.info.protocol, "conditions": conds})
     y2 = clean.y[:, [1, 0]]
     fresh = size_energy(info2)
@@ -144,9 +145,9 @@ def test_size_energy_finds_columns_by_name_and_state_round_trip(clean):
         fresh.load_state_dict({"relation": {"groups": [0]}})
     with pytest.raises(ValueError, match=r"particle type 3 was not in the training data"):
         bad = clean.y[:2].clone()
-        bad[:, 1] = 3
+        bad[:, 0] = 3  # the particle column of iact-toy
         con.penalty(clean.x[:2], bad)
-    no_energy = dataclasses.replace(clean.info, protocol={**clean.info.protocol, "conditions": conds[:1]})
+    no_energy = dataclasses.replace(clean.info, protocol={**clean.info.protocol, "conditions": conds[1:]})
     with pytest.raises(ValueError, match=r"size-energy: the dataset 'iact-toy' has no condition 'log10_energy'"):
         size_energy(no_energy)
     with pytest.raises(ValueError, match=r"tolerance=-1.0; expected a finite number >= 0"):

@@ -18,8 +18,9 @@ def toy():
 
 
 def _columns(toy):
-    return {"images": toy.pe.astype(np.float64), "energy": 10 ** toy.y[:, 0].numpy().astype(np.float64),
-            "particle": toy.y[:, 1].numpy().astype(np.int64)}
+    # y: particle class in column 0, log10 E in column 1
+    return {"images": toy.pe.astype(np.float64), "energy": 10 ** toy.y[:, 1].numpy().astype(np.float64),
+            "particle": toy.y[:, 0].numpy().astype(np.int64)}
 
 
 def _npz(tmp_path, name="data.npz", **arrays):
@@ -36,7 +37,7 @@ def test_npz_pixel_and_cartesian_layouts_give_the_toy_back(tmp_path, toy):
         ds = iact_file(str(_npz(tmp_path, f"{layout}.npz", **{**cols, "images": images})))
         np.testing.assert_array_equal(ds.pe, toy.pe, err_msg=layout)
         np.testing.assert_allclose(ds.y.numpy(), toy.y.numpy(), rtol=1e-6, err_msg=layout)
-        assert ds.info.sample_shape == (1, 32, 32) and ds.info.cond_dim == 2
+        assert ds.info.sample_shape == (1, 32, 32) and (ds.info.num_classes, ds.info.cond_dim) == (2, 1)
         assert ds.info.protocol["format"] == "npz" and len(ds.info.protocol["sha256"]) == 64
 
 
@@ -48,7 +49,10 @@ def test_npz_with_its_own_geometry_and_names(tmp_path, toy):
                 pix_x=g.pix_x.value, pix_y=g.pix_y.value, focal_length=np.float64(4.75))
     ds = iact_file(str(path), impact_key="impact")
     assert ds.info.protocol["camera"]["model"] == "positions" and ds.camera.n_pixels == 559
-    np.testing.assert_array_equal(ds.y[:, 1].numpy(), cols["particle"])
+    np.testing.assert_array_equal(ds.y[:, 0].numpy(), cols["particle"])
+    assert (ds.info.num_classes, ds.info.cond_dim) == (2, 2)
+    assert [(c["name"], c["column"]) for c in ds.info.protocol["conditions"]] == [
+        ("particle", 0), ("log10_energy", 1), ("impact_100m", 2)]
     np.testing.assert_allclose(ds.y[:, 2].numpy(), 1.5)  # impact in units of 100 m
     np.testing.assert_array_equal(ds.pe, toy.pe)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -96,6 +98,10 @@ def test_metric_refuses_data_without_a_camera():
         hillas(DataInfo(sample_shape=(1, 8, 8), kind="image", name="digits"))
     with pytest.raises(ValueError, match="energy_bins=0; expected an integer >= 1"):
         hillas(iact_toy(num_samples=4, seed=0).info, energy_bins=0)
+    info = iact_toy(num_samples=4, seed=0).info  # the columns are found by name in info.protocol["conditions"]
+    no_particle = dataclasses.replace(info, protocol={**info.protocol, "conditions": info.protocol["conditions"][1:]})
+    with pytest.raises(NotApplicable, match=r"needs the conditions log10_energy and particle .* has \['log10_energy'\]"):
+        hillas(no_particle)
     with pytest.raises(ValueError, match="parameters has \\['size'\\]"):
         hillas(iact_toy(num_samples=4, seed=0).info, parameters=("size",))
 
@@ -150,9 +156,9 @@ def test_acceptance_floor_and_protons_disguised_as_gammas(real):
     assert out["ratio"] == out["floor/ratio"] and 0.5 < out["real"] <= 1.0
     # proton images presented as gammas: the classifier rejects most of them
     m.reset()
-    protons = (real.y[:, 1] == 1).nonzero().flatten()
+    protons = (real.y[:, 0] == 1).nonzero().flatten()  # column 0: the particle class
     y = real.y[protons].clone()
-    y[:, 1] = 0
+    y[:, 0] = 0
     m.update(real.x[protons], y)
     out = m.compute()
     assert out["generated"] < 0.5 * out["real"] and out["generated_gammas"] == len(protons)

@@ -124,17 +124,25 @@ def test_toy_is_seeded_and_deterministic(small):
 
 def test_toy_dataset_info_describes_conditions(small):
     info = small.info
-    assert info.sample_shape == (1, 32, 32) and info.kind == "image" and info.cond_dim == 2
-    assert info.num_classes == 0  # particle type is a 0/1 column (networks take classes or conditions, not both)
-    names = [c["name"] for c in info.protocol["conditions"]]
-    assert names == ["log10_energy", "particle"]
-    assert info.protocol["conditions"][1]["values"] == {"0": "gamma", "1": "proton"}
+    # the particle type is the class (column 0 of y), log10 E the one continuous condition (column 1)
+    assert info.sample_shape == (1, 32, 32) and info.kind == "image"
+    assert (info.num_classes, info.cond_dim) == (2, 1)
+    conds = info.protocol["conditions"]
+    assert [(c["name"], c["column"], c["kind"]) for c in conds] == [("particle", 0, "class"),
+                                                                    ("log10_energy", 1, "continuous")]
+    assert conds[0]["values"] == {"0": "gamma", "1": "proton"}
+    labels, energy = info.split_conditions(small.y)  # ganforge's layout: checks the class column too
+    assert conds[1]["range"] == pytest.approx([float(energy.min()), float(energy.max())], rel=1e-6)  # float64 vs 32
+    assert set(labels.tolist()) <= {0, 1}
     assert info.protocol["camera"]["model"] == "toy-hex"
     x, y = small[0]
     assert x.shape == (1, 32, 32) and y.shape == (2,)
-    assert set(np.unique(small.y[:, 1].numpy())) <= {0.0, 1.0}
+    assert set(np.unique(small.y[:, 0].numpy())) <= {0.0, 1.0}
     assert (small.pe >= 0).all()  # cleaned: pixels outside the tail-cuts mask are 0, survivors above 3 pe
-    assert iact_toy(num_samples=5, seed=0, impact_condition=True).info.cond_dim == 3
+    with_impact = iact_toy(num_samples=5, seed=0, impact_condition=True).info
+    assert (with_impact.num_classes, with_impact.cond_dim) == (2, 2)
+    assert [c["column"] for c in with_impact.protocol["conditions"]] == [0, 1, 2]
+    assert with_impact.protocol["conditions"][2]["name"] == "impact_100m"
 
 
 def test_toy_physics_gammas_point_at_the_source_protons_do_not():
@@ -142,12 +150,12 @@ def test_toy_physics_gammas_point_at_the_source_protons_do_not():
     rows = image_parameters(ds.camera.geometry, ds.pe, Cleaning(), F)
     ok = np.isfinite(rows).all(1)
     alpha = rows[:, PARAMETERS.index("alpha")]
-    gamma = ok & (ds.y[:, 1].numpy() == 0)
-    proton = ok & (ds.y[:, 1].numpy() == 1)
+    gamma = ok & (ds.y[:, 0].numpy() == 0)
+    proton = ok & (ds.y[:, 0].numpy() == 1)
     assert gamma.sum() > 50 and proton.sum() > 30
     assert np.median(alpha[gamma]) < 15 < 30 < np.median(alpha[proton])
     # size grows with energy: positive correlation of log10 size and log10 E for gammas
-    c = np.corrcoef(rows[gamma, 0], ds.y[gamma, 0].numpy())[0, 1]
+    c = np.corrcoef(rows[gamma, 0], ds.y[gamma, 1].numpy())[0, 1]
     assert c > 0.5
 
 
