@@ -25,6 +25,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from ganforge_astro.camera import camera_from_info
+from ganforge_astro.dataset import condition_index
 from ganforge_astro.physics import (
     PARAMETERS,
     UNITS,
@@ -55,9 +56,12 @@ class _IACTMetric(Metric, GANMetric):
         if info is None or "camera" not in (info.protocol or {}):
             raise NotApplicable(f"{self.metric_name}: dataset '{getattr(info, 'name', '?')}' is not an IACT "
                                 "dataset (no info.protocol['camera']); use dataset.name=iact-toy or iact-file")
-        if info.cond_dim < 2:
-            raise NotApplicable(f"{self.metric_name}: needs the conditions log10 E and particle type "
-                                f"(cond_dim >= 2), dataset '{info.name}' has cond_dim={info.cond_dim}")
+        conditions = info.protocol.get("conditions")
+        self.columns = (condition_index(conditions, "log10_energy"), condition_index(conditions, "particle"))
+        if None in self.columns:  # found by name: info.protocol["conditions"] describes every column of y
+            raise NotApplicable(f"{self.metric_name}: needs the conditions log10_energy and particle in "
+                                f"info.protocol['conditions'], dataset '{info.name}' has "
+                                f"{[c.get('name') for c in conditions or []]}")
         for key, value, low in (("num_samples", num_samples, 2), ("energy_bins", energy_bins, 1)):
             if not isinstance(value, int) or value < low:
                 raise ValueError(f"{self.metric_name}: {key}={value!r}; expected an integer >= {low}")
@@ -76,7 +80,7 @@ class _IACTMetric(Metric, GANMetric):
     def _rows(self, x: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
         pe = self.camera.decode(x)
         yy = None if y is None else y.detach().cpu().double().numpy()
-        return torch.from_numpy(hillas_rows_with_conditions(self.camera, pe, yy, self.cleaning))
+        return torch.from_numpy(hillas_rows_with_conditions(self.camera, pe, yy, self.cleaning, self.columns))
 
     def real_key(self) -> dict[str, Any]:
         return {"metric": "iact-hillas-rows", "cleaning": self.cleaning.protocol(), "parameters": list(PARAMETERS)}
