@@ -22,6 +22,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ganforge_astro.dataset import ENERGY_COL, PARTICLE_COL
 from ganforge_astro.physics import PARAMETERS, UNITS, Cleaning, energy_edges, hillas_rows_with_conditions, survived
 
 
@@ -41,13 +42,14 @@ def real_vs_generated(camera: Any, real_pe: np.ndarray, real_y: np.ndarray, gen_
 
     plt = _pyplot()
     rng = np.random.default_rng(seed)
-    edges = energy_edges(real_y[:, 0], energy_bins)
-    particles = [p for p in (0, 1) if np.any(real_y[:, 1] == p)]
+    edges = energy_edges(real_y[:, ENERGY_COL], energy_bins)
+    particles = [p for p in (0, 1) if np.any(real_y[:, PARTICLE_COL] == p)]
     rows = [(p, k) for p in particles for k in range(energy_bins)]
     fig, axes = plt.subplots(len(rows), 2 * per_side, figsize=(2.2 * 2 * per_side, 2.3 * len(rows)), squeeze=False)
     for r, (p, k) in enumerate(rows):
         for side, (pe, y) in enumerate(((real_pe, real_y), (gen_pe, gen_y))):
-            inside = np.flatnonzero((y[:, 1] == p) & (y[:, 0] >= edges[k]) & (y[:, 0] < edges[k + 1]))
+            e = y[:, ENERGY_COL]
+            inside = np.flatnonzero((y[:, PARTICLE_COL] == p) & (e >= edges[k]) & (e < edges[k + 1]))
             pick = rng.choice(inside, size=min(per_side, len(inside)), replace=False) if len(inside) else []
             for c in range(per_side):
                 ax = axes[r, side * per_side + c]
@@ -59,7 +61,7 @@ def real_vs_generated(camera: Any, real_pe: np.ndarray, real_y: np.ndarray, gen_
                 disp.cmap = "inferno"
                 disp.set_limits_minmax(0, max(10.0, float(np.max(pe[i]))))
                 ax.set_title(f"{'real' if side == 0 else 'gen'} {'γ' if p == 0 else 'p'} "
-                             f"E={10 ** y[i, 0]:.1f} TeV", fontsize=7)
+                             f"E={10 ** y[i, ENERGY_COL]:.1f} TeV", fontsize=7)
     fig.suptitle("real (left) vs generated (right) per particle and energy bin; photoelectrons", fontsize=9)
     fig.tight_layout()
     path = Path(path)
