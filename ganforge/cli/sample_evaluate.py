@@ -728,7 +728,8 @@ def cmd_evaluate_samples(args: argparse.Namespace) -> int:
             raise ConfigError(f"--num-samples {args.num_samples}: --samples {args.samples} holds only {n} samples.")
         x, y, n = x[: args.num_samples], None if y is None else y[: args.num_samples], args.num_samples
     if y is not None and not ((info.num_classes > 0 and not y.is_floating_point())
-                              or (info.cond_dim > 0 and y.is_floating_point())):
+                              or (info.cond_dim > 0 and y.is_floating_point()
+                                  and y.reshape(len(y), -1).shape[1] == info.y_width)):
         y = None  # labels the reference does not have: the samples are evaluated unconditionally
     configured = {metric_id(m): m for m in configured_list}
     names = [s.strip() for s in args.metrics.split(",") if s.strip()] if args.metrics else list(configured)
