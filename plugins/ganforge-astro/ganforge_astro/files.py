@@ -195,7 +195,8 @@ def iact_file(
         path: The file (``.npz``, ``.h5``, ``.hdf5``).
         energy_key: npz: the column of primary energies in TeV.
         particle_key: npz: the column of particle types (0/1 or gamma/proton); ``null``: all gammas.
-        impact_key: npz: the column of impact distances in m, added as a third condition; ``null``: none.
+        impact_key: npz: the column of impact distances in m, a second continuous condition (column 2
+            of y, in 100 m); ``null``: none.
         tel_id: DL1: the telescope whose images are read.
         scale_pe: Amplitude map: photoelectrons where it turns from linear to logarithmic.
         max_pe: Amplitude map: photoelectrons that map to 1 (larger values are clipped).
