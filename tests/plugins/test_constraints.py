@@ -368,3 +368,27 @@ def test_two_ranks_calibrate_alike_and_agree_bit_for_bit(tmp_path) -> None:
     assert json.loads((run / "constraints.json").read_text())["calibrated_on"] == 500
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert [int(r["step"]) for r in rows if r.get("train/constraint/recorded-sigma")] == [10, 20, 30]
+
+
+def test_a_misspelt_hook_or_a_constraint_without_penalty_is_named() -> None:
+    import types
+
+    from ganforge import hookimpl, load_registry
+    from ganforge.registry.errors import PluginError
+
+    typo = types.ModuleType("typo_plugin")
+    typo.ganforge_register_constraint = hookimpl(lambda register: None)  # missing the s
+    with pytest.raises(PluginError, match="'ganforge_register_constraint' is not a ganforge hook; did you mean "
+                                          "'ganforge_register_constraints'"):
+        load_registry(extra=[("typo-plugin", typo)], strict=True, warn=False)
+
+    class NoPenalty:
+        def __init__(self, info: Any = None) -> None:
+            pass
+
+    odd = types.ModuleType("odd_plugin")
+    odd.ganforge_register_constraints = hookimpl(lambda register: register("no-penalty", NoPenalty))
+    reg = load_registry(extra=[("odd-plugin", odd)], strict=True, warn=False)
+    with pytest.raises(Exception, match=r"constraint 'no-penalty' \(from plugin 'odd-plugin'.*\) is invalid: "
+                                        r"constraint must define penalty"):
+        reg.build("constraint", {"name": "no-penalty"}, "objective.constraints[0]", info=POINTS)
