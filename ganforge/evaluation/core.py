@@ -6,6 +6,11 @@ wrote to ``summary.json`` (issue 12).
 Sampling rule: rank ``r`` of ``W`` generates its share of ``num_samples`` (:func:`rank_share`) from
 noise seeded with ``noise_seed(seed, r, -7, 0)`` (:func:`sampling_seed`), with the conditions of
 :func:`generation_conditions`. ``ganforge evaluate`` replays all ``W`` ranks in one process.
+
+Optional metric capabilities (``ganforge/contract/components.py``): a
+:class:`~ganforge.contract.components.GeneratorMetric` is also handed ``generate(n)`` for each rank's
+share (:func:`generator_fn`); a :class:`~ganforge.contract.components.PictureMetric` draws its pictures
+after the evaluation (:func:`metric_pictures`, rank 0, during training).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from ganforge.contract.components import DataInfo, as_pair
+from ganforge.contract.components import DataInfo, GenerateFn, GeneratorMetric, as_pair
 from ganforge.io import short_repr
 from ganforge.loop.module import noise_seed
 
@@ -152,6 +157,21 @@ def generator_used(module: Any, use_ema: bool) -> str:
     return "ema" if use_ema and module.generator_ema is not None else "raw"
 
 
+def generator_fn(module: Any, dataset: Any, seed: int, use_ema: bool) -> GenerateFn:
+    """``generate(n) -> (x, y)`` for a :class:`~ganforge.contract.components.GeneratorMetric`: ``n`` samples
+    in one batch from the generator evaluation uses, noise seeded with ``seed`` (the rank's sampling seed)
+    and conditions drawn by :func:`generation_conditions` with it, so every call gives the same samples."""
+
+    @torch.no_grad()
+    def generate(n: int) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"generate(n): n={n!r}; expected a positive integer")
+        y = generation_conditions(module.info, dataset, n, seed, module.device)
+        return module.sample(n, y=y, seed=seed, ema=use_ema, batch_size=n), y
+
+    return generate
+
+
 @torch.no_grad()
 def evaluate(module: Any, metrics: Sequence[tuple[str, Any]], dataset: Any, seed: int, *, use_ema: bool = True,
              world: int = 1, ranks: Optional[Iterable[int]] = None, sources: Optional[Sequence[str]] = None,
@@ -183,6 +203,8 @@ def evaluate(module: Any, metrics: Sequence[tuple[str, Any]], dataset: Any, seed
         for rank in ranks:
             n = rank_share(total, rank, world)
             s = sampling_seed(seed, rank)
+            if isinstance(metric, GeneratorMetric):
+                metric.observe_generator(generator_fn(module, dataset, s, use_ema))
             y = generation_conditions(module.info, dataset, n, s, module.device)
             x = module.sample(n, y=y, seed=s, ema=use_ema)
             for i in range(0, n, UPDATE_BATCH):
@@ -195,6 +217,30 @@ def evaluate(module: Any, metrics: Sequence[tuple[str, Any]], dataset: Any, seed
                                       device=module.device.type),
             "generator_used": generator,
         }
+    return out
+
+
+def metric_pictures(metrics: Sequence[tuple[str, Any]], run_dir: Any, step: int) -> dict[str, Any]:
+    """The pictures of every :class:`~ganforge.contract.components.PictureMetric` in ``metrics`` after an
+    evaluation at generator step ``step``: each draws into ``<run_dir>/samples/<metric id>/``; the result
+    maps ``"<metric id>/<name>"`` to the PNG's path (what :class:`~ganforge.contract.components.PictureLogger`
+    receives). A metric that returns something else than ``{name: existing file}`` is a ComponentError."""
+    from pathlib import Path
+
+    from ganforge.contract.components import ComponentError, PictureMetric
+
+    out: dict[str, Any] = {}
+    for name, metric in metrics:
+        if not isinstance(metric, PictureMetric):
+            continue
+        directory = Path(run_dir) / "samples" / name
+        directory.mkdir(parents=True, exist_ok=True)
+        drawn = metric.draw_pictures(directory, step)
+        if not isinstance(drawn, Mapping) or not all(
+                isinstance(k, str) and Path(v).is_file() for k, v in drawn.items()):
+            raise ComponentError(f"metric '{name}': draw_pictures() returned {short_repr(drawn)}; expected a dict "
+                                 "of picture name → path of a PNG file it wrote")
+        out.update({f"{name}/{k}": Path(v) for k, v in drawn.items()})
     return out
 
 

@@ -17,7 +17,8 @@ from ganforge.run.checkpoint import load_checkpoint_file
 from ganforge.reporting.imaging import panel_grid, points_extent, samples_picture, save_png
 from ganforge.io import atomic_torch_save, write_json
 from ganforge.evaluation.core import evaluate as evaluate_metrics
-from ganforge.evaluation.core import full_protocol, generation_conditions, generator_used, prepare_real
+from ganforge.evaluation.core import (full_protocol, generation_conditions, generator_used, metric_pictures,
+                                      prepare_real)
 from ganforge.loop.module import GANModule, NonFiniteError, log_to_loggers
 from ganforge.run.stopping import EarlyStop
 
@@ -213,6 +214,10 @@ class Evaluation(L.Callback):
         if trainer.is_global_zero:
             for listener in self.listeners:
                 listener(pl_module.g_steps, values)
+            # pictures the metrics draw of what they just measured (PictureMetric), to the picture loggers
+            pictures = metric_pictures(self.metrics, self.run_dir, pl_module.g_steps)
+            if pictures:
+                SamplePictures.publish(trainer, pl_module.g_steps, pictures)
         return values
 
     def _stop_error(self, trainer: L.Trainer, pl_module: GANModule, exc: Exception) -> Exception:

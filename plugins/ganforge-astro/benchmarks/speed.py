@@ -1,62 +1,53 @@
 """Images per second: the toy simulator (with cleaning and Hillas) vs a generator, on this machine.
 
-    OMP_NUM_THREADS=1 python plugins/ganforge-astro/benchmarks/speed.py [--checkpoint runs/.../last.ckpt]
+    OMP_NUM_THREADS=1 python plugins/ganforge-astro/benchmarks/speed.py [--batch 500 --repeats 5]
 
-Without a checkpoint the generator is an untrained ``dcgan`` of the iact-cgan config's size (its speed
-does not depend on its weights). Both sides produce pixel images in photoelectrons: the generator's
-time includes decoding to pixels (cartesian → hexagonal, inverse amplitude map); the simulator's
-includes cleaning. Hillas parametrization is timed separately (both sides need it to be analysed).
-Reference: the TAIGA-IACT GAN, ~400 images/s (GRID'2021).
+The generator is an untrained ``dcgan`` of the iact-cgan config's size (its speed does not depend on
+its weights); for a trained checkpoint, the metric does the same measurement:
+``ganforge evaluate runs/.../last.ckpt --metrics generation-speed``. Both use
+:mod:`ganforge_astro.speed`: the generator's time includes decoding to pixels in photoelectrons
+(cartesian → hexagonal, inverse amplitude map), the simulator's includes cleaning and the Hillas
+parametrization (also reported alone). One untimed warm-up round, then ``--repeats`` timed rounds;
+each rate is the median over rounds. Reference: the TAIGA-IACT GAN, ~400 images/s (GRID'2021).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import torch
 from ganforge import build_component
 
-from ganforge_astro.physics import Cleaning, image_parameters
+from ganforge_astro.speed import simulator_for, speed_values, time_generator, time_simulator
 from ganforge_astro.toy import iact_toy
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--events", type=int, default=500)
-    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--events", type=int, default=100, help="simulated events per round")
+    ap.add_argument("--batch", type=int, default=500, help="generated images per round (one batch)")
+    ap.add_argument("--repeats", type=int, default=5, help="timed rounds of each side")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
 
-    t0 = time.perf_counter()
-    ds = iact_toy(num_samples=args.events, seed=0)
-    sim_s = time.perf_counter() - t0  # includes building the camera (once, a few ms)
-    t0 = time.perf_counter()
-    image_parameters(ds.camera.geometry, ds.pe, Cleaning(), ds.camera.focal_length_m)
-    hillas_s = time.perf_counter() - t0
+    ds = iact_toy(num_samples=args.batch, seed=0)  # the conditions the generator is given
+    sim, _ = simulator_for(ds.camera, ds.info.protocol)
+    simulator = time_simulator(sim, args.events, args.repeats, seed=1)
 
     g = build_component("generator", "dcgan", {"latent_dim": 64, "width": 64, "conditioning": "cbn"}, info=ds.info)
     g.eval()
-    z = torch.randn(args.batch, *g.latent_shape)
-    y = ds.y[torch.arange(args.batch) % len(ds)]
-    with torch.no_grad():
-        g(z[:8], y[:8])  # warm-up
-        t0 = time.perf_counter()
-        x = g(z, y)
-        net_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        ds.camera.decode(x)
-        decode_s = time.perf_counter() - t0
-    out = {
-        "toy_images_per_s": args.events / sim_s,
-        "hillas_images_per_s": args.events / hillas_s,
-        "generator_images_per_s": args.batch / (net_s + decode_s),
-        "generator_network_only_images_per_s": args.batch / net_s,
-        "speedup_generator_vs_toy": (sim_s / args.events) / ((net_s + decode_s) / args.batch),
-        "threads": torch.get_num_threads(), "batch": args.batch, "events": args.events,
-    }
-    print(json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in out.items()}, indent=1))
+
+    @torch.no_grad()
+    def generate(n: int) -> torch.Tensor:
+        return g(torch.randn(n, *g.latent_shape), ds.y[torch.arange(n) % len(ds)])
+
+    generator = time_generator(generate, ds.camera.decode, args.batch, args.repeats)
+    out = {**speed_values(generator, simulator), "simulation_only_images_per_s": simulator["simulation_images_per_s"],
+           "threads": torch.get_num_threads(), "batch": args.batch, "events_per_round": args.events,
+           "repeats": args.repeats}
+    print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in out.items()}, indent=1))
 
 
 if __name__ == "__main__":

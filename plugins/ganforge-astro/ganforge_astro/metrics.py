@@ -16,6 +16,7 @@ Distributed: the per-image rows are torchmetrics ``"cat"`` state, real rows arri
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -39,6 +40,7 @@ from ganforge_astro.physics import (
 )
 
 N_PAR = len(PARAMETERS)
+PICTURE_POOL = 300  # generated images the hillas metric keeps per rank and evaluation for its pictures
 E_COL, P_COL = N_PAR, N_PAR + 1  # columns of log10 energy and particle type in a row
 
 
@@ -126,18 +128,90 @@ class _IACTMetric(Metric, GANMetric):
 
 
 class HillasMetric(_IACTMetric):
-    """Per Hillas parameter and per energy bin: W1 and KS of generated vs real, with the real-vs-real floor."""
+    """Per Hillas parameter and per energy bin: W1 and KS of generated vs real, with the real-vs-real floor.
+
+    With ``pictures`` it is also a :class:`ganforge.PictureMetric`: after each evaluation in training
+    it draws real vs generated camera images per particle and energy bin (hexagonal, ctapipe's
+    ``CameraDisplay``) and the Hillas histograms overlaid (:mod:`ganforge_astro.pictures`). For that the
+    real pass also keeps the real images and conditions (``real_reduce`` gains ``images`` and ``y``),
+    and ``update()`` keeps the first :data:`PICTURE_POOL` generated images of this rank (plain
+    attributes, not state: rank 0 draws from its own share; the histograms use every rank's rows).
+    """
 
     metric_name = "hillas"
 
-    def __init__(self, *args: Any, parameters: tuple[str, ...] = PARAMETERS, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, parameters: tuple[str, ...] = PARAMETERS, pictures: bool = True,
+                 pictures_per_bin: int = 2, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         unknown = [p for p in parameters if p not in PARAMETERS]
         if unknown:
             raise ValueError(f"hillas: parameters has {unknown}; expected names from {list(PARAMETERS)}")
+        if not isinstance(pictures_per_bin, int) or isinstance(pictures_per_bin, bool) or pictures_per_bin < 1:
+            raise ValueError(f"hillas: pictures_per_bin={pictures_per_bin!r}; expected a positive integer")
         self.parameters = tuple(parameters)
+        self.pictures = bool(pictures)
+        self.pictures_per_bin = int(pictures_per_bin)
+        if self.pictures:
+            self.real_reduce = {"rows": "cat", "images": "cat", "y": "cat"}
+        self.real_images: Optional[np.ndarray] = None
+        self.real_y: Optional[np.ndarray] = None
+        self._pool: list[tuple[np.ndarray, np.ndarray]] = []  # (pe, y) of generated images, this rank
+        self._drawn: Optional[tuple[np.ndarray, dict[str, float]]] = None  # generated rows, values
+
+    def real_batch(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+        out = super().real_batch(x, y)
+        if self.pictures:
+            out["images"] = torch.from_numpy(self.camera.decode(x).astype(np.float32))
+            out["y"] = (torch.full((len(x), 1), float("nan")) if y is None
+                        else y.detach().cpu().float().reshape(len(x), -1))
+        return out
+
+    def set_real(self, stats: dict[str, Any]) -> None:
+        super().set_real(stats)
+        if self.pictures:
+            self.real_images = np.asarray(stats["images"], dtype=np.float64)
+            self.real_y = np.asarray(stats["y"], dtype=np.float64)
+
+    def reset(self) -> None:
+        super().reset()
+        self._pool = []
+        self._drawn = None
+
+    def update(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> None:
+        super().update(x, y)
+        kept = sum(len(pe) for pe, _ in self._pool)
+        if self.pictures and kept < PICTURE_POOL and y is not None:
+            take = PICTURE_POOL - kept
+            self._pool.append((self.camera.decode(x[:take]), y[:take].detach().cpu().double().numpy()))
+
+    def draw_pictures(self, directory: Path, step: int) -> dict[str, Path]:
+        """``cameras`` (real vs generated per particle and energy bin) and ``hillas`` (histograms) of the
+        last ``compute()``, as ``<directory>/{cameras,hillas}_step_<step>.png``; ``{}`` without ``pictures``."""
+        if not self.pictures or self._drawn is None or self.real_images is None or not self._pool:
+            return {}
+        from ganforge_astro.pictures import hillas_overlay, real_vs_generated
+
+        gen_rows, values = self._drawn
+        gen_pe = np.concatenate([pe for pe, _ in self._pool])
+        gen_y = np.concatenate([y for _, y in self._pool])
+        title = (f"step {step}: survived {values.get('survived', float('nan')):.2f} (real "
+                 f"{values.get('floor/survived', float('nan')):.2f}), W1/floor {values.get('w1_over_floor', float('nan')):.2f}")
+        columns = getattr(self, "columns", None)
+        directory = Path(directory)
+        cams = real_vs_generated(self.camera, self.real_images, self.real_y, [("generated", gen_pe, gen_y)],
+                                 directory / f"cameras_step_{step:07d}.png", energy_bins=self.energy_bins,
+                                 per_side=self.pictures_per_bin, columns=columns, title=title)
+        hist = hillas_overlay(self.real_rows, [("generated", gen_rows)], directory / f"hillas_step_{step:07d}.png",
+                              title=title)
+        return {"cameras": cams, "hillas": hist}
 
     def compute(self) -> dict[str, float]:
+        out = self._compute()
+        if self.pictures:
+            self._drawn = (self._sides()[2], dict(out))
+        return out
+
+    def _compute(self) -> dict[str, float]:
         a, b, gen, edges = self._sides()
         out = compare(a, a[:, E_COL], gen, gen[:, E_COL], edges, self.parameters)
         floor = compare(a, a[:, E_COL], b, b[:, E_COL], edges, self.parameters)
@@ -155,7 +229,10 @@ class HillasMetric(_IACTMetric):
     def protocol(self) -> dict[str, Any]:
         return {**self._base_protocol(), "metric": "hillas", "parameters": list(self.parameters),
                 "distances": "scipy.stats.wasserstein_distance (W1), scipy.stats.ks_2samp statistic (KS), "
-                             "on images that survive cleaning, each side separately"}
+                             "on images that survive cleaning, each side separately",
+                "pictures": (f"cameras: {self.pictures_per_bin} real and generated images per particle and energy "
+                             f"bin (generated from rank 0's first {PICTURE_POOL}); hillas: histograms of all "
+                             "surviving real and generated images" if self.pictures else "none")}
 
 
 class SizeEnergyMetric(_IACTMetric):
@@ -231,7 +308,8 @@ class AcceptanceMetric(_IACTMetric):
 
 def hillas(info: DataInfo, num_samples: int = 1000, num_real: Optional[int] = 2000, energy_bins: int = 3,
            parameters: tuple[str, ...] = PARAMETERS, picture_pe: float = 6.0, boundary_pe: float = 3.0,
-           min_pixels: int = 3, floor_seed: int = 0) -> HillasMetric:
+           min_pixels: int = 3, floor_seed: int = 0, pictures: bool = True,
+           pictures_per_bin: int = 2) -> HillasMetric:
     """Hillas-parameter distances (W1, KS) of generated vs real IACT images, per energy bin, with the floor.
 
     Args:
@@ -244,9 +322,12 @@ def hillas(info: DataInfo, num_samples: int = 1000, num_real: Optional[int] = 20
         boundary_pe: Tail-cuts boundary threshold (photoelectrons).
         min_pixels: Images with fewer pixels after cleaning are not parametrized.
         floor_seed: Seed of the permutation that splits the real images into halves.
+        pictures: Draw camera images (real vs generated per particle and energy bin) and the Hillas
+            histograms after every evaluation in training, for the run directory and the picture loggers.
+        pictures_per_bin: Real and generated images per particle and energy bin in the camera picture.
     """
     return HillasMetric(info, num_samples, num_real, energy_bins, picture_pe, boundary_pe, min_pixels, floor_seed,
-                        parameters=tuple(parameters))
+                        parameters=tuple(parameters), pictures=pictures, pictures_per_bin=pictures_per_bin)
 
 
 def size_energy(info: DataInfo, num_samples: int = 1000, num_real: Optional[int] = 2000, energy_bins: int = 3,
@@ -285,3 +366,120 @@ def acceptance(info: DataInfo, num_samples: int = 1000, num_real: Optional[int] 
     """
     return AcceptanceMetric(info, num_samples, num_real, 1, picture_pe, boundary_pe, min_pixels, floor_seed,
                             threshold=threshold, weights=weights)
+
+
+class GenerationSpeedMetric(Metric, GANMetric):
+    """Images per second of the generator being evaluated and of the toy simulator, on this process.
+
+    A :class:`ganforge.GeneratorMetric`: the engine hands it ``generate(n)`` for each rank's share, and
+    it times ``generate(batch)`` plus decoding to camera pixels in photoelectrons, and the toy simulator
+    per image including cleaning and Hillas parametrization (:mod:`ganforge_astro.speed`). The samples
+    ``update()`` receives are not used (``num_samples = 1``: the engine generates one per rank).
+
+    Distributed: every rank times itself on its own device; each timing is a row of torchmetrics
+    ``"cat"`` state, and the values are the **mean over ranks** of the per-process rates (a
+    throughput per process, not the sum over processes). ``ganforge evaluate --world-size W`` replays
+    the ``W`` ranks in one process, one after the other. The simulator is timed once per process (at
+    its first evaluation: it does not change during training), the generator at every evaluation.
+    """
+
+    full_state_update = False
+    needs_real = False
+    num_samples = 1
+    metric_name = "generation-speed"
+    units = {"generator_images_per_s": "images/s", "simulator_images_per_s": "images/s",
+             "generator_network_images_per_s": "images/s", "simulator_hillas_images_per_s": "images/s"}
+    context = ("ranks", "threads")
+
+    def __init__(self, info: Optional[DataInfo], batch: int, repeats: int, simulator_events: int) -> None:
+        super().__init__()
+        if info is None or "camera" not in (info.protocol or {}):
+            raise NotApplicable(f"generation-speed: dataset '{getattr(info, 'name', '?')}' is not an IACT "
+                                "dataset (no info.protocol['camera']); use dataset.name=iact-toy or iact-file")
+        for key, value in (("batch", batch), ("repeats", repeats), ("simulator_events", simulator_events)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"generation-speed: {key}={value!r}; expected a positive integer")
+        from ganforge_astro.speed import simulator_for
+
+        self.info = info
+        self.camera = camera_from_info(info, "generation-speed")
+        self.batch, self.repeats, self.simulator_events = int(batch), int(repeats), int(simulator_events)
+        self.simulator, self.simulator_source = simulator_for(self.camera, info.protocol)
+        self.simulator_timing: Optional[dict[str, float]] = None
+        self.devices: list[str] = []
+        # one row per timed rank: generator, generator network only, simulator, Hillas alone, threads
+        self.add_state("timings", [], dist_reduce_fx="cat")
+
+    def observe_generator(self, generate: Any) -> None:
+        """Time ``generate`` (and, on the first call, the simulator); one row of state per call."""
+        from ganforge_astro.speed import time_generator, time_simulator
+
+        gen = time_generator(generate, self.camera.decode, self.batch, self.repeats)
+        if self.simulator_timing is None:
+            self.simulator_timing = time_simulator(self.simulator, self.simulator_events, self.repeats, seed=0)
+        sim = self.simulator_timing
+        x, _ = generate(1)
+        where = x.device.type
+        if x.device.type == "cuda":
+            where += f" ({torch.cuda.get_device_name(x.device)})"
+        if where not in self.devices:
+            self.devices.append(where)
+        row = [gen["images_per_s"], gen["network_images_per_s"], sim["images_per_s"], sim["hillas_images_per_s"],
+               float(torch.get_num_threads())]
+        self.timings.append(torch.tensor([row], dtype=torch.float64, device=self.device))
+
+    def update(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> None:
+        """Generated samples are not what this metric measures (see :meth:`observe_generator`)."""
+
+    def compute(self) -> dict[str, float]:
+        from ganforge_astro.speed import speed_values
+
+        if not self.timings:
+            raise RuntimeError("generation-speed: nothing was timed; the metric needs the generator, which "
+                               "ganforge's evaluation hands it (ganforge fit's metrics.list, ganforge evaluate)")
+        t = dim_zero_cat(self.timings).double().cpu().numpy()
+        mean = t.mean(axis=0)
+        out = speed_values({"images_per_s": mean[0], "network_images_per_s": mean[1]},
+                           {"images_per_s": mean[2], "hillas_images_per_s": mean[3]})
+        out.update({"ranks": float(len(t)), "threads": float(mean[4])})
+        return out
+
+    def protocol(self) -> dict[str, Any]:
+        from ganforge_astro.speed import PUBLISHED_IMAGES_PER_S
+
+        return {
+            "metric": "generation-speed",
+            "generator": f"generate({self.batch}) (noise, conditions, forward pass in one batch, eval mode, "
+                         "no_grad), then decoding to camera pixels in photoelectrons (cartesian -> hexagonal, "
+                         "inverse amplitude map, copied to the host)",
+            "simulator": f"{self.simulator_source}: ToySimulator.simulate (ctapipe toymodel, Poisson pe + NSB, "
+                         "tailcuts_clean) then physics.image_parameters (tailcuts_clean, hillas_parameters, "
+                         f"leakage_parameters), {self.simulator_events} events per round",
+            "rounds": f"1 untimed warm-up round, then {self.repeats} timed rounds (time.perf_counter); each rate "
+                      "is the median over rounds of images / seconds",
+            "batch": self.batch,
+            "repeats": self.repeats,
+            "simulator_events": self.simulator_events,
+            "device": ", ".join(self.devices) or "not timed yet",
+            "torch_threads": torch.get_num_threads(),
+            "distributed": "each rank times itself; values are the mean over ranks of the per-process rates",
+            "simulator_timed": "once per process (first evaluation); the generator at every evaluation",
+            "published_images_per_s": PUBLISHED_IMAGES_PER_S,
+            "published": "TAIGA-IACT GAN, ~400 images/s (Dubenskaya et al., GRID'2021, arXiv:2211.15807), "
+                         "their hardware",
+            "ratio": "generator_images_per_s / simulator_images_per_s",
+        }
+
+
+def generation_speed(info: DataInfo, batch: int = 500, repeats: int = 3,
+                     simulator_events: int = 100) -> GenerationSpeedMetric:
+    """Images per second of the generator (with decoding to pixels) vs the toy simulator (with cleaning and
+    Hillas) on the same process, and vs the published ~400 images/s of the TAIGA-IACT GAN.
+
+    Args:
+        info: The dataset's info (injected): an IACT dataset (``iact-toy``, ``iact-file``).
+        batch: Images per timed generator round (one batch).
+        repeats: Timed rounds of each side (after one untimed warm-up); the rate is their median.
+        simulator_events: Events the toy simulator draws, cleans and parametrizes per round.
+    """
+    return GenerationSpeedMetric(info, batch, repeats, simulator_events)
