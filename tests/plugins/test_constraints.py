@@ -392,3 +392,33 @@ def test_a_misspelt_hook_or_a_constraint_without_penalty_is_named() -> None:
     with pytest.raises(Exception, match=r"constraint 'no-penalty' \(from plugin 'odd-plugin'.*\) is invalid: "
                                         r"constraint must define penalty"):
         reg.build("constraint", {"name": "no-penalty"}, "objective.constraints[0]", info=POINTS)
+
+
+def test_weight_zero_trains_exactly_as_the_base_objective(tmp_path) -> None:
+    """The wrapper adds nothing but its penalties: with every weight 0 the run is the base's, bit for bit."""
+    common = [*TINY, "train.max_steps=10", "objective.name=hinge"]
+    assert cli.main(["fit", *common, f"root_dir={tmp_path / 'plain'}"]) == 0
+    assert cli.main(["fit", *common, f"root_dir={tmp_path / 'watched'}", "objective.name=constrained",
+                     "objective.base=hinge", "objective.constraints=[{name: norm-range, low: 0.97, high: 1.03, "
+                     "weight: 0}]"]) == 0
+    (a,), (b,) = ((tmp_path / d).glob("*/*/checkpoints/last.ckpt") for d in ("plain", "watched"))
+    sa, sb = (torch.load(p, weights_only=True)["state_dict"] for p in (a, b))
+    assert sa.keys() == sb.keys() and all(torch.equal(v, sb[k]) for k, v in sa.items())
+
+
+def test_constrained_goes_outside_the_other_wrappers() -> None:
+    ring = {"name": "norm-range", "low": 0.5, "high": 1.5}
+    with pytest.raises(ConfigError, match=r"'constrained' goes outside unrolled.*objective=\{name: constrained, base: "
+                                          r"unrolled"):
+        build("objective", {"name": "unrolled", "base": "constrained"})
+    labelled = DataInfo(sample_shape=(2,), num_classes=3, name="labelled")
+    with pytest.raises(ConfigError, match=r"'constrained' goes outside acgan"):
+        build("objective", {"name": "acgan", "base": "constrained"}, labelled)
+    outer = constrained(ring, base="unrolled", base_params={"steps": 1})
+    assert outer.needs_double_backward and outer.inner.steps == 1
+    torch.manual_seed(0)
+    D, G = _D(), torch.nn.Linear(3, 2)
+    out = outer.generator_loss(D, torch.randn(8, 2), G(torch.randn(8, 3)), None)
+    assert "unrolled_d_loss" in out.logs and "constraint/norm-range" in out.run_logs
+    acgan = constrained(ring, base="acgan", info=labelled)
+    assert acgan.inner.class_weight == 1.0

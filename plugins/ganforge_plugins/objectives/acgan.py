@@ -84,6 +84,9 @@ class ACGAN(Objective):
             )
         if base == self.name:
             raise ValueError("base must be an adversarial objective, got 'acgan'; use e.g. 'non-saturating'")
+        if base == "constrained":  # its penalties, logs and calibration belong outside any other wrapper
+            raise ValueError("base 'constrained' goes outside acgan, not inside: write objective={name: constrained, "
+                             "base: acgan, base_params: {...}, constraints: [...]}")
         self.info = info
         self.base = base
         self.class_weight = float(class_weight)

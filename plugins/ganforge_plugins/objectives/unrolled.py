@@ -61,6 +61,9 @@ class Unrolled(Objective):
         if base == self.name:
             raise ValueError("objective.base must be an adversarial objective, got 'unrolled' (unrolling an unrolled "
                              "objective); use e.g. objective.base=non-saturating and raise objective.steps instead")
+        if base == "constrained":  # its penalties, logs and calibration belong outside any other wrapper
+            raise ValueError("objective.base: 'constrained' goes outside unrolled, not inside: write objective={name: "
+                             "constrained, base: unrolled, base_params: {steps: ...}, constraints: [...]}")
         self.base = base
         self.steps = int(steps)
         self.lr = float(lr)
