@@ -646,7 +646,8 @@ class PictureLogger(Protocol):
     """Receives the sample pictures as the engine writes them (rank 0, at the generator step ``step``).
 
     ``pictures`` maps a key to a PNG in the run directory: ``"samples/step"`` is this snapshot and
-    ``"samples/progress"`` the "Step 0 … Step N" strip, rewritten at every snapshot. A resumed run
+    ``"samples/progress"`` the "Step 0 … Step N" strip, rewritten at every snapshot;
+    ``"<metric id>/<name>"`` a picture a :class:`PictureMetric` drew after an evaluation. A resumed run
     sends only the pictures it writes itself.
     """
 
