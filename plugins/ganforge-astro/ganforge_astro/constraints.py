@@ -50,7 +50,7 @@ from typing import Annotated, Any, Mapping, Optional
 
 import numpy as np
 import torch
-from ganforge import DataInfo, NonNegative, Positive
+from ganforge import DataInfo, Finite, NonNegative, Positive
 
 from ganforge_astro.camera import CartesianCamera, camera_from_info
 from ganforge_astro.physics import Cleaning
@@ -322,7 +322,7 @@ def size_energy(info: DataInfo, tolerance: Annotated[float, NonNegative] = 1.0,
     return SizeEnergyConstraint(info, tolerance, soft_clean_pe)
 
 
-def non_negative(info: DataInfo, min_pe: Optional[float] = None) -> NonNegativeConstraint:
+def non_negative(info: DataInfo, min_pe: Annotated[Optional[float], Finite] = None) -> NonNegativeConstraint:
     """No camera pixel amplitude below the lowest one a real image has.
 
     Penalty: mean over camera pixels of the squared excess below it, in network units.

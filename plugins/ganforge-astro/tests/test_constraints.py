@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,3 +193,49 @@ def test_non_negative_calibrated_and_by_hand(raw, clean):
         non_negative(raw.info, min_pe=math.nan)
     with pytest.raises(ValueError, match=r"state needs a finite 'min_pe'"):
         other.load_state_dict({"min_pe": None})
+
+
+def test_constraints_are_registered_under_the_plugin():
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GANFORGE_STRICT_PLUGINS": "1"}
+    out = subprocess.run([sys.executable, "-m", "ganforge", "plugins"], capture_output=True, text=True, env=env,
+                         check=True, timeout=120).stdout
+    section = out[out.index("astro  (ganforge-astro"):]
+    section = section[: section.index("\n", section.index("constraint        survives-cleaning"))]
+    for name in ("non-negative", "size-energy", "survives-cleaning"):
+        assert f"constraint        {name}" in section
+    assert "tolerance: float (>= 0) = 1.0" in section and "min_pe: float | null" in section
+
+
+# -- the plain-vs-constrained benchmark (benchmarks/constrained.py) -------------------------------
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "constrained.py"
+
+
+def _bench(args, tmp_path, timeout=600):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GANFORGE_STRICT_PLUGINS": "1"}
+    return subprocess.run([sys.executable, str(BENCHMARK), "--out", str(tmp_path / "out"), *args], cwd=tmp_path,
+                          capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def test_benchmark_bad_arguments_are_one_line_each(tmp_path):
+    for args, message in ((["--jobs", "0"], "--jobs 0: need at least 1"),
+                          (["--seeds", "1", "1"], "--seeds [1, 1]: each seed once")):
+        proc = _bench(args, tmp_path, timeout=120)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_benchmark_quick_trains_both_variants_and_reports(tmp_path):
+    proc = _bench(["--quick", "--seeds", "0", "1"], tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    for line in ("mean ± sd over seeds [0, 1]:", "size-energy rel_err constrained / plain:",
+                 "acceptance ratio generated/real gammas:", "generation speed (1 thread"):
+        assert line in out
+    report = json.loads((tmp_path / "out" / "benchmark.json").read_text())
+    assert sorted((r["variant"], r["seed"]) for r in report["runs"]) == [
+        ("constrained", 0), ("constrained", 1), ("plain", 0), ("plain", 1)]
+    # the constrained runs really ran the constrained objective, calibrated on their training data
+    cons = json.loads(next((tmp_path / "out" / "constrained-s0").glob("version_*/constraints.json")).read_text())
+    assert set(cons["constraints"]) == {"size-energy", "non-negative"}
+    assert report["speed"]["generator_images_per_s"] > 0 and report["speed"]["simulator_images_per_s"] > 0
