@@ -236,10 +236,15 @@ def metric_pictures(metrics: Sequence[tuple[str, Any]], run_dir: Any, step: int)
         directory = Path(run_dir) / "samples" / name
         directory.mkdir(parents=True, exist_ok=True)
         drawn = metric.draw_pictures(directory, step)
-        if not isinstance(drawn, Mapping) or not all(
-                isinstance(k, str) and Path(v).is_file() for k, v in drawn.items()):
-            raise ComponentError(f"metric '{name}': draw_pictures() returned {short_repr(drawn)}; expected a dict "
-                                 "of picture name → path of a PNG file it wrote")
+        problem = "" if isinstance(drawn, Mapping) else f"{type(drawn).__name__} {short_repr(drawn)}"
+        for k, v in (drawn.items() if not problem else ()):
+            if not isinstance(k, str) or not isinstance(v, (str, Path)) or not Path(v).is_file():
+                shown = f"'{v}'" if isinstance(v, (str, Path)) else short_repr(v)  # a path in full: it is the clue
+                problem = f"{short_repr(k)} → {shown}, which is not a file"
+                break
+        if problem:
+            raise ComponentError(f"metric '{name}': draw_pictures() returned {problem}; expected a dict of picture "
+                                 "name → path of a PNG file it wrote")
         out.update({f"{name}/{k}": Path(v) for k, v in drawn.items()})
     return out
 
