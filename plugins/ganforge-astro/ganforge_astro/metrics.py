@@ -435,8 +435,9 @@ class GenerationSpeedMetric(Metric, GANMetric):
         from ganforge_astro.speed import speed_values
 
         if not self.timings:
-            raise RuntimeError("generation-speed: nothing was timed; the metric needs the generator, which "
-                               "ganforge's evaluation hands it (ganforge fit's metrics.list, ganforge evaluate)")
+            raise ValueError("generation-speed: nothing was timed; the metric measures the generator itself, "
+                             "which only the evaluation of a model hands it (metrics.list of ganforge fit, "
+                             "ganforge evaluate CKPT); samples read from files have no generator to time")
         t = dim_zero_cat(self.timings).double().cpu().numpy()
         mean = t.mean(axis=0)
         out = speed_values({"images_per_s": mean[0], "network_images_per_s": mean[1]},

@@ -72,7 +72,7 @@ def test_speed_values_ratios():
 def test_metric_times_a_tiny_generator(real_small, tiny_generator):
     m = generation_speed(real_small.info, batch=16, repeats=2, simulator_events=4)
     assert isinstance(m, GeneratorMetric)
-    with pytest.raises(RuntimeError, match="nothing was timed"), pytest.warns(UserWarning, match="before the"):
+    with pytest.raises(ValueError, match="nothing was timed"), pytest.warns(UserWarning, match="before the"):
         m.compute()  # (torchmetrics warns that update() was not called yet)
     gen = _generate(real_small, tiny_generator)
     m.observe_generator(gen)
