@@ -176,7 +176,13 @@ def test_config_show_fills_the_defaults(registry) -> None:
         constrained(base="constrained")
 
 
-def test_plugins_lists_the_kind_under_its_distribution() -> None:
+def test_plugins_lists_the_kind_under_its_distribution(capsys) -> None:
+    assert cli.main(["plugins"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"^constraints  \(ganforge [^,]+, module ganforge_plugins\.constraints\.builtin, plugin API 2\)\n"
+                     r"  constraint +box +Per-feature/pixel bounds.*\n      low: float \| list\[float\] = -1\.0", text,
+                     flags=re.M), text
+    assert re.search(r"^  objective +constrained +Constrained GAN", text, flags=re.M)
     report = cli.plugins_report(get_registry())
     (plugin,) = [p for p in report["plugins"] if p["name"] == "constraints"]
     assert plugin["distribution"] == "ganforge" and plugin["api"] == 2
@@ -244,6 +250,11 @@ def test_calibrated_once_stored_logged_and_resumed_bit_exactly(tmp_path, sigma, 
     # ... in every checkpoint, loadable as data
     blob = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert torch.equal(blob["objective"]["constraints"]["within-sigma"]["mean"], torch.tensor(state["mean"]))
+    # ... and given back to `ganforge sample` / `evaluate`, which do not calibrate
+    from ganforge.run.checkpoint import load_module
+
+    loaded = load_module(run / "checkpoints" / "last.ckpt", reg)
+    assert torch.equal(loaded.objective.constraints[0].std, torch.tensor(state["std"]))
     # ... in summary.json's objective record
     summary = json.loads((run / "summary.json").read_text())
     entries = summary["objective"]["protocol"]["constraints"]
