@@ -203,7 +203,8 @@ def test_conditional_digits_with_100_images_trains_logs_and_resumes_bit_exact(re
 
 @pytest.mark.distributed
 def test_two_ranks_agree_bit_for_bit(tmp_path) -> None:
-    from tests.test_strategy import Ranks, assert_identical_across_ranks, run_worker, tail
+    # tests/ is on sys.path (its conftest.py); a "tests." import would find ganforge-astro's tests package
+    from test_strategy import Ranks, assert_identical_across_ranks, run_worker, tail
 
     common = small_run(digits100(tmp_path / "d100.npz"), tmp_path / "runs")
     # G's batch-norm statistics are per rank until a checkpoint or evaluation averages them
