@@ -62,7 +62,7 @@ def test_pip_install_lists_and_uninstall_removes(tmp_path):
         (new_site / entry.name).symlink_to(entry)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL")}
     env.update({"OMP_NUM_THREADS": "1", "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-                "GANFORGE_PROGRESS": "0"})
+                "PIP_NO_CACHE_DIR": "1", "GANFORGE_PROGRESS": "0"})  # offline, and no wheel left in ~/.cache/pip
     probe = ("import importlib.metadata as md, importlib.util as u; "
              "print(u.find_spec('ganforge_astro') is None, 'ganforge-astro' in {d.metadata['Name'] for d in "
              "md.distributions()}, u.find_spec('ganforge') is not None, u.find_spec('ctapipe') is not None)")
