@@ -1,6 +1,6 @@
-"""Metrics ``hillas`` and ``size-energy``: IACT physics of generated images against real ones.
+"""Metrics ``hillas``, ``size-energy`` and ``acceptance``: IACT physics of generated images against real ones.
 
-Both map samples back to camera pixels in photoelectrons (:func:`ganforge_astro.camera.camera_from_info`),
+All three map samples back to camera pixels in photoelectrons (:func:`ganforge_astro.camera.camera_from_info`),
 clean and parametrize them with ctapipe (:func:`ganforge_astro.physics.hillas_rows_with_conditions`), and
 compare distributions with the pure functions of :mod:`ganforge_astro.physics`. The conditions each
 image was generated with (``y``: log10 E and particle type) place it in its energy bin.
@@ -12,6 +12,10 @@ Set ``num_samples`` near ``|B|`` (half the real images used) for like-for-like s
 
 Distributed: the per-image rows are torchmetrics ``"cat"`` state, real rows arrive from the engine
 (``real_reduce = {"rows": "cat"}``), so the values are the same on one process and under DDP.
+
+``hillas`` also draws pictures after each evaluation in training (a ``ganforge.PictureMetric``), and
+``generation-speed`` (:class:`GenerationSpeedMetric`, a ``ganforge.GeneratorMetric``) times the
+generator itself against the toy simulator (:mod:`ganforge_astro.speed`).
 """
 
 from __future__ import annotations
@@ -194,8 +198,9 @@ class HillasMetric(_IACTMetric):
         gen_rows, values = self._drawn
         gen_pe = np.concatenate([pe for pe, _ in self._pool])
         gen_y = np.concatenate([y for _, y in self._pool])
-        title = (f"step {step}: survived {values.get('survived', float('nan')):.2f} (real "
-                 f"{values.get('floor/survived', float('nan')):.2f}), W1/floor {values.get('w1_over_floor', float('nan')):.2f}")
+        nan = float("nan")
+        title = (f"step {step}: survived {values.get('survived', nan):.2f} (real {values.get('floor/survived', nan):.2f}), "
+                 f"W1/floor {values.get('w1_over_floor', nan):.2f}")
         columns = getattr(self, "columns", None)
         directory = Path(directory)
         cams = real_vs_generated(self.camera, self.real_images, self.real_y, [("generated", gen_pe, gen_y)],
