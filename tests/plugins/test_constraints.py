@@ -433,3 +433,38 @@ def test_constrained_goes_outside_the_other_wrappers() -> None:
     assert "unrolled_d_loss" in out.logs and "constraint/norm-range" in out.run_logs
     acgan = constrained(ring, base="acgan", info=labelled)
     assert acgan.inner.class_weight == 1.0
+
+
+def test_a_calibrated_state_that_a_checkpoint_cannot_hold_is_refused_at_calibration() -> None:
+    import types
+
+    from ganforge import hookimpl, load_registry
+
+    class NumpyState:
+        def __init__(self, info: Any = None) -> None:
+            self.m = None
+
+        def calibrate(self, x, y) -> None:
+            self.m = x.mean(0).numpy()
+
+        def state_dict(self) -> dict[str, Any]:
+            return {"mean": self.m}
+
+        def load_state_dict(self, state: dict[str, Any]) -> None:
+            self.m = state["mean"]
+
+        def penalty(self, fake, y):
+            return fake.new_zeros(fake.shape[0])
+
+    mod = types.ModuleType("numpy_state_plugin")
+    mod.ganforge_register_constraints = hookimpl(lambda register: register("numpy-state", NumpyState))
+    reg = load_registry(extra=[("numpy-state-plugin", mod)], warn=False)
+    c = reg.build("constraint", {"name": "numpy-state"}, info=POINTS)
+    assert isinstance(c, CalibratedConstraint)
+    from ganforge_plugins.objectives.constrained import Constrained
+
+    obj = Constrained.__new__(Constrained)  # the registry's constraint, without the process-wide lookup
+    obj.entries, obj.constraints = [{"id": "m", "name": "numpy-state", "weight": 1.0, "params": {}}], [c]
+    with pytest.raises(ValueError, match=r"constraint 'numpy-state' \(objective.constraints id 'm'\): its state_dict\(\) "
+                                         r"holds a numpy.ndarray at state\['mean'\]; checkpoints hold plain data"):
+        obj.calibrate(torch.randn(10, 2), None)

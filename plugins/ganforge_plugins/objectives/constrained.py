@@ -162,6 +162,11 @@ class Constrained(Objective):
             except (ValueError, TypeError, RuntimeError) as exc:
                 raise ValueError(f"objective.constraints id '{entry['id']}' (constraint '{entry['name']}') could "
                                  f"not be calibrated on the training data: {exc}") from exc
+            odd = _not_plain(c.state_dict())  # checked now, not when the first checkpoint cannot be read back
+            if odd:
+                raise ValueError(f"constraint '{entry['name']}' (objective.constraints id '{entry['id']}'): its "
+                                 f"state_dict() holds {odd}; checkpoints hold plain data only (numbers, strings, "
+                                 "lists, dicts, tensors): convert it, e.g. torch.as_tensor(array)")
         self.calibrated_on = int(x.shape[0])
 
     def state_dict(self) -> dict[str, Any]:
@@ -192,6 +197,23 @@ class Constrained(Objective):
                 "constraints": [{**e, "calibrated": e["id"] in calibrated,
                                  "state": jsonable(c.state_dict()) if e["id"] in calibrated else None}
                                 for e, c in zip(self.entries, self.constraints)]}
+
+
+def _not_plain(obj: Any, where: str = "state") -> str:
+    """Where ``obj`` holds something a ``weights_only`` checkpoint cannot (``''`` when it is all plain data)."""
+    if isinstance(obj, (torch.Tensor, str, int, float, bool, type(None))):
+        return ""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, (str, int)):
+                return f"a key of type {type(k).__name__} in {where}"
+            found = _not_plain(v, f"{where}[{k!r}]")
+            if found:
+                return found
+        return ""
+    if isinstance(obj, (list, tuple)):
+        return next((f for f in (_not_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)) if f), "")
+    return f"a {type(obj).__module__}.{type(obj).__name__} at {where}"
 
 
 def _copy(obj: Any) -> Any:
