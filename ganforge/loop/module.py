@@ -530,6 +530,8 @@ def restore_objective_state(objective: Objective, checkpoint: Any, path: Any) ->
     if not isinstance(objective, CalibratedObjective):
         return
     state = checkpoint.get("objective") if isinstance(checkpoint, dict) else None
+    if state is None and not objective.needs_calibration():
+        return  # nothing was measured: nothing to give back
     if state is None:
         raise ConfigError(f"checkpoint '{path}' has no objective state (checkpoint['objective']), but the objective "
                           "was calibrated on the training data when the run started (calibrated constraints); "
