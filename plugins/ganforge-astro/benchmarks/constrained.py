@@ -20,7 +20,7 @@ against the config's generator (untrained: its speed does not depend on its weig
 decoding to pixels, timed by :mod:`ganforge_astro.speed` as ``benchmarks/speed.py`` and the
 ``generation-speed`` metric do, next to TAIGA's published ~400 images/s.
 
-``--quick`` shrinks everything (a smoke test of this script: tests/test_constraints_benchmark.py).
+``--quick`` shrinks everything (a smoke test of this script: plugins/ganforge-astro/tests/test_constraints.py).
 Extra ``--set key=value`` overrides go to both configs.
 """
 
@@ -157,7 +157,7 @@ def report(runs: list[dict[str, Any]], seeds: list[int]) -> str:
               + " (aim <= 1: no worse)",
               f"acceptance ratio generated/real gammas: plain {mean('plain', 'acc_ratio'):.3f}, constrained "
               f"{mean('constrained', 'acc_ratio'):.3f} (aim >= 0.95)"]
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def main(argv: list[str] | None = None) -> int:
