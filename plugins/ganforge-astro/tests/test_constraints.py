@@ -226,15 +226,14 @@ def test_benchmark_bad_arguments_are_one_line_each(tmp_path):
 
 @pytest.mark.slow
 def test_benchmark_quick_trains_both_variants_and_reports(tmp_path):
-    proc = _bench(["--quick", "--seeds", "0", "1"], tmp_path)
+    proc = _bench(["--quick", "--seeds", "0"], tmp_path)  # one seed: the seed loop is the same for more
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
-    for line in ("mean ± sd over seeds [0, 1]:", "size-energy rel_err constrained / plain:",
+    for line in ("mean ± sd over seeds [0]:", "size-energy rel_err constrained / plain:",
                  "acceptance ratio generated/real gammas:", "generation speed (1 thread"):
         assert line in out
     report = json.loads((tmp_path / "out" / "benchmark.json").read_text())
-    assert sorted((r["variant"], r["seed"]) for r in report["runs"]) == [
-        ("constrained", 0), ("constrained", 1), ("plain", 0), ("plain", 1)]
+    assert sorted((r["variant"], r["seed"]) for r in report["runs"]) == [("constrained", 0), ("plain", 0)]
     # the constrained runs really ran the constrained objective, calibrated on their training data
     cons = json.loads(next((tmp_path / "out" / "constrained-s0").glob("version_*/constraints.json")).read_text())
     assert set(cons["constraints"]) == {"size-energy", "non-negative"}
