@@ -39,7 +39,7 @@ def step_pictures(run: Path) -> dict[int, Path]:
 
 
 def parse_run(arg: str) -> tuple[str, Path]:
-    label, sep, path = arg.partition("=")
+    label, sep, path = arg.rpartition("=")  # the last "=": a label may hold one ("k = 5")
     if not sep or not label or not path:
         raise SystemExit(f"progress_side_by_side: {arg!r}: give LABEL=RUN_DIR, e.g. 'PacGAN2=runs/x/version_0'")
     return label, Path(path)

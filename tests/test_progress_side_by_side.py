@@ -33,7 +33,7 @@ def test_rows_are_runs_and_columns_are_common_steps(script, tmp_path, capsys):
     red = _run(tmp_path, "a", [0, 250, 500, 750, 1000], (255, 0, 0))
     blue = _run(tmp_path, "b", [0, 500, 1000, 1500], (0, 0, 255))
     out = tmp_path / "side.png"
-    assert script.main([f"plain={red}", f"cured={blue}", "--out", str(out), "--scale", "1"]) == 0
+    assert script.main([f"plain={red}", f"unrolled, k = 5={blue}", "--out", str(out), "--scale", "1"]) == 0
     assert "2 runs x 3 steps (0, 500, 1000)" in capsys.readouterr().out
     img = np.asarray(Image.open(out).convert("RGB"))
     gap, label_h = 8, 30
