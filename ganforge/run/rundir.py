@@ -64,12 +64,16 @@ def claim_version(base: Path, tries: int = 10_000) -> Path:
         base.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _unwritable(base, exc) from None
-    remove_start_leftovers(base)
+    # Claim first, sweep after: a number is never taken below a directory that exists, so a sweeper that
+    # judged a leftover a moment ago can only find that leftover (or nothing) under its name, never a fresh
+    # claim of the same number (several starts sweep the same leftovers at once; sweeping first, one could
+    # remove version_0, a second claim a fresh version_0, and a third, late, remove that claim).
     n = start = _max_version(base) + 1
     for _ in range(tries):
         path = base / f"version_{n}"
         try:
             path.mkdir()  # atomic: exactly one of several concurrent callers creates it
+            remove_start_leftovers(base)
             return path
         except FileExistsError:
             n += 1
