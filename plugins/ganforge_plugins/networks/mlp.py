@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from ganforge import DataInfo, Register, hookimpl
+from ganforge_plugins.networks.layers import prepare_y
 from ganforge_plugins.networks.pacgan import pacgan_discriminator
 
 Activation = Literal["relu", "leaky-relu", "tanh", "elu"]
@@ -129,15 +130,8 @@ class Conditioning(nn.Module):
             what = " and ".join(([f"{self.num_classes} classes"] if self.num_classes > 0 else [])
                                 + ([f"{self.cond_dim} conditions"] if self.cond_dim > 0 else []))
             raise ValueError(f"{self.owner} is conditional ({what}) and needs y; got y=None.")
-        if self.embed is not None and self.cond_dim > 0:
-            width = 1 + self.cond_dim
-            if not y.is_floating_point() or y.numel() != n * width:
-                raise ValueError(
-                    f"{self.owner}: with {self.num_classes} classes and {self.cond_dim} conditions y must be a float "
-                    f"tensor of shape ({n}, {width}) (column 0 the class index, then the conditions), got dtype "
-                    f"{y.dtype} and shape {tuple(y.shape)}; build it with info.join_conditions(labels, conds)."
-                )
-            labels, conds = self.info.split_conditions(y.reshape(n, width), check=False)
+        if self.embed is not None and self.cond_dim > 0:  # the image networks' check of the (N, 1 + cond_dim) layout
+            labels, conds = self.info.split_conditions(prepare_y(y, self.info, n, self.owner), check=False)
             return torch.cat([self.embed(labels), conds.float()], dim=1)
         if self.embed is not None:
             if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
