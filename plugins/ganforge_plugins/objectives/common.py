@@ -7,7 +7,7 @@ from typing import Optional
 
 import torch
 
-from ganforge import DiscriminatorFn, adversarial_logits
+from ganforge import DiscriminatorFn, LossOutput, Objective, adversarial_logits
 
 Tensor = torch.Tensor
 
@@ -58,3 +58,28 @@ def logits_and_r1(d: DiscriminatorFn, real: Tensor, y: Optional[Tensor], r1_weig
         logits = adversarial_logits(d(x, y))
         (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
         return logits, upcast(grad).pow(2).flatten(1).sum(1).mean()
+
+
+class WrappedObjective(Objective):
+    """An objective around a base objective ``self.inner`` (``unrolled``, ``constrained``): D's update,
+    its regularization and what the engine reads of them (critic steps, weight clipping, lazy
+    regularization) are the base's. Subclasses set ``self.inner`` and change the generator's loss."""
+
+    inner: Objective
+
+    def adopt_base_attributes(self) -> None:
+        """Copy the attributes the engine reads once, after ``self.inner`` is built."""
+        self.n_critic = self.inner.n_critic
+        self.weight_clip = self.inner.weight_clip
+
+    @property
+    def reg_every(self) -> int:  # type: ignore[override]
+        return self.inner.reg_every
+
+    def discriminator_loss(self, d: DiscriminatorFn, real: Tensor, fake: Tensor, y: Optional[Tensor]) -> LossOutput:
+        """D's own update: the base objective's, unchanged."""
+        return self.inner.discriminator_loss(d, real, fake, y)
+
+    def discriminator_regularization(self, d: DiscriminatorFn, real: Tensor, fake: Tensor,
+                                     y: Optional[Tensor]) -> LossOutput:
+        return self.inner.discriminator_regularization(d, real, fake, y)

@@ -30,7 +30,7 @@ from ganforge import (
     Positive,
     build_component,
 )
-from ganforge_plugins.objectives.common import upcast
+from ganforge_plugins.objectives.common import WrappedObjective, upcast
 
 Tensor = torch.Tensor
 
@@ -45,7 +45,7 @@ def constraint_entry(weight: Annotated[float, NonNegative] = 1.0, id: Optional[s
     """
 
 
-class Constrained(Objective):
+class Constrained(WrappedObjective):
     """Any objective with weighted constraint penalties on G's samples (constrained GANs).
 
     ``L_G = L_G^base + Σᵢ wᵢ · mean(penalty_i(G(z), y))``; D's loss and everything the engine reads
@@ -79,8 +79,7 @@ class Constrained(Objective):
         # through the registry, so third-party objectives and constraints work the same
         self.inner: Objective = build_component("objective", base, self.base_params, name_key="objective.base",
                                                 params_key="objective.base_params", info=info)
-        self.n_critic = self.inner.n_critic
-        self.weight_clip = self.inner.weight_clip
+        self.adopt_base_attributes()
         self.needs_double_backward = bool(self.inner.needs_double_backward)
         self.entries: list[dict[str, Any]] = []  # {id, name, weight, params}
         self.constraints: list[Constraint] = []
@@ -105,19 +104,7 @@ class Constrained(Objective):
             self.entries.append({"id": cid, "name": name, "weight": float(weight), "params": entry})
         self.calibrated_on: Optional[int] = None  # training samples the calibration used (None: not calibrated)
 
-    @property
-    def reg_every(self) -> int:  # type: ignore[override]
-        return self.inner.reg_every
-
     # -- losses ---------------------------------------------------------------------------------------
-
-    def discriminator_loss(self, d: DiscriminatorFn, real: Tensor, fake: Tensor, y: Optional[Tensor]) -> LossOutput:
-        """D's loss: the base objective's, unchanged."""
-        return self.inner.discriminator_loss(d, real, fake, y)
-
-    def discriminator_regularization(self, d: DiscriminatorFn, real: Tensor, fake: Tensor,
-                                     y: Optional[Tensor]) -> LossOutput:
-        return self.inner.discriminator_regularization(d, real, fake, y)
 
     def penalties(self, fake: Tensor, y: Optional[Tensor]) -> list[Tensor]:
         """Each constraint's per-sample penalty ``(N,)`` on ``fake`` (checked for shape, not values: no host sync)."""

@@ -17,11 +17,12 @@ from torch import nn
 from torch.func import functional_call
 
 from ganforge import ComponentRef, DiscriminatorFn, LossOutput, Objective, build_component
+from ganforge_plugins.objectives.common import WrappedObjective
 
 Tensor = torch.Tensor
 
 
-class Unrolled(Objective):
+class Unrolled(WrappedObjective):
     """Any adversarial objective with the generator step unrolled through ``steps`` D updates.
 
     The unrolled updates are plain gradient descent, ``θ ← θ − lr · ∇_θ L_D`` (the update of the paper's
@@ -72,20 +73,7 @@ class Unrolled(Objective):
         self.inner: Objective = build_component(
             "objective", base, self.base_params, name_key="objective.base", params_key="objective.base_params"
         )
-        self.n_critic = self.inner.n_critic
-        self.weight_clip = self.inner.weight_clip
-
-    @property
-    def reg_every(self) -> int:  # type: ignore[override]
-        return self.inner.reg_every
-
-    def discriminator_loss(self, d: DiscriminatorFn, real: Tensor, fake: Tensor, y: Optional[Tensor]) -> LossOutput:
-        """D's own update: the base objective's, unchanged."""
-        return self.inner.discriminator_loss(d, real, fake, y)
-
-    def discriminator_regularization(self, d: DiscriminatorFn, real: Tensor, fake: Tensor,
-                                     y: Optional[Tensor]) -> LossOutput:
-        return self.inner.discriminator_regularization(d, real, fake, y)
+        self.adopt_base_attributes()
 
     def generator_loss(self, d: DiscriminatorFn, real: Tensor, fake: Tensor, y: Optional[Tensor]) -> LossOutput:
         """The base G loss through D after ``steps`` differentiable updates (``fake`` keeps G's graph)."""
