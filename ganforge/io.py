@@ -124,6 +124,17 @@ def _atomic_path(path: PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def jsonable(obj: Any) -> Any:
+    """Plain data for JSON: tensors as (nested) lists of numbers, dict keys as strings."""
+    if hasattr(obj, "detach") and hasattr(obj, "tolist"):  # a tensor (io.py does not import torch)
+        return obj.detach().cpu().tolist()
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    return obj
+
+
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

@@ -387,7 +387,8 @@ class Objective:
 
     def protocol(self) -> dict[str, Any]:
         """Parameters that define this objective: ``summary.json`` records them under
-        ``objective.protocol``, next to what the engine read from the attributes above."""
+        ``objective.protocol``, next to what the engine read from the attributes above (tensors in it
+        are written as lists of numbers)."""
         return {k: v for k, v in vars(self).items() if isinstance(v, (int, float, str, bool, type(None)))}
 
 

@@ -32,6 +32,7 @@ from torch import nn
 import lightning as L
 
 from ganforge.contract.components import CalibratedObjective, DataInfo, Objective, RegularizedGenerator, as_pair
+from ganforge.io import jsonable
 from ganforge.loop.ema import GeneratorEMA
 from ganforge.loop.nonfinite import NonFiniteGuard, Verdict
 from ganforge.loop.schedule import make_schedule
@@ -461,7 +462,7 @@ class GANModule(L.LightningModule):
         double backward (which refuses ``train.compile``)."""
         obj = self.objective
         name = ((self.run_config or {}).get("objective") or {}).get("name", type(obj).__name__)
-        return {"name": name, "protocol": obj.protocol(), "n_critic": self.n_critic, "reg_every": obj.reg_every,
+        return {"name": name, "protocol": jsonable(obj.protocol()), "n_critic": self.n_critic, "reg_every": obj.reg_every,
                 "weight_clip": obj.weight_clip, "needs_double_backward": bool(obj.needs_double_backward)}
 
     # -- sampling -------------------------------------------------------------------------------------

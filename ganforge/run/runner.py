@@ -502,18 +502,8 @@ def prepare_objective(built: Built, ckpt: Optional[Path], state: Optional[dict[s
     else:
         restore_objective_state(objective, state or {}, ckpt)
     if run_dir is not None:
-        from ganforge.io import atomic_write_text
+        from ganforge.io import atomic_write_text, jsonable
 
-        record = {"objective": built.cfg["objective"]["name"], **_jsonable(objective.state_dict()),
-                  "protocol": _jsonable(objective.protocol())}
+        record = {"objective": built.cfg["objective"]["name"], **jsonable(objective.state_dict()),
+                  "protocol": jsonable(objective.protocol())}
         atomic_write_text(run_dir / CONSTRAINTS_FILE, json.dumps(record, indent=2, allow_nan=True) + "\n")
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu().tolist()
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj

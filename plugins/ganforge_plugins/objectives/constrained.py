@@ -182,7 +182,7 @@ class Constrained(WrappedObjective):
         return {"base": self.base, "base_protocol": self.inner.protocol(),
                 "calibration_samples": self.calibration_samples, "calibrated_on": self.calibrated_on,
                 "constraints": [{**e, "calibrated": e["id"] in calibrated,
-                                 "state": jsonable(c.state_dict()) if e["id"] in calibrated else None}
+                                 "state": c.state_dict() if e["id"] in calibrated else None}
                                 for e, c in zip(self.entries, self.constraints)]}
 
 
@@ -211,17 +211,6 @@ def _copy(obj: Any) -> Any:
         return {k: _copy(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return type(obj)(_copy(v) for v in obj)
-    return obj
-
-
-def jsonable(obj: Any) -> Any:
-    """Plain data for JSON: tensors as (nested) lists of numbers."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu().tolist()
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
     return obj
 
 
