@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -281,6 +282,18 @@ def test_mode_choice_never_waits_on_the_network(wandb_home, monkeypatch) -> None
     t0 = time.monotonic()
     assert wl.host_reachable("https://api.wandb.ai") is False
     assert time.monotonic() - t0 < wl.PROBE_TIMEOUT_S + 1
+    # A socket layer that fails with something other than OSError (a sandbox's patched socket raises
+    # TypeError): unreachable, and no traceback from the probe thread.
+    class Broken:
+        @staticmethod
+        def create_connection(*args: Any, **kwargs: Any) -> None:
+            raise TypeError("sockets are disabled here")
+
+    thread_errors: list[Any] = []
+    monkeypatch.setattr(threading, "excepthook", thread_errors.append)
+    monkeypatch.setattr(wl, "socket", Broken)
+    assert wl.host_reachable("https://api.wandb.ai") is False
+    assert thread_errors == []
     monkeypatch.setattr(wl, "socket", socket)
 
     # netrc key and a host that answers: online (decided only; no run is started).
