@@ -247,8 +247,10 @@ class DataInfo:
 class GANDataset(Protocol):
     """A map-style dataset of samples with its :class:`DataInfo`.
 
-    ``dataset[i]`` returns a tensor ``x`` (unconditional) or a tuple ``(x, y)`` where ``y``
-    is a class index (``long`` scalar) or a float vector of conditions. The engine builds the
+    ``dataset[i]`` returns a tensor ``x`` (unconditional) or a tuple ``(x, y)`` in the layout
+    :class:`DataInfo` describes: a class index (``long`` scalar) with classes alone, a float
+    vector of ``cond_dim`` conditions with conditions alone, or with both a float vector of
+    ``1 + cond_dim`` whose element 0 is the class index (:meth:`DataInfo.join_conditions`). The engine builds the
     data loader: batch size, sharding over ranks, shuffling and resumable order are its job.
     """
 
@@ -264,8 +266,9 @@ class Generator(Protocol):
     """``nn.Module`` mapping noise (and conditions) to samples.
 
     ``forward(z, y=None)`` takes ``z`` of shape ``(N, *latent_shape)`` and returns samples of
-    shape ``(N, *info.sample_shape)``. ``y`` is a ``long`` tensor of class indices or a float
-    tensor of conditions, as the dataset yields them.
+    shape ``(N, *info.sample_shape)``. ``y`` is batched as the dataset yields it: ``long (N,)``
+    class indices, float ``(N, cond_dim)`` conditions, or with both float ``(N, 1 + cond_dim)``
+    with the class index in column 0; :meth:`DataInfo.split_conditions` separates them.
 
     Optional capability: a generator with a penalty on its own weights (BigGAN's orthogonal
     regularization) also follows :class:`RegularizedGenerator`; the engine adds its
