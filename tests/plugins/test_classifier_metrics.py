@@ -84,12 +84,67 @@ def test_unconditional_has_no_class_accuracy_and_plain_digits_have_10_modes():
     m = ClassCoverage(PixelDigit(), info=PLAIN)
     m.update(encode(digits))
     out = m.compute()
-    assert m.num_modes == 10 and out == {"modes": 10.0, "kl_uniform": pytest.approx(0.0, abs=1e-12)}
+    assert m.num_modes == 10 and out == {"modes": 10.0, "kl_uniform": pytest.approx(0.0, abs=1e-12),
+                                         "uncertain": 0.0}  # one channel: no split of the KL
 
     m2 = ClassCoverage(PixelDigit(), info=STACKED, per_channel=False)  # whole image: channel mean
     assert m2.num_modes == 10
     m2.update(encode(torch.full((8, 3), 4)))
     assert m2.compute()["modes"] == 1.0
+
+
+class SoftDigit(PixelDigit):
+    """PixelDigit with a known top probability: the logit margin / 10 is written in the top-right pixel."""
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        digit = ((x.mean(1)[:, 0, 0] + 1) / 2 * 9).round().long().clamp(0, 9)
+        margin = x.mean(1)[:, 0, -1].double() * 10
+        return nn.functional.one_hot(digit, 10).double() * margin[:, None]
+
+
+def test_kl_splits_into_channel_shares_and_dependence_and_uncertain_counts_unsure_images():
+    g = torch.Generator().manual_seed(3)
+    # Channel 0 uneven (digit 3 three times as likely), channel 2 a copy of channel 1 (dependent).
+    d0 = torch.multinomial(torch.tensor([1.0] * 3 + [3.0] + [1.0] * 6), 4000, replacement=True, generator=g)
+    d1 = torch.randint(0, 10, (4000,), generator=g)
+    d = torch.stack([d0, d1, d1], 1)
+    x = encode(d)
+    # Top-right pixel: logit margin 1 (top softmax prob e/(e+9) = 0.23: unsure) for every 5th image, else 10.
+    margin = torch.full((4000,), 10.0, dtype=torch.float64)
+    margin[::5] = 1.0
+    x[:, :, 0, -1] = margin[:, None] / 10
+    m = ClassCoverage(SoftDigit(), info=STACKED)
+    m.update(x[:1500])
+    m.update(x[1500:])
+    out = m.compute()
+
+    def kl(counts):
+        p = counts / counts.sum()
+        nz = p > 0
+        return float((p[nz] * np.log(p[nz] * len(p))).sum())
+
+    dn = d.numpy()
+    joint = np.bincount(dn[:, 0] * 100 + dn[:, 1] * 10 + dn[:, 2], minlength=1000).astype(float)
+    marg = [np.bincount(dn[:, c], minlength=10).astype(float) for c in range(3)]
+    prod = np.einsum("i,j,k->ijk", *[h / h.sum() for h in marg]).reshape(-1)
+    pj = joint / joint.sum()
+    nz = pj > 0
+    assert out["kl_uniform"] == pytest.approx(kl(joint), rel=1e-12)
+    assert out["kl_channels"] == pytest.approx(sum(kl(h) for h in marg), rel=1e-12)
+    assert out["kl_dependence"] == pytest.approx(float((pj[nz] * np.log(pj[nz] / prod[nz])).sum()), rel=1e-9)
+    assert out["kl_dependence"] > 2.0  # channel 2 copies channel 1: I = log 10 nats, near enough
+    assert out["uncertain"] == pytest.approx(0.2)  # every channel of every 5th image
+    assert m.protocol()["uncertain"].startswith("top softmax probability < 0.9")
+    # The threshold is a parameter: at 0.2 the margin-1 images (0.23) are sure enough.
+    m2 = ClassCoverage(SoftDigit(), info=STACKED, confidence=0.2)
+    m2.update(x)
+    assert m2.compute()["uncertain"] == 0.0
+
+
+@pytest.mark.parametrize("bad", [0, 1, 1.5, -0.1, True, "0.9", None])
+def test_class_coverage_confidence_must_be_a_probability(bad):
+    with pytest.raises(ValueError, match=r"confidence=.* strictly between 0 and 1"):
+        ClassCoverage(PixelDigit(), info=STACKED, confidence=bad)
 
 
 def test_class_coverage_merged_halves_equal_one():

@@ -51,16 +51,29 @@ class ClassCoverage(FeatureMetric):
             classify the whole sample.
         num_samples: Generated samples (26,000 in the VEEGAN/PacGAN protocol).
 
+        confidence: A classified image (a channel, with ``per_channel``) counts as *uncertain*
+            when the classifier's top softmax probability is below this (default 0.9).
+
+    Besides ``modes`` and ``kl_uniform``: ``uncertain``, the fraction of classified images the
+    classifier was unsure of (real stacked digits: under 1 %; an unsure image still gets a label,
+    and the labels of unsure images pile up in a few classes, which inflates the KL without any
+    mode being lost). With more than one channel the KL splits exactly into
+    ``kl_channels = Σ_c KL(p_c ‖ uniform)``, the classes' uneven shares within each channel, and
+    ``kl_dependence = KL(p ‖ Π_c p_c)``, digits of different channels that are not independent
+    (``kl_uniform = kl_channels + kl_dependence``): what the KL is made of, not only how large.
+
     Conditional samples: when ``update`` gets integer labels ``y``, ``class_accuracy`` is the
     fraction whose (combined) predicted mode equals ``y``.
     """
 
-    units = {"modes": "classes", "kl_uniform": "nats", "class_accuracy": "fraction"}
+    units = {"modes": "classes", "kl_uniform": "nats", "kl_channels": "nats", "kl_dependence": "nats",
+             "uncertain": "fraction", "class_accuracy": "fraction"}
 
     metric_name = "class-coverage"
     needs_real = False
 
-    def __init__(self, classifier: Any, *, per_channel: bool = True, **kwargs: Any) -> None:
+    def __init__(self, classifier: Any, *, per_channel: bool = True, confidence: float = 0.9,
+                 **kwargs: Any) -> None:
         kwargs.setdefault("num_samples", 26_000)
         super().__init__(classifier, **kwargs)
         if not callable(getattr(classifier, "classify", None)):
@@ -76,7 +89,14 @@ class ClassCoverage(FeatureMetric):
         self.num_modes = self.num_classes**self.channels
         if self.num_modes > 10_000_000:
             raise ValueError(f"class-coverage: {self.num_classes}^{self.channels} modes is too many to count")
+        if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
+            raise ValueError(f"class-coverage: confidence={confidence!r} must be a probability strictly between 0 "
+                             "and 1 (e.g. 0.9: an image whose top class has a lower softmax probability is uncertain)")
+        self.confidence = float(confidence)
         self.add_state("counts", torch.zeros(self.num_modes, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("channel_counts", torch.zeros(self.channels, self.num_classes, dtype=torch.long),
+                       dist_reduce_fx="sum")
+        self.add_state("uncertain", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("correct", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("labelled", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
@@ -94,19 +114,36 @@ class ClassCoverage(FeatureMetric):
         with torch.no_grad():
             return int(self.extractor.classify(torch.zeros((1, *shape))).shape[1])
 
-    def predict_modes(self, x: Tensor) -> Tensor:
-        """Mode index of each sample: per-channel labels combined most significant first."""
-        if self.channels == 1 or not self.per_channel:
-            return self._extract(x, "generated", method="classify").argmax(1)
-        modes = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
-        for ch in range(self.channels):
-            digit = self._extract(x[:, ch : ch + 1], "generated", method="classify").argmax(1)
-            modes = modes * self.num_classes + digit.to(modes.device)
+    def _labels(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Per image to classify (each channel with ``per_channel``): labels ``(N, channels)`` and
+        whether the classifier was unsure, ``(N, channels)`` bool."""
+        parts = [x] if self.channels == 1 else [x[:, ch : ch + 1] for ch in range(self.channels)]
+        labels, unsure = [], []
+        for part in parts:
+            logits = self._extract(part, "generated", method="classify").double()
+            top, label = logits.softmax(1).max(1)
+            labels.append(label.to(self.counts.device))
+            unsure.append((top < self.confidence).to(self.counts.device))
+        return torch.stack(labels, 1), torch.stack(unsure, 1)
+
+    @staticmethod
+    def _combine(labels: Tensor, num_classes: int) -> Tensor:
+        modes = torch.zeros(labels.shape[0], dtype=torch.long, device=labels.device)
+        for ch in range(labels.shape[1]):
+            modes = modes * num_classes + labels[:, ch]
         return modes
 
+    def predict_modes(self, x: Tensor) -> Tensor:
+        """Mode index of each sample: per-channel labels combined most significant first."""
+        return self._combine(self._labels(x)[0], self.num_classes)
+
     def update(self, x: Tensor, y: Optional[Tensor] = None) -> None:
-        modes = self.predict_modes(x).to(self.counts.device)
+        labels, unsure = self._labels(x)
+        modes = self._combine(labels, self.num_classes)
         self.counts += torch.bincount(modes, minlength=self.num_modes)
+        for ch in range(self.channels):
+            self.channel_counts[ch] += torch.bincount(labels[:, ch], minlength=self.num_classes)
+        self.uncertain += unsure.sum()
         if y is not None and not torch.is_floating_point(y) and y.ndim == 1:
             self.correct += (modes == y.to(modes.device)).sum()
             self.labelled += y.shape[0]
@@ -116,6 +153,10 @@ class ClassCoverage(FeatureMetric):
         if int(counts.sum()) == 0:
             raise ValueError("class-coverage: no generated samples")
         out = {"modes": float((counts > 0).sum()), "kl_uniform": kl_to_uniform(counts)}
+        if self.channels > 1:
+            out["kl_channels"] = sum(kl_to_uniform(c) for c in self.channel_counts)
+            out["kl_dependence"] = max(0.0, out["kl_uniform"] - out["kl_channels"])  # ≥ 0; rounding only
+        out["uncertain"] = float(self.uncertain) / float(self.channel_counts.sum())
         if int(self.labelled) > 0:
             out["class_accuracy"] = float(self.correct) / float(self.labelled)
         return out
@@ -134,6 +175,8 @@ class ClassCoverage(FeatureMetric):
             "num_samples": self.num_samples,
             "mode_covered": ">= 1 sample",
             "kl": "KL(p_gen || uniform), natural log (PacGAN/VEEGAN)",
+            "kl_split": "kl_uniform = kl_channels (sum over channels of KL(p_c || uniform)) + kl_dependence",
+            "uncertain": f"top softmax probability < {self.confidence} (per classified image)",
             "dtype": "float64",
         }
 
@@ -297,10 +340,20 @@ def class_coverage(
     num_samples: int = 26_000,
     per_channel: bool = True,
     batch_size: int = 256,
+    confidence: float = 0.9,
 ) -> ClassCoverage:
-    """Modes covered and KL(p_gen ‖ uniform) by a classifier, per channel for Stacked MNIST (1000 modes)."""
+    """Modes covered and KL(p_gen ‖ uniform) by a classifier, per channel for Stacked MNIST (1000 modes).
+
+    Args:
+        classifier: A feature extractor that classifies (``digits-cnn``).
+        num_samples: Generated samples (26,000: the VEEGAN/PacGAN protocol).
+        per_channel: Classify each channel and combine the labels (stacked digits: 1,000 modes).
+        batch_size: Samples per classifier call.
+        confidence: Below this top softmax probability an image counts as uncertain.
+    """
     ex = build_extractor(classifier, info, "class-coverage")
-    return ClassCoverage(ex, info=info, num_samples=num_samples, per_channel=per_channel, batch_size=batch_size)
+    return ClassCoverage(ex, info=info, num_samples=num_samples, per_channel=per_channel, batch_size=batch_size,
+                         confidence=confidence)
 
 
 def nearest_neighbours(
