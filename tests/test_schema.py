@@ -178,3 +178,25 @@ def test_the_ddp_strategy_chosen_for_several_processes_is_written_into_the_confi
     one = load_config(None, tiny + ["trainer.accelerator=cpu", "trainer.devices=1"], registry)
     make_trainer(one, tmp_path, build_components(one, registry), {}, progress=False)
     assert "strategy" not in one["trainer"]
+
+
+@pytest.mark.parametrize("low_open,high_open,text,inside,outside", [
+    (False, False, "in [0.0, 1.0]", [0.0, 0.5, 1.0], [-0.1, 1.1, float("nan")]),
+    (False, True, "in [0.0, 1.0)", [0.0, 0.5], [1.0, float("inf")]),
+    (True, False, "in (0.0, 1.0]", [0.5, 1.0], [0.0]),
+    (True, True, "in (0.0, 1.0)", [1e-9, 0.5], [0.0, 1.0]),
+])
+def test_range_ends_are_open_or_closed_as_declared(low_open, high_open, text, inside, outside):
+    from ganforge.registry.bounds import Range
+
+    r = Range(0.0, 1.0, low_open=low_open, high_open=high_open)
+    assert r.text == text
+    assert all(r(v) for v in inside) and not any(r(v) for v in outside)
+
+
+@pytest.mark.parametrize("bad", ["0", "1", "1.5", "-0.2", ".nan"])
+def test_class_coverage_confidence_is_checked_at_config_time_with_its_key(registry, bad):
+    with pytest.raises(ConfigError, match=r"metrics\.list\[0\]\.confidence.*in \(0\.0, 1\.0\)"):
+        load_config("stacked-digits", [f"metrics.list=[{{name: class-coverage, confidence: {bad}}}]"], registry)
+    assert load_config("stacked-digits", ["metrics.list=[{name: class-coverage, confidence: 0.5}]"],
+                       registry)["metrics"]["list"][0]["confidence"] == 0.5

@@ -53,12 +53,16 @@ Positive = Constraint(lambda v: math.isfinite(v) and v > 0, "> 0")
 NonNegative = Constraint(lambda v: math.isfinite(v) and v >= 0, ">= 0")
 
 
-def Range(low: float, high: float, *, high_open: bool = False) -> Constraint:  # noqa: N802 - reads as a type
-    """``low <= v <= high`` (``< high`` with ``high_open``)."""
-    text = f"in [{low}, {high})" if high_open else f"in [{low}, {high}]"
-    if high_open:
-        return Constraint(lambda v: math.isfinite(v) and low <= v < high, text)
-    return Constraint(lambda v: math.isfinite(v) and low <= v <= high, text)
+def Range(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Constraint:  # noqa: N802
+    """``low <= v <= high`` (``low < v`` with ``low_open``, ``v < high`` with ``high_open``)."""
+    text = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+
+    def check(v: Any) -> bool:
+        above = v > low if low_open else v >= low
+        below = v < high if high_open else v <= high
+        return math.isfinite(v) and above and below
+
+    return Constraint(check, text)
 
 
 SEED_RANGE = Range(0, 2**32 - 1)

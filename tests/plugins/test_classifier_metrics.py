@@ -143,7 +143,7 @@ def test_kl_splits_into_channel_shares_and_dependence_and_uncertain_counts_unsur
 
 @pytest.mark.parametrize("bad", [0, 1, 1.5, -0.1, True, "0.9", None])
 def test_class_coverage_confidence_must_be_a_probability(bad):
-    with pytest.raises(ValueError, match=r"confidence=.* strictly between 0 and 1"):
+    with pytest.raises(ValueError, match=r"confidence=.* must be a number in \(0\.0, 1\.0\)"):
         ClassCoverage(PixelDigit(), info=STACKED, confidence=bad)
 
 

@@ -22,10 +22,14 @@ import torch
 from torch import Tensor
 from torchmetrics.utilities.data import dim_zero_cat
 
-from ganforge import ComponentRef, DataInfo, hookimpl
+from ganforge import ComponentRef, DataInfo, Range, hookimpl
 from ganforge_plugins.metrics.features import FeatureMetric, build_extractor, describe_preprocessing
 
 __all__ = ["ClassCoverage", "NearestNeighbours", "kl_to_uniform", "image_grid"]
+
+
+#: ``confidence`` of class-coverage: a top softmax probability, strictly between 0 and 1 (the config's check and the class's).
+CONFIDENCE = Range(0.0, 1.0, low_open=True, high_open=True)
 
 
 def kl_to_uniform(counts: Tensor) -> float:
@@ -50,7 +54,6 @@ class ClassCoverage(FeatureMetric):
             ``num_classes`` (``d0·100 + d1·10 + d2`` for stacked digits: 1000 modes); otherwise
             classify the whole sample.
         num_samples: Generated samples (26,000 in the VEEGAN/PacGAN protocol).
-
         confidence: A classified image (a channel, with ``per_channel``) counts as *uncertain*
             when the classifier's top softmax probability is below this (default 0.9).
 
@@ -89,9 +92,9 @@ class ClassCoverage(FeatureMetric):
         self.num_modes = self.num_classes**self.channels
         if self.num_modes > 10_000_000:
             raise ValueError(f"class-coverage: {self.num_classes}^{self.channels} modes is too many to count")
-        if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
-            raise ValueError(f"class-coverage: confidence={confidence!r} must be a probability strictly between 0 "
-                             "and 1 (e.g. 0.9: an image whose top class has a lower softmax probability is uncertain)")
+        if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not CONFIDENCE(confidence):
+            raise ValueError(f"class-coverage: confidence={confidence!r} must be a number {CONFIDENCE.text} (e.g. 0.9: "
+                             "an image whose top class has a lower softmax probability is uncertain)")
         self.confidence = float(confidence)
         self.add_state("counts", torch.zeros(self.num_modes, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("channel_counts", torch.zeros(self.channels, self.num_classes, dtype=torch.long),
@@ -340,7 +343,7 @@ def class_coverage(
     num_samples: int = 26_000,
     per_channel: bool = True,
     batch_size: int = 256,
-    confidence: float = 0.9,
+    confidence: Annotated[float, CONFIDENCE] = 0.9,
 ) -> ClassCoverage:
     """Modes covered and KL(p_gen ‖ uniform) by a classifier, per channel for Stacked MNIST (1000 modes).
 
