@@ -436,3 +436,75 @@ def test_the_last_logged_row_has_gradient_norms_when_max_images_ends_the_run(tin
     assert sorted(rows) == [4, 7]  # 224 images / 32 per iteration = 7 generator steps
     for r in rows.values():
         assert float(r["train/g/grad_norm"]) > 0 and float(r["train/d/grad_norm"]) > 0
+
+
+# -- the direct backward/step path (no Lightning hook dispatch when nothing listens) ----------------------
+
+
+class _Listener(__import__("lightning").Callback):
+    """A callback that implements the per-step hooks: the loop must then take Lightning's path."""
+
+    def __init__(self) -> None:
+        self.calls = {"on_before_backward": 0, "on_after_backward": 0, "on_before_optimizer_step": 0}
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        self.calls["on_before_backward"] += 1
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        self.calls["on_after_backward"] += 1
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.calls["on_before_optimizer_step"] += 1
+
+
+def _train(registry, overrides, tmp_path, callbacks=()):
+    from ganforge.run.runner import build_components, make_trainer
+
+    cfg = load_config(None, overrides, registry)
+    built = build_components(cfg, registry)
+    trainer = make_trainer(cfg, tmp_path, built, {}, progress=False)
+    trainer.callbacks.extend(callbacks)
+    trainer.fit(built.module, datamodule=built.datamodule)
+    return built.module, trainer
+
+
+@pytest.mark.parametrize("extra", [[], ["train.grad_clip=0.05", "train.on_nonfinite=skip"],
+                                   ["trainer.precision=bf16-mixed"]])
+def test_direct_steps_equal_lightnings_hooked_steps_bit_for_bit(registry, tiny, tmp_path, extra):
+    """Same weights, optimizer states, counters and Lightning global_step with and without the
+    hook dispatch; a callback that implements the hooks gets every call (Lightning's path)."""
+    over = tiny + ["metrics.list=[]", "train.max_steps=6", "train.log_every_n_steps=2",
+                   "train.ema_halflife_images=500"] + extra
+    fast, t_fast = _train(registry, over, tmp_path / "a")
+    listener = _Listener()
+    slow, t_slow = _train(registry, over, tmp_path / "b", [listener])
+    assert fast._loop["direct"] and not slow._loop["direct"]
+    assert listener.calls == {k: 12 for k in listener.calls}  # 6 iterations x (D step, G step)
+    assert t_fast.global_step == t_slow.global_step == 12
+    assert fast.counters() == slow.counters()
+    a, b = fast.state_dict(), slow.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    for oa, ob in zip(t_fast.optimizers, t_slow.optimizers):
+        sa, sb = oa.state_dict()["state"], ob.state_dict()["state"]
+        assert all(torch.equal(sa[i][k], sb[i][k]) for i in sa for k in sa[i])
+    if "train.grad_clip=0.05" in extra:  # clipping ran on both paths (the norm is recorded when it clips)
+        assert fast.last_grad_norm == slow.last_grad_norm and fast.last_grad_norm > 0.05
+
+
+def test_direct_steps_are_refused_where_lightning_adds_to_backward_or_the_step(registry, tiny, tmp_path):
+    from ganforge.loop.module import direct_steps
+
+    module, trainer = _train(registry, tiny + ["metrics.list=[]", "train.max_steps=1"], tmp_path)
+    assert direct_steps(trainer, module)
+    trainer.callbacks.append(_Listener())
+    assert not direct_steps(trainer, module)  # a listener
+    trainer.callbacks.pop()
+
+    class Scaled(type(trainer.precision_plugin)):
+        pass
+
+    plain = trainer.precision_plugin
+    trainer.strategy._precision_plugin = Scaled()  # an unknown precision plugin (fp16's scaler, DeepSpeed, ...)
+    assert not direct_steps(trainer, module)
+    trainer.strategy._precision_plugin = plain
+    assert direct_steps(trainer, module)

@@ -121,6 +121,7 @@ class GANModule(L.LightningModule):
         self._loop: dict[str, Any] = {}  # per-fit lists the loop reuses (on_train_start)
         self._outputs: dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}  # last losses, read on logging steps
         self._run_logs: dict[str, torch.Tensor] = {}  # the objectives' run_logs (train/<key>), read on logging steps
+        self.last_losses: dict[str, float] = {}  # d_loss and g_loss of the latest logging step (host floats)
         self.run_config: Optional[dict[str, Any]] = None  # the resolved config, saved in checkpoints
         self.fast_paths: dict[str, Any] = {}  # what ganforge.loop.fastpaths applied in setup (compile, channels_last)
 
@@ -213,6 +214,7 @@ class GANModule(L.LightningModule):
             "sync_every": sorted({int(t.get("log_every_n_steps", 10)), int(t.get("checkpoint_every_n_steps") or 0),
                                   int(metrics_every or 0), int(samples_every or 0)} - {0}),
             "g_regularization": isinstance(G, RegularizedGenerator),
+            "direct": direct_steps(self.trainer, self),
         }
         if self.ema is not None:
             self.ema.bind()
@@ -294,7 +296,10 @@ class GANModule(L.LightningModule):
 
     def _optimizer_step(self, which: str, opt: Any, loss: torch.Tensor) -> None:
         """Backward, the guarded step, WGAN's weight clipping after a discriminator step, zero the gradients."""
-        self.manual_backward(loss)
+        if self._loop["direct"]:
+            loss.backward()  # what manual_backward ends in, without its hook dispatch (see direct_steps)
+        else:
+            self.manual_backward(loss)
         self._guarded_step(which, loss, opt)
         if which == "discriminator":
             self._clip_weights()
@@ -313,13 +318,26 @@ class GANModule(L.LightningModule):
         record = {"which": which, "iteration": self.iterations, "g_steps": self.g_steps, "d_steps": self.d_steps,
                   "images_seen": self.images_seen}
         skip = self.guard.check(loss, grads, self.world_size, loss_only=fp16, record=record)
-        synced = self.guard.step(opt, skip, on_host=fp16)
+        synced = self.guard.step(opt, skip, on_host=fp16, run=self._run_step)
         if which == "generator":  # as if it ran; the next sync point corrects
             self.g_steps += 1
         else:
             self.d_steps += 1
         if synced:  # the host has decided already (no found_inf support): report now
             self._settle()
+
+    def _run_step(self, opt: Any) -> None:
+        """``opt.step()`` (Lightning's optimizer wrapper); on the direct path the same calls without
+        the precision plugin's closure and hook dispatch: the manual loop's step counting (Lightning's
+        ``global_step``), this module's ``on_before_optimizer_step`` (clipping, gradient norms), the step."""
+        if not self._loop["direct"]:
+            opt.step()
+            return
+        raw = opt.optimizer
+        opt._on_before_step()
+        self.on_before_optimizer_step(raw)
+        raw.step()
+        opt._on_after_step()
 
     def _sync_due(self) -> bool:
         """Is the end of this iteration a sync point? (Logging, checkpoint, evaluation and picture
@@ -429,8 +447,10 @@ class GANModule(L.LightningModule):
         self._grad_norms = {}
         values = torch.stack([v.detach().float().reshape(()) for v in logs.values()]).tolist()
         scalars = dict(zip(logs, values))
-        self.log("d_loss", scalars["d_loss"], prog_bar=True, logger=False, on_step=True, on_epoch=False)
-        self.log("g_loss", scalars["g_loss"], prog_bar=True, logger=False, on_step=True, on_epoch=False)
+        self.last_losses = {"d_loss": scalars["d_loss"], "g_loss": scalars["g_loss"]}  # the status line's
+        if self.trainer.progress_bar_callback is not None:  # self.log feeds only the bar (~1 ms a call)
+            self.log("d_loss", scalars["d_loss"], prog_bar=True, logger=False, on_step=True, on_epoch=False)
+            self.log("g_loss", scalars["g_loss"], prog_bar=True, logger=False, on_step=True, on_epoch=False)
         if self.rank != 0:
             return
         row = {("train/" + k if k not in ("d_loss", "g_loss") else k): v for k, v in scalars.items()}
@@ -589,6 +609,39 @@ def log_to_loggers(trainer: Any, row: dict[str, float], step: int) -> None:
     for logger in trainer.loggers:
         logger.log_metrics(row, step=step)
         logger.save()
+
+
+_STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
+
+
+def direct_steps(trainer: Any, module: L.LightningModule) -> bool:
+    """Whether the loop may run ``loss.backward()`` and ``optimizer.step()`` itself.
+
+    Lightning's ``manual_backward`` and optimizer wrapper dispatch six hooks per optimizer step
+    (``on_before_backward``, ``on_after_backward``, ``on_before_optimizer_step``, each to every
+    callback and to the module) through its profiler contexts: ~0.15 ms a step on the CPU, a
+    quarter of the loop's own cost on the ring. When nothing listens to them and the precision
+    plugin and strategy add nothing to backward or the step (32-bit, bf16 without a scaler,
+    half/double; one device, or :class:`GANDDPStrategy` whose wrappers do their own all-reduce),
+    the direct calls do exactly what Lightning's would. Otherwise (a callback implementing one of
+    those hooks, fp16's GradScaler, another strategy) Lightning's path is used.
+    """
+    from lightning.pytorch.plugins.precision import DoublePrecision, HalfPrecision, MixedPrecision, Precision
+    from lightning.pytorch.profilers import PassThroughProfiler
+    from lightning.pytorch.strategies import SingleDeviceStrategy
+    from lightning.pytorch.utilities.model_helpers import is_overridden
+
+    from ganforge.loop.strategy import GANDDPStrategy
+
+    plugin, strategy = trainer.precision_plugin, trainer.strategy
+    plain_precision = (type(plugin) in (Precision, HalfPrecision, DoublePrecision)
+                       or (type(plugin) is MixedPrecision and plugin.scaler is None))
+    plain_strategy = type(strategy) in (SingleDeviceStrategy, GANDDPStrategy)
+    listened = any(is_overridden(h, cb, L.Callback) for cb in trainer.callbacks for h in _STEP_HOOKS)
+    module_hooks = (any(is_overridden(h, module, L.LightningModule) for h in _STEP_HOOKS[:2])
+                    or is_overridden("backward", module, L.LightningModule))
+    profiled = not isinstance(trainer.profiler, PassThroughProfiler)  # a profiler times the hooks: keep them
+    return plain_precision and plain_strategy and not listened and not module_hooks and not profiled
 
 
 def fused_available(params: list[torch.Tensor]) -> bool:

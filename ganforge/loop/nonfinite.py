@@ -146,22 +146,24 @@ class NonFiniteGuard:
         return None if self._halted is None else 1.0 - self._halted
 
     @staticmethod
-    def step(optimizer: Any, skip: torch.Tensor, on_host: bool) -> bool:
+    def step(optimizer: Any, skip: torch.Tensor, on_host: bool, run: Optional[Any] = None) -> bool:
         """Run ``optimizer.step()`` so that it has no effect when ``skip`` is 1.
 
         ``optimizer`` is Lightning's wrapper (its hooks, clipping and precision plugin run as
-        usual). Returns whether the host had to decide (a sync).
+        usual); ``run(optimizer)``, when given, performs the step instead of ``optimizer.step()``.
+        Returns whether the host had to decide (a sync).
         """
         raw = getattr(optimizer, "optimizer", optimizer)
+        do = (lambda: run(optimizer)) if run is not None else optimizer.step
         if not on_host and getattr(raw, "_step_supports_amp_scaling", False):
             raw.found_inf, raw.grad_scale = skip, None  # torch's fused kernels skip the update when found_inf is 1
             try:
-                optimizer.step()
+                do()
             finally:
                 raw.found_inf = None
             return False
         if not skip.item():
-            optimizer.step()
+            do()
         return True
 
     def settle(self) -> Settlement:
