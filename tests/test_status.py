@@ -23,25 +23,25 @@ class FakeClock:
         return self.t
 
 
-def _module(g_steps: int, images: int) -> SimpleNamespace:
-    return SimpleNamespace(g_steps=g_steps, images_seen=images, device=torch.device("cpu"))
+def _module(g_steps: int, images: int, **losses: float) -> SimpleNamespace:
+    """The module as the status line reads it: counters, device, the latest logged losses."""
+    return SimpleNamespace(g_steps=g_steps, images_seen=images, device=torch.device("cpu"), last_losses=losses)
 
 
-def _trainer(**metrics: float) -> SimpleNamespace:
-    return SimpleNamespace(is_global_zero=True, should_stop=False,
-                           progress_bar_metrics={k: torch.tensor(v) for k, v in metrics.items()})
+def _trainer() -> SimpleNamespace:
+    return SimpleNamespace(is_global_zero=True, should_stop=False)
 
 
 def test_status_lines_every_interval_first_and_last_with_rate_and_eta():
     clock, out = FakeClock(), io.StringIO()
     latest = {"fid/fid": 3.5, "mode-coverage/num_modes": 8.0}
     s = StatusLines(every_s=30, max_steps=1000, max_images=None, latest_metrics=lambda: latest, out=out, clock=clock)
-    trainer = _trainer(d_loss=1.25, g_loss=0.5)
+    trainer = _trainer()
     s.on_train_start(trainer, _module(0, 0))
     for step in range(1, 1001):
         clock.t += 0.125  # 8 steps a second (exact in binary), 64 images a step
         trainer.should_stop = step == 1000
-        s.on_train_batch_end(trainer, _module(step, 64 * step))
+        s.on_train_batch_end(trainer, _module(step, 64 * step, d_loss=1.25, g_loss=0.5))
     lines = out.getvalue().splitlines()
     # first step, then every 30 s (240 steps), then the last
     steps = [int(line.split()[2].split("/")[0]) for line in lines]

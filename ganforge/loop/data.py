@@ -66,23 +66,37 @@ class IterationSampler(Sampler[list[int]]):
         offs = self.rank * per + torch.arange(per).unsqueeze(0)
         return (base + steps + offs).reshape(-1)
 
-    def indices(self, it: int) -> list[int]:
+    def _perm(self, e: int) -> torch.Tensor:
+        if e not in self._cache:
+            if len(self._cache) > 2:
+                self._cache.pop(min(self._cache))
+            self._cache[e] = _perm(self.n, self.seed, e)
+        return self._cache[e]
+
+    def index_tensor(self, it: int) -> torch.Tensor:
+        """:meth:`indices` as a tensor (int64, on the CPU)."""
+        per = self.batch_size // self.world_size
+        first = it * self.n_critic * self.batch_size + self.rank * per  # positions rise through the iteration
+        last = first + (self.n_critic - 1) * self.batch_size + per - 1
+        if first // self.n == last // self.n and (self.n_critic == 1 or self.world_size == 1):
+            e = first // self.n  # the common case: one contiguous run of one epoch's permutation
+            return self._perm(e)[first - e * self.n : last - e * self.n + 1]
         pos = self._positions(it)
         epochs = pos // self.n
         out = torch.empty_like(pos)
         for e in torch.unique(epochs).tolist():
-            if e not in self._cache:
-                if len(self._cache) > 2:
-                    self._cache.pop(min(self._cache))
-                self._cache[e] = _perm(self.n, self.seed, e)
             m = epochs == e
-            out[m] = self._cache[e][pos[m] % self.n]
-        return out.tolist()
+            out[m] = self._perm(e)[pos[m] % self.n]
+        return out
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def indices(self, it: int) -> list[int]:
+        """This rank's dataset indices for iteration ``it`` (``n_critic`` parts of ``batch_size / W``)."""
+        return self.index_tensor(it).tolist()
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
         it = int(self.start())
         for k in range(self.epoch_length):
-            yield self.indices(it + k)
+            yield self.index_tensor(it + k)
 
     def __len__(self) -> int:
         return self.epoch_length
@@ -98,7 +112,9 @@ class _BatchFetch(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, indices: list[int]) -> Any:
+    def __getitem__(self, indices: Union[list[int], torch.Tensor]) -> Any:
+        if isinstance(indices, torch.Tensor):
+            indices = indices.tolist()  # the sampler's tensor; datasets take lists of ints
         if hasattr(self.dataset, "get_batch"):
             return self.dataset.get_batch(indices)
         if hasattr(self.dataset, "__getitems__"):
@@ -148,7 +164,7 @@ class _DeviceBatches(Dataset):
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
-    def __getitem__(self, indices: list[int]) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    def __getitem__(self, indices: Union[list[int], torch.Tensor]) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         idx = torch.as_tensor(indices, dtype=torch.long).to(self.x.device, non_blocking=True)
         if self.y is None:
             return self.x[idx]

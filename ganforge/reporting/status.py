@@ -114,7 +114,7 @@ class StatusLines(L.Callback):
         new_images = pl_module.images_seen - self._last_images
         if new_images > 0 and now > self._last:
             parts.append(f"{(now - self._last) / new_images * 1000:.3g} s/kimg")
-        losses = {k: float(v) for k, v in trainer.progress_bar_metrics.items() if k in ("d_loss", "g_loss")}
+        losses = dict(getattr(pl_module, "last_losses", None) or {})  # the latest logging step's
         if losses:
             parts.append(" ".join(f"{k} {v:.4g}" for k, v in sorted(losses.items())))
         metrics = format_values(self.latest_metrics(), limit=3)
