@@ -165,6 +165,22 @@ def test_compile_leaves_a_spectral_norm_discriminator_eager(registry, capsys):
     assert "compiling the generator only" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead", "max-autotune-no-cudagraphs"])
+def test_compile_mode_reaches_torch_compile_with_static_shapes(registry, monkeypatch, mode):
+    calls = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: calls.append((type(self).__name__, kw)))
+    cfg = load_config(None, ["train.compile=true", f"train.compile_mode={mode}"], registry)
+    applied = fastpaths.apply(build_components(cfg, registry).module, torch.device("cpu"))
+    assert applied["compile"] == ("generator", "discriminator") and applied["compile_mode"] == mode
+    assert [kw for _, kw in calls] == [{"mode": None if mode == "default" else mode, "dynamic": False}] * 2
+
+
+@pytest.mark.parametrize("bad", ["fast", "max-autotune", "cudagraphs"])
+def test_compile_mode_names_the_key_and_the_choices(registry, bad):
+    with pytest.raises(ConfigError, match=rf"train.compile_mode: expected .*reduce-overhead.*, got .{bad}."):
+        load_config(None, [f"train.compile_mode={bad}"], registry)
+
+
 # -- channels_last ------------------------------------------------------------------------------------
 
 
@@ -176,7 +192,7 @@ def test_channels_last_leaves_outputs_and_keys_equal(registry):
     G0, D0 = copy.deepcopy(m.generator).eval(), copy.deepcopy(m.discriminator).eval()
     keys = list(m.state_dict())
     applied = fastpaths.apply(m, torch.device("cpu"))
-    assert applied == {"channels_last": True, "compile": ()}
+    assert applied == {"channels_last": True, "compile": (), "compile_mode": None}
     assert list(m.state_dict()) == keys
     conv = next(p for p in m.discriminator.parameters() if p.ndim == 4 and p.shape[1] > 1)
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()

@@ -60,7 +60,7 @@ def apply(module: Any, device: torch.device) -> dict[str, Any]:
     t = module.train_cfg
     nets = [module.generator, module.discriminator]
     applied = {"channels_last": use_channels_last(t.get("channels_last", "auto"), device, nets),
-               "compile": ()}
+               "compile": (), "compile_mode": t.get("compile_mode", "default") if t.get("compile") else None}
     if applied["channels_last"]:
         for net in nets + ([module.generator_ema] if module.generator_ema is not None else []):
             net.to(memory_format=torch.channels_last)  # only 4-D parameters and buffers change layout
@@ -74,8 +74,12 @@ def apply(module: Any, device: torch.device) -> dict[str, Any]:
             if module.rank == 0:
                 print("ganforge: train.compile: the discriminator uses spectral norm, which torch.compile cannot "
                       "train (in-place power iteration); compiling the generator only.", flush=True)
+        mode = t.get("compile_mode", "default")
         for net in compiled:
-            net.compile()  # in place: no wrapper, no "_orig_mod." in the state-dict keys
+            # In place: no wrapper, no "_orig_mod." in the state-dict keys. Static shapes: the batch
+            # never changes in training, and a shape change (sampling) recompiles instead of
+            # switching to slower shape-generic kernels.
+            net.compile(mode=None if mode == "default" else mode, dynamic=False)
         applied["compile"] = tuple(n for n, net in (("generator", module.generator),
                                                     ("discriminator", module.discriminator)) if net in compiled)
     return applied

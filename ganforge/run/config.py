@@ -50,6 +50,7 @@ def train_section(
     cpu_threads: Annotated[Optional[int], Positive] = None,
     data_on_device: Literal["auto", True, False] = "auto",
     compile: bool = False,
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = "default",
     channels_last: Literal["auto", True, False] = "auto",
 ) -> None:
     """Training loop settings.
@@ -82,6 +83,10 @@ def train_section(
             dataset, read once); ``false``: the data loader. The same batches either way.
         compile: ``torch.compile`` G and D (slow start, faster steps on GPUs). Refused for objectives
             that need double backward (``wgan-gp``, ``r1_weight > 0``).
+        compile_mode: ``torch.compile``'s mode with ``train.compile``: ``default``; ``reduce-overhead``
+            (CUDA graphs: replays each network's kernels in one launch, for small batches where the
+            GPU waits on Python; on the CPU the same as ``default``); ``max-autotune-no-cudagraphs``
+            (searches kernel configurations: minutes of start-up). Shapes are compiled static.
         channels_last: NHWC memory layout for G and D; ``auto``: on CUDA for convolutional networks.
     """
 
