@@ -14,8 +14,10 @@ peak GPU memory of:
 * ``ganforge bf16-mixed``: ``trainer.precision=bf16-mixed``;
 * ``ganforge bf16+compile+cl``: bf16-mixed with ``train.compile=true`` and ``train.channels_last=true``.
 
-``--variants`` takes other names too: ``compile`` in a name compiles, ``+cl`` / ``nocl`` turn
-channels_last on / off (e.g. ``"ganforge fp32 nocl,ganforge fp32+compile nocl"``).
+``--variants`` takes other names too: ``compile`` in a name compiles (``compile-ro``: with
+``train.compile_mode=reduce-overhead``, CUDA graphs), ``+cl`` / ``nocl`` turn channels_last on / off
+(e.g. ``"ganforge fp32 nocl,ganforge fp32+compile nocl,ganforge bf16+compile-ro+cl"``).
+``--profile`` also runs ganforge fp32 under cProfile and prints where the host's time goes.
 
 Prints a table with the card's name and the torch version, and writes ``gpu_benchmark.json`` to
 ``$OUT`` when it is set. Needs torch and lightning (and ganforge's few pure-Python dependencies);
@@ -133,6 +135,8 @@ def make_config(reg, model: str, variant: str, args) -> dict:
     }
     # Variant names spell their options: "compile", "+cl" (channels_last on), "nocl" (off); else auto.
     data["train"]["compile"] = "compile" in variant
+    if "compile-ro" in variant:
+        data["train"]["compile_mode"] = "reduce-overhead"
     if "+cl" in variant or "nocl" in variant:
         data["train"]["channels_last"] = "+cl" in variant
     return resolve(data, reg, "benchmarks/gpu.py")
@@ -141,9 +145,14 @@ def make_config(reg, model: str, variant: str, args) -> dict:
 class Timer(L.Callback):
     """Wall time of the iterations after the warm-up (synchronized with the device at both ends)."""
 
-    def __init__(self, warmup: int, total: int) -> None:
+    def __init__(self, warmup: int, total: int, profile: bool = False) -> None:
         self.warmup, self.total = warmup, total
         self.t0 = self.t1 = None
+        self.prof = None
+        if profile:  # cProfile over the timed iterations only
+            import cProfile
+
+            self.prof = cProfile.Profile()
 
     def on_train_batch_end(self, trainer, pl_module, *args) -> None:  # noqa: ANN001
         if pl_module.iterations in (self.warmup, self.total):
@@ -151,24 +160,36 @@ class Timer(L.Callback):
                 torch.cuda.synchronize()
             if pl_module.iterations == self.warmup:
                 self.t0 = time.perf_counter()
+                if self.prof is not None:
+                    self.prof.enable()
             else:
                 self.t1 = time.perf_counter()
+                if self.prof is not None:
+                    self.prof.disable()
 
 
-def run_ganforge(reg, model: str, variant: str, args) -> dict:
+def run_ganforge(reg, model: str, variant: str, args, profile: bool = False) -> dict:
     from ganforge.run.runner import build_components, make_trainer
 
     cfg = make_config(reg, model, variant, args)
     built = build_components(cfg, reg)
-    timer = Timer(args.warmup, args.warmup + args.iterations)
+    timer = Timer(args.warmup, args.warmup + args.iterations, profile=profile)
+    prof = timer.prof
     with tempfile.TemporaryDirectory() as d:
         trainer = make_trainer(cfg, Path(d), built, loggers=[], progress=False)
         trainer.callbacks.append(timer)
         with contextlib.redirect_stdout(io.StringIO()):
             trainer.fit(built.module, datamodule=built.datamodule)
     m = built.module
-    return {"seconds": timer.t1 - timer.t0, "fast_paths": m.fast_paths,
-            "fused_adam": bool(m.optimizers(use_pl_optimizer=False)[0].defaults.get("fused"))}
+    out = {"seconds": timer.t1 - timer.t0, "fast_paths": m.fast_paths, "direct_steps": m._loop.get("direct"),
+           "fused_adam": bool(m.optimizers(use_pl_optimizer=False)[0].defaults.get("fused"))}
+    if prof is not None:
+        import pstats
+
+        text = io.StringIO()
+        pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(args.profile_lines)
+        out["profile"] = text.getvalue()
+    return out
 
 
 def run_naive(reg, model: str, args) -> dict:
@@ -218,6 +239,8 @@ def main() -> int:
     ap.add_argument("--num-samples", type=int, default=4096)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--profile", action="store_true", help="also profile the host side of ganforge fp32 (cProfile)")
+    ap.add_argument("--profile-lines", type=int, default=30, help="--profile: functions shown, by own time")
     args = ap.parse_args()
     if args.quick:
         args.batch_size, args.iterations, args.warmup, args.num_samples = 8, 3, 2, 64
@@ -266,9 +289,15 @@ def main() -> int:
     print(head)
     print(f"{'model':<11}{'variant':<27}{'images/s':>10}{'vs naive':>10}{'peak MiB':>10}")
     for r in rows:
-        base = next(x for x in rows if x["model"] == r["model"] and x["variant"] == "naive fp32")
-        print(f"{r['model']:<11}{r['variant']:<27}{r['images_per_s']:>10.0f}"
-              f"{r['images_per_s'] / base['images_per_s']:>10.2f}{r['peak_mib']:>10.0f}")
+        base = next((x for x in rows if x["model"] == r["model"] and x["variant"] == "naive fp32"), None)
+        ratio = r["images_per_s"] / base["images_per_s"] if base else float("nan")  # no naive row: no ratio
+        print(f"{r['model']:<11}{r['variant']:<27}{r['images_per_s']:>10.0f}{ratio:>10.2f}{r['peak_mib']:>10.0f}")
+    if args.profile:
+        for model in args.models.split(","):
+            out = run_ganforge(reg, model, "ganforge fp32", args, profile=True)
+            print(f"\nhost profile, {model}, ganforge fp32, the {args.iterations} timed iterations "
+                  f"({1e3 * out['seconds'] / args.iterations:.2f} ms/it under the profiler):")
+            print(out["profile"])
     print(f"total {time.perf_counter() - t_start:.0f} s")
     return 1 if any(r["error"] for r in rows) else 0
 

@@ -215,6 +215,9 @@ class GANModule(L.LightningModule):
                                   int(metrics_every or 0), int(samples_every or 0)} - {0}),
             "g_regularization": isinstance(G, RegularizedGenerator),
             "direct": direct_steps(self.trainer, self),
+            # CUDA graphs (train.compile_mode=reduce-overhead): each iteration is a new step of the graph
+            # trees, whose outputs of the previous iteration may then be overwritten.
+            "cudagraphs": bool(t.get("compile")) and t.get("compile_mode") == "reduce-overhead",
         }
         if self.ema is not None:
             self.ema.bind()
@@ -222,6 +225,8 @@ class GANModule(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> None:
         """One iteration: discriminator phase(s), generator phase, EMA; then the iteration's end."""
         opt_g, opt_d = self.optimizers()
+        if self._loop["cudagraphs"]:
+            torch.compiler.cudagraph_mark_step_begin()
         if self.schedule is not None:
             self.schedule.apply((("generator", opt_g), ("discriminator", opt_d)), self.g_steps)
         x, y = as_pair(batch)
