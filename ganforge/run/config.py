@@ -87,6 +87,7 @@ def train_section(
             (CUDA graphs: replays each network's kernels in one launch, for small batches where the
             GPU waits on Python; on the CPU the same as ``default``); ``max-autotune-no-cudagraphs``
             (searches kernel configurations: minutes of start-up). Shapes are compiled static.
+            ``reduce-overhead`` was measured on one GPU (docs/results.md); under DDP it is untested.
         channels_last: NHWC memory layout for G and D; ``auto``: on CUDA for convolutional networks.
     """
 
