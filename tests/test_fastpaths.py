@@ -175,6 +175,14 @@ def test_compile_mode_reaches_torch_compile_with_static_shapes(registry, monkeyp
     assert [kw for _, kw in calls] == [{"mode": None if mode == "default" else mode, "dynamic": False}] * 2
 
 
+def test_compile_mode_without_compile_is_refused(tiny, registry):
+    cfg = load_config(None, tiny + ["train.compile_mode=reduce-overhead"], registry)
+    with pytest.raises(ConfigError, match=r"train.compile_mode=reduce-overhead has no effect while train.compile "
+                                          r"is false. Set train.compile=true"):
+        build_components(cfg, registry)
+    build_components(load_config(None, tiny + ["train.compile_mode=default"], registry), registry)
+
+
 @pytest.mark.parametrize("bad", ["fast", "max-autotune", "cudagraphs"])
 def test_compile_mode_names_the_key_and_the_choices(registry, bad):
     with pytest.raises(ConfigError, match=rf"train.compile_mode: expected .*reduce-overhead.*, got .{bad}."):

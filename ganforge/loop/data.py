@@ -30,7 +30,7 @@ def _perm(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
-class IterationSampler(Sampler[list[int]]):
+class IterationSampler(Sampler[torch.Tensor]):
     """Yields, for each iteration, this rank's indices (``n_critic × per-rank batch``).
 
     Args:

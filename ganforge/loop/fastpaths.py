@@ -22,7 +22,12 @@ from ganforge.registry.errors import ConfigError
 
 
 def check(cfg: dict[str, Any], objective: Any) -> None:
-    """Refuse ``train.compile`` when the objective needs double backward (called before training)."""
+    """Refuse ``train.compile`` when the objective needs double backward, and a ``train.compile_mode``
+    that would have no effect (called before training)."""
+    mode = cfg["train"].get("compile_mode", "default")
+    if mode != "default" and not cfg["train"].get("compile"):
+        raise ConfigError(f"train.compile_mode={mode} has no effect while train.compile is false. Set "
+                          f"train.compile=true to compile in that mode, or leave train.compile_mode out.")
     if cfg["train"].get("compile") and objective.needs_double_backward:  # declared by every Objective
         spec = cfg["objective"]
         params = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "name")

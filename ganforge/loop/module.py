@@ -217,7 +217,7 @@ class GANModule(L.LightningModule):
             "direct": direct_steps(self.trainer, self),
             # CUDA graphs (train.compile_mode=reduce-overhead): each iteration is a new step of the graph
             # trees, whose outputs of the previous iteration may then be overwritten.
-            "cudagraphs": bool(t.get("compile")) and t.get("compile_mode") == "reduce-overhead",
+            "cudagraphs": self.fast_paths.get("compile_mode") == "reduce-overhead",  # as applied in setup
         }
         if self.ema is not None:
             self.ema.bind()

@@ -83,7 +83,7 @@ def train_section(
             dataset, read once); ``false``: the data loader. The same batches either way.
         compile: ``torch.compile`` G and D (slow start, faster steps on GPUs). Refused for objectives
             that need double backward (``wgan-gp``, ``r1_weight > 0``).
-        compile_mode: ``torch.compile``'s mode with ``train.compile``: ``default``; ``reduce-overhead``
+        compile_mode: ``torch.compile``'s mode with ``train.compile`` (refused without it): ``default``; ``reduce-overhead``
             (CUDA graphs: replays each network's kernels in one launch, for small batches where the
             GPU waits on Python; on the CPU the same as ``default``); ``max-autotune-no-cudagraphs``
             (searches kernel configurations: minutes of start-up). Shapes are compiled static.
