@@ -127,7 +127,9 @@ def make_config(reg, model: str, variant: str, args) -> dict:
         "dataset": {"name": "random-images", "resolution": res, "num_samples": args.num_samples},
         "generator": g, "discriminator": d, "objective": {"name": "non-saturating"},
         "train": {"batch_size": args.batch_size, "max_steps": steps, "ema_halflife_images": 10000,
-                  "checkpoint_every_n_steps": 10**9, "log_every_n_steps": 10},
+                  "checkpoint_every_n_steps": 10**9,
+                  # chunks of iterations end on logging steps: the timer's ends fall on them (quick: every one)
+                  "log_every_n_steps": 1 if args.quick else 10},
         "metrics": {"every_n_steps": 0, "list": []}, "samples": {"every_n_steps": 10**9},
         "logger": [],
         "trainer": {"accelerator": "gpu" if args.device == "cuda" else "cpu", "devices": 1,
@@ -145,9 +147,12 @@ def make_config(reg, model: str, variant: str, args) -> dict:
 class Timer(L.Callback):
     """Wall time of the iterations after the warm-up (synchronized with the device at both ends)."""
 
+    handles_iteration_chunks = True  # a Lightning batch may hold several iterations (train.iterations_per_batch)
+
     def __init__(self, warmup: int, total: int, profile: bool = False) -> None:
         self.warmup, self.total = warmup, total
         self.t0 = self.t1 = None
+        self.i0 = self.i1 = 0
         self.prof = None
         if profile:  # cProfile over the timed iterations only
             import cProfile
@@ -155,17 +160,23 @@ class Timer(L.Callback):
             self.prof = cProfile.Profile()
 
     def on_train_batch_end(self, trainer, pl_module, *args) -> None:  # noqa: ANN001
-        if pl_module.iterations in (self.warmup, self.total):
+        # the first batch end at or after the warm-up, and the last one (a batch may hold several iterations)
+        start = self.t0 is None and pl_module.iterations >= self.warmup
+        if start or (self.t0 is not None and pl_module.iterations >= self.total):
             if pl_module.device.type == "cuda":
                 torch.cuda.synchronize()
-            if pl_module.iterations == self.warmup:
-                self.t0 = time.perf_counter()
+            if start:
+                self.t0, self.i0 = time.perf_counter(), pl_module.iterations
                 if self.prof is not None:
                     self.prof.enable()
             else:
-                self.t1 = time.perf_counter()
+                self.t1, self.i1 = time.perf_counter(), pl_module.iterations
                 if self.prof is not None:
                     self.prof.disable()
+
+    def seconds(self, iterations: int) -> float:
+        """The time of ``iterations`` timed iterations, from the iterations actually timed."""
+        return (self.t1 - self.t0) * iterations / max(1, self.i1 - self.i0)
 
 
 def run_ganforge(reg, model: str, variant: str, args, profile: bool = False) -> dict:
@@ -181,7 +192,7 @@ def run_ganforge(reg, model: str, variant: str, args, profile: bool = False) -> 
         with contextlib.redirect_stdout(io.StringIO()):
             trainer.fit(built.module, datamodule=built.datamodule)
     m = built.module
-    out = {"seconds": timer.t1 - timer.t0, "fast_paths": m.fast_paths, "direct_steps": m._loop.get("direct"),
+    out = {"seconds": timer.seconds(args.iterations), "fast_paths": m.fast_paths, "direct_steps": m._loop.get("direct"),
            "fused_adam": bool(m.optimizers(use_pl_optimizer=False)[0].defaults.get("fused"))}
     if prof is not None:
         import pstats

@@ -8,6 +8,7 @@ machine noise hits both alike. Prints seconds per iteration and the ratio.
     .venv/bin/python benchmarks/iteration.py --model dcgan-32 --batch-size 64 --steps 100 --threads 1
     .venv/bin/python benchmarks/iteration.py --scaling [--case-seconds 4]  # ring, DCGAN-32/64 x batch 64/256
     .venv/bin/python benchmarks/iteration.py --ddp [--model ring]          # 2 gloo processes vs 1
+    .venv/bin/python benchmarks/iteration.py --threads 1 --compare train.iterations_per_batch=1  # a setting vs the default
 
 ``--model``: ``ring`` (the ring8 MLPs) or ``dcgan-32`` / ``dcgan-64`` (DCGAN with batch norm on the
 bundled digits upscaled to 32x32 / 64x64, generator EMA). ``--scaling`` prints a table of time per
@@ -38,22 +39,26 @@ os.environ.setdefault("GANFORGE_PROGRESS", "0")
 class Timer(L.Callback):
     """Time per iteration after a warm-up, excluding start-up and the final evaluation."""
 
+    handles_iteration_chunks = True  # a Lightning batch may hold several iterations (train.iterations_per_batch)
+
     def __init__(self, warmup: int) -> None:
         self.warmup = warmup
         self.t0 = None
+        self.i0 = 0
         self.n = 0
         self.elapsed = 0.0
 
     def on_train_batch_end(self, trainer, pl_module, *args) -> None:
-        if pl_module.iterations == self.warmup:
-            self.t0 = time.perf_counter()
-        elif pl_module.iterations > self.warmup:
-            self.n = pl_module.iterations - self.warmup
+        if self.t0 is None:
+            if pl_module.iterations >= self.warmup:  # the first batch end after the warm-up
+                self.t0, self.i0 = time.perf_counter(), pl_module.iterations
+        else:
+            self.n = pl_module.iterations - self.i0
             self.elapsed = time.perf_counter() - self.t0
 
 
-def model_config(model: str, batch_size: int | None, config: str | None = None) -> dict:
-    """The resolved config of a benchmark model (non-saturating loss, no loggers)."""
+def model_config(model: str, batch_size: int | None, config: str | None = None, extra: list[str] = ()) -> dict:
+    """The resolved config of a benchmark model (non-saturating loss, no loggers; ``extra`` overrides last)."""
     from ganforge.run.config import load_config
     from ganforge.registry.registry import get_registry
 
@@ -66,13 +71,16 @@ def model_config(model: str, batch_size: int | None, config: str | None = None) 
         raise SystemExit(f"--model {model}: use ring, dcgan-32 or dcgan-64")
     if batch_size:
         overrides.append(f"train.batch_size={batch_size}")
-    return load_config(config, overrides, get_registry())
+    return load_config(config, overrides + list(extra), get_registry())
 
 
 def ganforge_time(cfg: dict, steps: int, warmup: int) -> float:
     from ganforge.run.runner import build_components, make_trainer
 
-    cfg = dict(cfg, train=dict(cfg["train"], max_steps=steps + warmup, checkpoint_every_n_steps=10**9),
+    # The timer starts at the first batch end at or after the warm-up; a Lightning batch may hold up to
+    # train.iterations_per_batch iterations, so the run goes on long enough to time at least `steps`.
+    slack = cfg["train"].get("iterations_per_batch", 1) - 1
+    cfg = dict(cfg, train=dict(cfg["train"], max_steps=steps + warmup + slack, checkpoint_every_n_steps=10**9),
                metrics=dict(cfg["metrics"], list=[], every_n_steps=0),
                samples=dict(cfg["samples"], every_n_steps=10**9))
     built = build_components(cfg)
@@ -229,6 +237,8 @@ def main() -> None:
     ap.add_argument("--models", default="ring,dcgan-32,dcgan-64", help="--scaling: models")
     ap.add_argument("--batches", default="64,256", help="--scaling: batch sizes")
     ap.add_argument("--case-seconds", type=float, default=4.0, help="--scaling: about this long per timed run")
+    ap.add_argument("--compare", action="append", default=[], metavar="KEY=VALUE",
+                    help="also time ganforge with this config override, in the same interleaved rounds (repeatable)")
     ap.add_argument("--ddp", action="store_true", help="DDP efficiency: 2 gloo processes vs 1")
     ap.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--devices", type=int, default=1, help=argparse.SUPPRESS)
@@ -246,27 +256,38 @@ def main() -> None:
         args.model = args.model or "ring"
         args.batch_size = args.batch_size or 64
         return ddp_worker(args) if args.ddp_worker else ddp_efficiency(args)
+    overrides = ["objective.name=non-saturating", "logger=[]"]
     if args.model:
         cfg = model_config(args.model, args.batch_size, args.config)
     else:
-        overrides = ["objective.name=non-saturating", "logger=[]"]
         overrides += [f"train.batch_size={args.batch_size}"] if args.batch_size else []
         cfg = load_config(args.config, overrides, get_registry())
     warmup = args.warmup if args.warmup is not None else (2 if (args.model or "").startswith("dcgan") else 30)
     args.warmup = warmup
-    gf, pl = [], []
+    variants = [("ganforge (Lightning)", cfg)]
+    for kv in args.compare:  # another ganforge setting, timed in the same rounds
+        if args.model:
+            variants.append((f"ganforge {kv}", model_config(args.model, args.batch_size, args.config, [kv])))
+        else:
+            variants.append((f"ganforge {kv}", load_config(args.config, overrides + [kv], get_registry())))
+    pl: list[float] = []
+    times: list[list[float]] = [[] for _ in variants]
     for _ in range(args.repeats):
         pl.append(plain_time(cfg, args.steps, args.warmup))
-        gf.append(ganforge_time(cfg, args.steps, args.warmup))
-    g, p = statistics.median(gf), statistics.median(pl)
+        for t, (_, c) in zip(times, variants):
+            t.append(ganforge_time(c, args.steps, args.warmup))
+    p = statistics.median(pl)
     print(f"config {cfg['name']}: batch {cfg['train']['batch_size']}, {args.steps} iterations x {args.repeats} "
           f"repeats, torch threads {torch.get_num_threads()}")
-    print(f"{'loop':<28}{'ms/iteration (median)':>24}{'all repeats':>40}")
-    print(f"{'hand-written PyTorch':<28}{p * 1e3:>24.2f}{', '.join(f'{v * 1e3:.2f}' for v in pl):>40}")
-    print(f"{'ganforge (Lightning)':<28}{g * 1e3:>24.2f}{', '.join(f'{v * 1e3:.2f}' for v in gf):>40}")
-    print(f"ratio ganforge / hand-written: {g / p:.2f}")
-    paired = [b / a for a, b in zip(pl, gf)]  # each repeat's pair ran back to back: shared machine load
-    print(f"paired ratios (per repeat): {', '.join(f'{r:.2f}' for r in paired)}; median {statistics.median(paired):.2f}")
+    print(f"{'loop':<44}{'ms/iteration (median)':>24}  all repeats")
+    print(f"{'hand-written PyTorch':<44}{p * 1e3:>24.2f}  {', '.join(f'{v * 1e3:.2f}' for v in pl)}")
+    for (name, _), gf in zip(variants, times):
+        print(f"{name:<44}{statistics.median(gf) * 1e3:>24.2f}  {', '.join(f'{v * 1e3:.2f}' for v in gf)}")
+    for (name, _), gf in zip(variants, times):
+        g = statistics.median(gf)
+        paired = [b / a for a, b in zip(pl, gf)]  # each repeat's runs ran back to back: shared machine load
+        print(f"{name}: ratio to hand-written {g / p:.2f}; paired ratios (per repeat): "
+              f"{', '.join(f'{r:.2f}' for r in paired)}; median {statistics.median(paired):.2f}")
 
 
 if __name__ == "__main__":

@@ -98,14 +98,15 @@ def test_resume_errors(tiny, registry, tmp_path):
 
 
 def _poison(monkeypatch, at_iteration: int):
-    original = GANModule.training_step
+    """NaN data in one iteration (``GANModule.iteration``: one per batch, or several per Lightning batch)."""
+    original = GANModule.iteration
 
-    def step(self, batch, batch_idx):
+    def iteration(self, batch):
         if self.iterations == at_iteration:
             batch = batch * float("nan")
-        return original(self, batch, batch_idx)
+        return original(self, batch)
 
-    monkeypatch.setattr(GANModule, "training_step", step)
+    monkeypatch.setattr(GANModule, "iteration", iteration)
 
 
 def test_nonfinite_stops_with_a_message_after_saving_the_last_good_state(tiny, registry, monkeypatch):
@@ -131,9 +132,9 @@ def test_nonfinite_skip_policy_skips_and_counts(tiny, registry, monkeypatch):
 
 def test_consecutive_skips_are_capped(tiny, registry, monkeypatch):
     """Broken data from iteration 2 on: every discriminator step skips; the 4th in a row stops the run."""
-    original = GANModule.training_step
-    monkeypatch.setattr(GANModule, "training_step",
-                        lambda self, b, i: original(self, b * float("nan") if self.iterations >= 2 else b, i))
+    original = GANModule.iteration
+    monkeypatch.setattr(GANModule, "iteration",
+                        lambda self, b: original(self, b * float("nan") if self.iterations >= 2 else b))
     with pytest.raises(NonFiniteError) as exc:
         _fit(registry, tiny + ["name=cap", "train.on_nonfinite=skip", "train.max_consecutive_skips=3",
                                "train.max_steps=20", "metrics.list=[]"])
@@ -148,50 +149,69 @@ def test_consecutive_skips_are_capped(tiny, registry, monkeypatch):
 
 
 class _SyncCounter:
-    """Counts host syncs (``item``, ``tolist``, ``bool``, ``float``, ``int`` of a tensor) per training step."""
+    """Counts host syncs (``item``, ``tolist``, ``bool``, ``float``, ``int`` of a tensor) per iteration,
+    and in all of each ``training_step`` (which may run several iterations and gathers their batches)."""
 
     METHODS = ("item", "tolist", "__bool__", "__float__", "__int__")
 
     def __init__(self, monkeypatch):
         self.active, self.count, self.per_step = False, 0, []
+        self.in_step, self.step_count, self.per_batch = False, 0, []
         for name in self.METHODS:
             original = getattr(torch.Tensor, name)
             monkeypatch.setattr(torch.Tensor, name, self._counting(original))
-        step = GANModule.training_step
+        iteration, step = GANModule.iteration, GANModule.training_step
 
-        def training_step(module, batch, batch_idx):
+        def counted_iteration(module, batch):
             self.active, self.count = True, 0
             try:
-                return step(module, batch, batch_idx)
+                return iteration(module, batch)
             finally:
                 self.active = False
                 self.per_step.append((module.g_steps, self.count))
 
+        def training_step(module, batch, batch_idx):
+            self.in_step, self.step_count, first = True, 0, len(self.per_step)
+            try:
+                return step(module, batch, batch_idx)
+            finally:
+                self.in_step = False
+                self.per_batch.append((self.step_count, sum(n for _, n in self.per_step[first:])))
+
+        monkeypatch.setattr(GANModule, "iteration", counted_iteration)
         monkeypatch.setattr(GANModule, "training_step", training_step)
 
     def _counting(self, original):
         def method(t, *args, **kwargs):
             if self.active:
                 self.count += 1
+            if self.in_step:
+                self.step_count += 1
             return original(t, *args, **kwargs)
         return method
 
 
-@pytest.mark.parametrize("policy", ["stop", "skip"])
-def test_no_host_sync_in_a_non_logging_iteration(tiny, registry, monkeypatch, policy):
+@pytest.mark.parametrize("policy,per_batch", [("stop", 16), ("skip", 16), ("stop", 1)])
+def test_no_host_sync_in_a_non_logging_iteration(tiny, registry, monkeypatch, policy, per_batch):
     """Finiteness is decided on the device: only sync points (every 5th step here: logging,
-    evaluation and pictures; the end) read tensors on the host, bad steps included."""
+    evaluation and pictures; the end) read tensors on the host, bad steps included; gathering a
+    chunk's batches (train.iterations_per_batch) reads nothing either."""
     counter = _SyncCounter(monkeypatch)
     if policy == "skip":
         _poison(monkeypatch, 3)
     out = _fit(registry, tiny + [f"train.on_nonfinite={policy}", "train.max_steps=12", "train.grad_clip=10",
                                   "train.ema_halflife_images=500", "objective.name=non-saturating",
-                                  "objective.r1_weight=0.1", "objective.r1_every=4"])
+                                  "objective.r1_weight=0.1", "objective.r1_every=4",
+                                  f"train.iterations_per_batch={per_batch}"])
     assert out["module"].skipped_steps == (1 if policy == "skip" else 0)
+    assert out["module"].fast_paths["iterations_per_batch"] == per_batch
     assert [g for g, _ in counter.per_step] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
     syncs = dict(counter.per_step)
     assert all(n == 0 for g, n in syncs.items() if g % 5 and g != 12), syncs
     assert all(syncs[g] >= 1 for g in (5, 10, 12)), syncs  # the counter does see the sync points
+    # Lightning batches: one per iteration, or the chunks [1], [2..5], [6..10], [11, 12] (ends at sync points)
+    assert len(counter.per_batch) == (12 if per_batch == 1 else 4), counter.per_batch
+    assert all(total == inside for total, inside in counter.per_batch), counter.per_batch  # none outside iterations
 
 
 @pytest.mark.cuda
@@ -200,19 +220,19 @@ def test_no_host_sync_in_a_non_logging_iteration(tiny, registry, monkeypatch, po
 def test_no_cuda_sync_in_a_non_logging_iteration(tiny, registry, monkeypatch, policy):
     """On a GPU, ``torch.cuda.set_sync_debug_mode("error")`` raises at any synchronizing call:
     every iteration that is not a sync point (every 5th step here, and the end) runs under it."""
-    step, strict = GANModule.training_step, []
+    iteration, strict = GANModule.iteration, []
 
-    def training_step(module, batch, batch_idx):
+    def strict_iteration(module, batch):
         g = module.g_steps + 1
         if g % 5 and g != 12:
             strict.append(g)
             torch.cuda.set_sync_debug_mode("error")
         try:
-            return step(module, batch, batch_idx)
+            return iteration(module, batch)
         finally:
             torch.cuda.set_sync_debug_mode("default")
 
-    monkeypatch.setattr(GANModule, "training_step", training_step)
+    monkeypatch.setattr(GANModule, "iteration", strict_iteration)
     if policy == "skip":
         _poison(monkeypatch, 3)
     out = _fit(registry, tiny + ["trainer.accelerator=gpu", "trainer.devices=1", f"train.on_nonfinite={policy}",

@@ -191,6 +191,10 @@ def cpu_jobs(cond: str) -> list[dict[str, Any]]:
     for obj in OBJECTIVES:
         jobs.append({"tag": f"obj-{obj}", "overrides": SMALL + [f"objective.name={obj}",
                                                                 f"train.max_steps={STEPS.get(obj, DEFAULT_STEPS)}"]})
+    # the same run as obj-non-saturating with one iteration per Lightning batch (the obj-* jobs run 16)
+    jobs.append({"tag": "one-per-batch", "overrides": SMALL + ["objective.name=non-saturating",
+                                                              f"train.max_steps={DEFAULT_STEPS}",
+                                                              "train.iterations_per_batch=1"]})
     jobs.append({"tag": "n-critic", "overrides": SMALL + ["objective.name=hinge", "train.n_critic=3",
                                                          "train.max_steps=100"]})
     jobs.append({"tag": "conditional", "overrides": SMALL + [cond, "train.max_steps=150"]})
@@ -232,6 +236,27 @@ def test_objective_two_ranks_stay_identical(cpu_runs: tuple[Path, Path], objecti
     assert_real_ddp_run(job, STEPS.get(objective, DEFAULT_STEPS), n_critic)
     if objective == "wgan":  # weight clipping ran after every critic step, on the synchronized weights
         assert max(t.abs().max().item() for t in job.states[0]["discriminator"].values()) <= 0.01 + 1e-7
+
+
+def test_chunks_and_direct_steps_under_ddp_equal_one_iteration_per_batch(cpu_runs: tuple[Path, Path]) -> None:
+    """Two ranks running 16 iterations per Lightning batch with direct steps (the defaults) end
+    bit for bit where two ranks running one iteration per batch do (the chunk loop's StepBoundaryStop
+    agreement and the sync points are collective: a mismatch would hang or diverge)."""
+    out, log = cpu_runs
+    chunked, single = Ranks(out, "obj-non-saturating"), Ranks(out, "one-per-batch")
+    chunked.assert_ok(log)
+    single.assert_ok(log)
+    assert [s["iterations_per_batch"] for s in chunked.states] == [16, 16]
+    assert [s["iterations_per_batch"] for s in single.states] == [1, 1]
+    assert all(s["direct_steps"] for s in chunked.states + single.states)
+    for a, b in zip(chunked.states, single.states):
+        assert a["counters"] == b["counters"]
+        for part in ("generator", "discriminator", "generator_ema"):
+            for name, t in a[part].items():
+                assert torch.equal(t, b[part][name]), f"{part}.{name}"
+        fa, fb = flat(a["optimizers"]), flat(b["optimizers"])
+        assert fa.keys() == fb.keys()
+        assert all(torch.equal(v, fb[k]) if torch.is_tensor(v) else v == fb[k] for k, v in fa.items())
 
 
 def test_n_critic_three(cpu_runs: tuple[Path, Path]) -> None:

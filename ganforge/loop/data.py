@@ -171,6 +171,39 @@ class _DeviceBatches(Dataset):
         return self.x[idx], self.y[idx]
 
 
+class DeviceIterations:
+    """Whole iterations' batches that the module gathers itself (``train.iterations_per_batch`` > 1).
+
+    What Lightning hands to ``training_step`` instead of a batch: the module runs up to ``size``
+    iterations per Lightning batch and takes iteration ``it``'s batch from :meth:`batch`, the same
+    gather on the device as the one-batch-per-iteration path. The data of an iteration is a function
+    of its number alone, so the module may end a chunk early (at a sync point) without losing a batch.
+    """
+
+    def __init__(self, sampler: IterationSampler, fetch: _DeviceBatches, size: int) -> None:
+        self.sampler, self.fetch, self.size = sampler, fetch, size
+
+    def batch(self, it: int) -> Any:
+        """The batch of iteration ``it`` on this rank (what the data loader would give)."""
+        return self.fetch[self.sampler.index_tensor(it)]
+
+
+class IterationTickets:
+    """What Lightning iterates when the module gathers its own batches: the same
+    :class:`DeviceIterations` per Lightning batch, ``length`` times (no loader, no transfer hooks'
+    work: it holds no tensors)."""
+
+    def __init__(self, source: DeviceIterations, length: int) -> None:
+        self.source, self.length = source, length
+
+    def __iter__(self) -> Iterator[DeviceIterations]:
+        for _ in range(self.length):
+            yield self.source
+
+    def __len__(self) -> int:
+        return self.length
+
+
 class GANDataModule(L.LightningDataModule):
     """Wraps a :class:`ganforge.contract.components.GANDataset` for the alternating loop.
 
@@ -180,8 +213,9 @@ class GANDataModule(L.LightningDataModule):
 
     def __init__(self, dataset: Any, batch_size: int, n_critic: int, seed: int, num_workers: int = 0,
                  start: Optional[Callable[[], int]] = None, total_iterations: Optional[int] = None,
-                 on_device: Union[str, bool] = "auto") -> None:
+                 on_device: Union[str, bool] = "auto", iterations_per_batch: int = 1) -> None:
         super().__init__()
+        self.iterations_per_batch = iterations_per_batch  # requested; chunk_size() decides per fit
         self.on_device = on_device
         self._device_data: Optional[tuple[torch.Tensor, Optional[torch.Tensor]]] = None
         self.dataset = dataset
@@ -236,7 +270,12 @@ class GANDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         on_device = self.device_tensors()
         if on_device is not None:  # no workers: a gather on the device per batch
+            size = self.chunk_size()
+            if size > 1:  # the module gathers each iteration's batch itself, up to `size` per Lightning batch
+                sampler = self.sampler()
+                return IterationTickets(DeviceIterations(sampler, _DeviceBatches(*on_device), size), len(sampler))
             return DataLoader(_DeviceBatches(*on_device), sampler=self.sampler(), batch_size=None, num_workers=0)
+        self._record(1)  # a loader's batches: one iteration each
         return DataLoader(
             _BatchFetch(self.dataset),
             sampler=self.sampler(),
@@ -244,6 +283,24 @@ class GANDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+    def chunk_size(self) -> int:
+        """Iterations per Lightning batch this fit: ``iterations_per_batch`` where every callback
+        handles several iterations per batch (:func:`ganforge.loop.module.iterations_per_batch`), else 1.
+        Recorded in the module's ``fast_paths``."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1
+        from ganforge.loop.module import iterations_per_batch
+
+        size = iterations_per_batch(trainer, self.iterations_per_batch)
+        self._record(size)
+        return size
+
+    def _record(self, size: int) -> None:
+        module = getattr(getattr(self, "trainer", None), "lightning_module", None)
+        if isinstance(getattr(module, "fast_paths", None), dict):
+            module.fast_paths["iterations_per_batch"] = size
 
     def real_fetch(self, indices: list[int]) -> Any:
         """The batch of the given dataset indices."""

@@ -223,7 +223,24 @@ class GANModule(L.LightningModule):
             self.ema.bind()
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
-        """One iteration: discriminator phase(s), generator phase, EMA; then the iteration's end."""
+        """One iteration (a batch from the data loader), or, when Lightning hands a
+        :class:`ganforge.loop.data.DeviceIterations`, up to its ``size`` iterations, each on its own
+        batch gathered on the device: Lightning's per-batch work (fetcher, batch hooks, callbacks) then
+        runs once per chunk (``train.iterations_per_batch``). A chunk ends after any iteration that is
+        a sync point (logging, checkpoint, evaluation, picture steps) or the last, so every callback
+        sees the batch ends it acts on; the weights are the same as one iteration per batch."""
+        from ganforge.loop.data import DeviceIterations
+
+        if not isinstance(batch, DeviceIterations):
+            self.iteration(batch)
+            return
+        for _ in range(1 if batch_idx == 0 else batch.size):  # the fit's first batch: one iteration (first status line)
+            if self.iteration(batch.batch(self.iterations)) or self.trainer.should_stop:
+                return
+
+    def iteration(self, batch: Any) -> bool:
+        """One iteration: discriminator phase(s), generator phase, EMA; then the iteration's end.
+        Returns whether it ended on a sync point."""
         opt_g, opt_d = self.optimizers()
         if self._loop["cudagraphs"]:
             torch.compiler.cudagraph_mark_step_begin()
@@ -244,20 +261,23 @@ class GANModule(L.LightningModule):
         self.images_seen += x.shape[0] * self.world_size
         if self.ema is not None:
             self.ema.update(self.images_seen, self.guard.live)
-        self._end_iteration()
+        return self._end_iteration()
 
     def _critic_batches(self, x: torch.Tensor, y: Optional[torch.Tensor]) -> list[tuple[torch.Tensor, Any]]:
         """The iteration's batch cut into ``n_critic`` parts, one per discriminator phase."""
         reals = x.chunk(self.n_critic)
         return list(zip(reals, y.chunk(self.n_critic) if y is not None else [None] * self.n_critic))
 
-    def _end_iteration(self) -> None:
-        """At a sync point settle the non-finite guard; stop when the run is done; log."""
-        if self._sync_due():
+    def _end_iteration(self) -> bool:
+        """At a sync point settle the non-finite guard; stop when the run is done; log. Returns
+        whether this was a sync point."""
+        sync = self._sync_due()
+        if sync:
             self._settle()
         if self.stop_reached():
             self.trainer.should_stop = True
         self._log_step()
+        return sync
 
     # -- phases ---------------------------------------------------------------------------------------
 
@@ -647,6 +667,32 @@ def direct_steps(trainer: Any, module: L.LightningModule) -> bool:
                     or is_overridden("backward", module, L.LightningModule))
     profiled = not isinstance(trainer.profiler, PassThroughProfiler)  # a profiler times the hooks: keep them
     return plain_precision and plain_strategy and not listened and not module_hooks and not profiled
+
+
+_BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end")
+
+
+def iterations_per_batch(trainer: Any, requested: int) -> int:
+    """How many iterations the module may run per Lightning batch (``train.iterations_per_batch``).
+
+    Lightning's per-batch work (data fetcher, three batch-transfer hooks, the batch hooks of every
+    callback, loop bookkeeping) costs about as much as a small network's iteration on the CPU.
+    Running several iterations per batch changes when the callbacks' ``on_train_batch_start`` /
+    ``on_train_batch_end`` run, nothing else: ganforge's own callbacks act on sync points, where a
+    chunk always ends, and declare it with ``handles_iteration_chunks = True``. A callback that
+    implements a batch hook without declaring it (e.g. a third party's, written for one iteration per
+    batch) gets one iteration per batch: ``requested`` falls back to 1.
+    """
+    from lightning.pytorch.utilities.model_helpers import is_overridden
+
+    if requested <= 1:
+        return 1
+    for cb in trainer.callbacks:
+        if getattr(cb, "handles_iteration_chunks", False):
+            continue
+        if any(is_overridden(h, cb, L.Callback) for h in _BATCH_HOOKS):
+            return 1
+    return requested
 
 
 def fused_available(params: list[torch.Tensor]) -> bool:

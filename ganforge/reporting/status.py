@@ -61,7 +61,8 @@ def format_values(values: dict[str, float], limit: int = 6) -> str:
 
 
 class StatusLines(L.Callback):
-    """Periodic one-line status on rank 0 (for logs without a progress bar).
+    """Periodic one-line status on rank 0 (for logs without a progress bar): after the first batch of
+    the fit, every ``every_s`` seconds, at the end.
 
     Args:
         every_s: Seconds between lines (``0`` disables the periodic lines; evaluations still print).
@@ -87,6 +88,9 @@ class StatusLines(L.Callback):
         self._start_images = 0
         self._start_steps = 0
         self._printed_eval_step = -1
+        self._first_pending = True  # the first batch end of the fit prints a line
+
+    handles_iteration_chunks = True  # reads the counters; any batch end will do (train.iterations_per_batch)
 
     def _print(self, text: str) -> None:
         print(f"ganforge: {text}", file=self.out or sys.stdout, flush=True)
@@ -95,6 +99,7 @@ class StatusLines(L.Callback):
         self._start = self._last = self.clock()
         self._start_images = self._last_images = pl_module.images_seen
         self._start_steps = pl_module.g_steps
+        self._first_pending = True
 
     def progress(self, pl_module: Any) -> Optional[float]:
         """Fraction of the run done, by whichever limit is nearer."""
@@ -141,7 +146,8 @@ class StatusLines(L.Callback):
         if not trainer.is_global_zero:
             return
         now = self.clock()
-        first = pl_module.g_steps == self._start_steps + 1
+        first = self._first_pending
+        self._first_pending = False
         due = self.every_s > 0 and now - self._last >= self.every_s
         if first or due or trainer.should_stop:
             self._print(self.line(trainer, pl_module, now))

@@ -27,8 +27,14 @@ class GANProgressBar(RichProgressBar):
     """Rich progress bar over the whole run, in training iterations, with the D/G losses and the
     latest metric (Lightning's epoch counter and ``v_num`` mean nothing for a GAN run)."""
 
+    handles_iteration_chunks = True  # advances by the iterations done, not by Lightning batches
+
     def __init__(self) -> None:
         super().__init__(leave=False)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # the bar's total is the run's iterations (the loader's length); a batch may hold several
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, getattr(pl_module, "iterations", batch_idx + 1) - 1)
 
     def _get_train_description(self, current_epoch: int) -> str:
         return "training"
@@ -65,6 +71,8 @@ def _observed(trainer: L.Trainer) -> tuple[int, ...]:
 
 class GANCheckpoint(L.Callback):
     """Writes ``checkpoints/last.ckpt`` every N generator steps and at the end of training."""
+
+    handles_iteration_chunks = True  # acts on generator steps that are sync points, where a chunk of iterations ends
 
     def __init__(self, dirpath: Path, every_n_steps: int, early: Optional[EarlyStop] = None) -> None:
         self.early = early if early is not None else EarlyStop()  # set by the stop callbacks
@@ -113,6 +121,8 @@ class Evaluation(L.Callback):
     Every rank generates its share of the samples with its own noise; ``compute()`` is
     collective and runs on every rank. Rank 0 writes ``summary.json`` and prints the final table.
     """
+
+    handles_iteration_chunks = True  # acts on generator steps that are sync points, where a chunk of iterations ends
 
     def __init__(self, metrics: list[tuple[str, Any]], every_n_steps: int, use_ema: bool, run_dir: Path,
                  seed: int, config_name: str = "", sources: Optional[list[str]] = None,
@@ -307,6 +317,8 @@ class SamplePictures(L.Callback):
     ``samples/progress.png`` is the lecture's "Step 0 … Step N" figure: generated samples
     against the true modes at several points of training.
     """
+
+    handles_iteration_chunks = True  # acts on generator steps that are sync points, where a chunk of iterations ends
 
     def __init__(self, run_dir: Path, every_n_steps: int, num_samples: int, snapshots: int, seed: int,
                  max_steps: Optional[int], use_ema: bool = True,

@@ -52,6 +52,7 @@ def train_section(
     compile: bool = False,
     compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = "default",
     channels_last: Literal["auto", True, False] = "auto",
+    iterations_per_batch: Annotated[int, Positive] = 16,
 ) -> None:
     """Training loop settings.
 
@@ -89,6 +90,13 @@ def train_section(
             (searches kernel configurations: minutes of start-up). Shapes are compiled static.
             ``reduce-overhead`` was measured on one GPU (docs/results.md); under DDP it is untested.
         channels_last: NHWC memory layout for G and D; ``auto``: on CUDA for convolutional networks.
+        iterations_per_batch: With the data on the device, run up to this many iterations per
+            Lightning batch (a chunk ends early at every logging, checkpoint, evaluation and picture
+            step, and at the end): Lightning's per-batch work runs once per chunk. The same weights,
+            counters, logs and checkpoints as ``1`` (one iteration per batch); a signal (Ctrl-C,
+            SIGTERM, requeue) is acted on at the end of the chunk. A callback with
+            ``on_train_batch_start``/``_end`` that does not declare ``handles_iteration_chunks = True``
+            gets ``1``. May change on resume.
     """
 
 

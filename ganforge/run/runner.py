@@ -203,7 +203,8 @@ def build_components(cfg: dict[str, Any], registry: Optional[Registry] = None) -
         by_images = -(-t["max_images"] // (t["batch_size"] * module.n_critic))
         total = by_images if total is None else min(total, by_images)
     dm = GANDataModule(dataset, t["batch_size"], module.n_critic, cfg["seed"], t["num_workers"],
-                       start=lambda: module.iterations, total_iterations=total, on_device=t["data_on_device"])
+                       start=lambda: module.iterations, total_iterations=total, on_device=t["data_on_device"],
+                       iterations_per_batch=t["iterations_per_batch"])
     metrics, kept = [], []
     for i, m in enumerate(cfg["metrics"]["list"]):
         try:

@@ -156,12 +156,15 @@ class StepBoundaryStop(L.Callback):
     iterations (the same iteration on every rank); a single process checks every iteration.
     """
 
+    handles_iteration_chunks = True  # agrees when the iteration count passes a multiple of CHECK_EVERY
+
     CHECK_EVERY = 10
 
     def __init__(self, checkpoint: Any, early: Optional[EarlyStop] = None) -> None:
         self.checkpoint = checkpoint  # GANCheckpoint
         self.early = early if early is not None else EarlyStop()  # shared with the callbacks that read it
         self.stopped = 0  # the agreed request, once acted on
+        self._checked_block: Optional[int] = None  # iterations // CHECK_EVERY at the last agreement (DDP)
 
     def request(self) -> int:
         raise NotImplementedError
@@ -170,8 +173,13 @@ class StepBoundaryStop(L.Callback):
         raise NotImplementedError
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
-        if self.stopped or (pl_module.world_size > 1 and pl_module.iterations % self.CHECK_EVERY):
+        if self.stopped:
             return
+        if pl_module.world_size > 1:  # when the count passes a multiple (a batch may hold several iterations)
+            block, last = pl_module.iterations // self.CHECK_EVERY, self._checked_block
+            self._checked_block = block
+            if last is None or block == last:  # the fit's first batch end only notes where it starts
+                return
         value = agree(pl_module, self.request())
         if value:
             self.stopped = value

@@ -92,21 +92,15 @@ class Probe(L.Callback):
             return out
 
         objective.discriminator_loss = discriminator_loss  # instance attribute: this run only
+        run_iteration = pl_module.iteration
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        if self.first_batch is None:
-            x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            self.first_batch = x.detach().cpu().clone()
+        def iteration(batch: Any) -> bool:  # each iteration's batch, however Lightning batches them
+            if probe.first_batch is None:
+                x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                probe.first_batch = x.detach().cpu().clone()
+            return run_iteration(batch)
 
-    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: Any, optimizer: Any) -> None:
-        if not self.capture_grads:
-            return
-        first = optimizer.param_groups[0]["params"][0]
-        which = "generator" if any(first is p for p in pl_module.generator.parameters()) else "discriminator"
-        if which not in self.grads:
-            net = getattr(pl_module, which)
-            self.grads[which] = {n: p.grad.detach().cpu().clone() for n, p in net.named_parameters()
-                                 if p.grad is not None}
+        pl_module.iteration = iteration  # instance attribute: this run only
 
     def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         def sd(m: Optional[torch.nn.Module]) -> Optional[dict[str, torch.Tensor]]:
@@ -128,14 +122,32 @@ class Probe(L.Callback):
             "ddp_wrapped": sorted(pl_module.ddp),
             "run_dir": str(trainer.default_root_dir),
             "torchelastic_run_id": os.environ.get("TORCHELASTIC_RUN_ID"),
+            # the fast paths this run took (a Probe leaves them on; a GradProbe's hook turns direct steps off)
+            "iterations_per_batch": pl_module.fast_paths.get("iterations_per_batch"),
+            "direct_steps": bool(pl_module._loop.get("direct")),
         }
         self.out.mkdir(parents=True, exist_ok=True)
         torch.save(state, self.out / f"rank{trainer.global_rank}.pt")
 
 
+class GradProbe(Probe):
+    """A Probe that also keeps each network's first gradients (its optimizer-step hook makes the
+    run take Lightning's hooked optimizer steps)."""
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: Any, optimizer: Any) -> None:
+        if not self.capture_grads:
+            return
+        first = optimizer.param_groups[0]["params"][0]
+        which = "generator" if any(first is p for p in pl_module.generator.parameters()) else "discriminator"
+        if which not in self.grads:
+            net = getattr(pl_module, which)
+            self.grads[which] = {n: p.grad.detach().cpu().clone() for n, p in net.named_parameters()
+                                 if p.grad is not None}
+
+
 def probe(out_dir: str, capture_grads: bool = False, nan_rank: int = -1, nan_iteration: int = -1) -> Probe:
     """Test probe: saves each rank's final networks, optimizers and counters."""
-    return Probe(out_dir, capture_grads, nan_rank, nan_iteration)
+    return (GradProbe if capture_grads else Probe)(out_dir, capture_grads, nan_rank, nan_iteration)
 
 
 @hookimpl
