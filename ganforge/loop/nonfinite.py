@@ -117,25 +117,35 @@ class NonFiniteGuard:
             self._zero = torch.zeros((), device=loss.device)  # 0-dim: fused Adam subtracts found_inf from 0-dim steps
             self._one = torch.ones((), device=loss.device)
         zero, which = self._zero, record["which"]
+        # Few device ops: on a small network each costs as much as a kernel of the step itself
+        # (~10 µs on a CPU core whose caches the step has just filled).
         with torch.no_grad():
             loss = loss.float()
+            # GradScaler's fused check (x 1.0: values unchanged). On one process the loss joins the
+            # gradients: `grad_bad` is then "loss or gradient", and the host tells the two apart at
+            # the sync point from the loss's value (Verdict.describe names the loss first).
             grad_bad = torch.zeros((), device=loss.device)
-            if grads and not loss_only:  # GradScaler's fused check (x 1.0: the gradients stay as they are)
-                dtypes = {g.dtype for g in grads}
-                for dtype in dtypes:
-                    group = grads if len(dtypes) == 1 else [g for g in grads if g.dtype == dtype]
-                    torch._amp_foreach_non_finite_check_and_unscale_(group, grad_bad, self._one)
-            bad = torch.maximum(torch.isnan(loss - loss), grad_bad)  # x - x is 0 for finite x, NaN for NaN/±inf
-            bad_any = None
+            judged = [] if loss_only else list(grads)
+            if world_size == 1:
+                judged.append(loss.detach().reshape(1))
+            dtypes = {g.dtype for g in judged}
+            for dtype in dtypes:
+                group = judged if len(dtypes) == 1 else [g for g in judged if g.dtype == dtype]
+                torch._amp_foreach_non_finite_check_and_unscale_(group, grad_bad, self._one)
+            bad, bad_any = grad_bad, None
             if world_size > 1:  # every rank decides alike: [loss, gradient] not finite on any rank
-                bad_any = torch.stack([torch.isnan(loss - loss).float(), grad_bad])
+                bad_any = torch.stack([torch.isnan(loss - loss).float(), grad_bad])  # x - x: NaN for NaN/±inf
                 torch.distributed.all_reduce(bad_any, op=torch.distributed.ReduceOp.MAX)
                 bad = bad_any.amax()
             halted = zero if self._halted is None else self._halted
-            skip = torch.maximum(bad, halted)
-            run = (self._runs.get(which, zero) + 1.0) * bad  # a finite step resets it
+            if self.allowed == 0:  # stop: the first bad step halts, and is the run's only bad step
+                run = bad
+                self._halted = skip = torch.maximum(halted, bad)
+            else:
+                run = torch.addcmul(bad, bad, self._runs.get(which, zero))  # bad * (run + 1): a finite step resets it
+                skip = torch.maximum(bad, halted)
+                self._halted = torch.maximum(halted, run > self.allowed)
             self._runs[which] = run
-            self._halted = torch.maximum(halted, run > self.allowed)
         self.records.append(StepRecord(loss=loss, grad_bad=grad_bad, bad_any=bad_any, skip=skip, run=run,
                                        halted=self._halted, **record))
         return skip
