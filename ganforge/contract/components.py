@@ -329,7 +329,9 @@ class LossOutput:
 
     ``logs`` are the phase's own values, logged as ``train/d/<key>`` or ``train/g/<key>``;
     ``run_logs`` are values about the run rather than the phase's loss (the ``constrained``
-    objective's ``constraint/<id>``), logged as ``train/<key>``. Both are read on logging steps only.
+    objective's ``constraint/<id>``), logged as ``train/<key>``. Both are read on logging steps only,
+    and a value of any shape is logged as its mean (in float32): hand over per-sample values (e.g.
+    detached logits) and the reduction runs on logging steps only.
     """
 
     loss: torch.Tensor

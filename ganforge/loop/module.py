@@ -470,7 +470,8 @@ class GANModule(L.LightningModule):
         for net, norm in self._grad_norms.items():  # measured in this iteration (see training_step)
             logs[f"{net[0]}/grad_norm"] = norm
         self._grad_norms = {}
-        values = torch.stack([v.detach().float().reshape(()) for v in logs.values()]).tolist()
+        values = torch.stack([v.detach().float().mean() if v.dim() else v.detach().float()
+                              for v in logs.values()]).tolist()  # a log value of any shape: its mean
         scalars = dict(zip(logs, values))
         self.last_losses = {"d_loss": scalars["d_loss"], "g_loss": scalars["g_loss"]}  # the status line's
         if self.trainer.progress_bar_callback is not None:  # self.log feeds only the bar (~1 ms a call)

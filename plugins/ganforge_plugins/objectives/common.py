@@ -37,11 +37,14 @@ def upcast(t: Tensor) -> Tensor:
 
 
 def loss_logs(real_logits: Optional[Tensor] = None, fake_logits: Optional[Tensor] = None, **extra: Tensor) -> dict[str, Tensor]:
+    """``d_real`` / ``d_fake`` (D's mean output on real / generated samples) and ``extra``, detached.
+    The logits are handed over unreduced: the engine logs a value's mean, on logging steps only
+    (:class:`ganforge.LossOutput`), so the other steps pay no reduction."""
     out: dict[str, Tensor] = {}
     if real_logits is not None:
-        out["d_real"] = upcast(real_logits.detach()).mean()
+        out["d_real"] = real_logits.detach()
     if fake_logits is not None:
-        out["d_fake"] = upcast(fake_logits.detach()).mean()
+        out["d_fake"] = fake_logits.detach()
     out.update({k: upcast(v.detach()) for k, v in extra.items()})
     return out
 
