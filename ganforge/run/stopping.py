@@ -152,8 +152,10 @@ def agree(pl_module: Any, value: int) -> int:
 class StepBoundaryStop(L.Callback):
     """Act on a request (a number > 0) after the first step at which any rank has one.
 
-    Under DDP the agreement is an all-reduce and a host sync: it runs every ``CHECK_EVERY``
-    iterations (the same iteration on every rank); a single process checks every iteration.
+    Under DDP the agreement is an all-reduce and a host sync: it runs at the first batch end after
+    the iteration count passes a multiple of ``CHECK_EVERY`` (a batch may hold several iterations,
+    ``train.iterations_per_batch``; every rank runs the same batches, so the same batch end on every
+    rank); a single process checks at every batch end.
     """
 
     handles_iteration_chunks = True  # agrees when the iteration count passes a multiple of CHECK_EVERY
