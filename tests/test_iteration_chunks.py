@@ -132,3 +132,19 @@ def test_a_stop_request_mid_chunk_is_acted_on_at_the_chunk_end(tiny, registry, m
     out = _fit(registry, tiny + ["train.max_steps=13", "train.log_every_n_steps=1000", "metrics.every_n_steps=0",
                                   "metrics.list=[]", "train.checkpoint_every_n_steps=1000", "train.iterations_per_batch=16"])
     assert calls == list(range(13)) and out["module"].g_steps == 13
+
+
+def test_the_iteration_benchmark_compares_a_setting_side_by_side():
+    """The command docs/results.md shows (``--compare``), at a few iterations: every row and ratio printed."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "iteration.py"
+    r = subprocess.run([sys.executable, str(script), "--threads", "1", "--repeats", "1", "--steps", "12",
+                        "--warmup", "3", "--compare", "train.iterations_per_batch=1"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout
+    assert "hand-written PyTorch" in out and "ganforge train.iterations_per_batch=1" in out
+    assert out.count("paired ratios (per repeat)") == 2
