@@ -19,6 +19,18 @@ def _fit(registry, overrides, resume=None):
     return fit(load_config(None, overrides, registry), resume=resume, progress=False, registry=registry)
 
 
+def _train(registry, overrides, tmp_path, callbacks=()):
+    """A fit with extra callbacks; returns the module and the trainer."""
+    from ganforge.run.runner import build_components, make_trainer
+
+    cfg = load_config(None, overrides, registry)
+    built = build_components(cfg, registry)
+    trainer = make_trainer(cfg, tmp_path, built, {}, progress=False)
+    trainer.callbacks.extend(callbacks)
+    trainer.fit(built.module, datamodule=built.datamodule)
+    return built.module, trainer
+
+
 def _state(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
@@ -87,8 +99,6 @@ def test_a_chunked_run_resumes_bit_for_bit_with_either_setting(tiny, registry):
 
 
 def test_chunks_end_at_sync_points_and_the_first_batch_holds_one_iteration(tiny, registry, tmp_path):
-    from tests.test_module import _train
-
     over = tiny + ["metrics.list=[]", "train.max_steps=40", "train.log_every_n_steps=10",
                    "train.checkpoint_every_n_steps=1000", "samples.every_n_steps=1000", "train.iterations_per_batch=4"]
     seen = _Batches(declares=True)
@@ -102,8 +112,6 @@ def test_chunks_end_at_sync_points_and_the_first_batch_holds_one_iteration(tiny,
 def test_a_callback_with_batch_hooks_gets_one_iteration_per_batch(tiny, registry, tmp_path):
     """A third party's callback written for one iteration per batch is not surprised; one that
     declares ``handles_iteration_chunks`` is not slowed down; data through a loader: one per batch."""
-    from tests.test_module import _train
-
     over = tiny + ["metrics.list=[]", "train.max_steps=12"]
     plain = _Batches()
     module, trainer = _train(registry, over, tmp_path / "a", [plain])

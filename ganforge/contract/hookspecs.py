@@ -101,7 +101,15 @@ def ganforge_register_feature_extractors(register: Register) -> None:
 
 @hookspec
 def ganforge_register_callbacks(register: Register) -> None:
-    """Register factories returning ``lightning.Callback`` instances (enabled with ``callbacks:`` in a config)."""
+    """Register factories returning ``lightning.Callback`` instances (enabled with ``callbacks:`` in a config).
+
+    With the data on the device a Lightning batch may hold several training iterations
+    (``train.iterations_per_batch``, default 16; a batch always ends on logging, checkpoint, evaluation
+    and picture steps). A callback that implements ``on_train_batch_start`` or ``on_train_batch_end``
+    gets one iteration per batch unless its class (or instance) sets ``handles_iteration_chunks = True``;
+    declare it when the hook reads the module's counters (``g_steps``, ``iterations``) rather than
+    assuming one step per call. To act on every iteration regardless, wrap ``GANModule.iteration(batch)``.
+    """
 
 
 @hookspec
