@@ -34,6 +34,20 @@ def registry():
     return get_registry()
 
 
+def fit_with_callbacks(registry, overrides: list[str], run_dir: Path, callbacks=()):
+    """A fit of the config ``overrides`` with extra Lightning callbacks, outside the runner's
+    ``fit`` (no run directory bookkeeping); returns the module and the trainer."""
+    from ganforge.run.config import load_config
+    from ganforge.run.runner import build_components, make_trainer
+
+    cfg = load_config(None, overrides, registry)
+    built = build_components(cfg, registry)
+    trainer = make_trainer(cfg, run_dir, built, {}, progress=False)
+    trainer.callbacks.extend(callbacks)
+    trainer.fit(built.module, datamodule=built.datamodule)
+    return built.module, trainer
+
+
 def make_fake_distribution(root: Path, dist: str, modules: dict[str, str], entry_points: dict[str, str],
                            version: str = "0.0.1") -> Path:
     """Write modules and a ``*.dist-info`` with ``ganforge`` entry points under ``root``.

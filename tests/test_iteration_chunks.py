@@ -9,6 +9,7 @@ import lightning as L
 import pytest
 import torch
 
+from conftest import fit_with_callbacks
 from ganforge.loop.module import GANModule
 from ganforge.registry.errors import ConfigError
 from ganforge.run.config import load_config
@@ -17,18 +18,6 @@ from ganforge.run.runner import fit
 
 def _fit(registry, overrides, resume=None):
     return fit(load_config(None, overrides, registry), resume=resume, progress=False, registry=registry)
-
-
-def _train(registry, overrides, tmp_path, callbacks=()):
-    """A fit with extra callbacks; returns the module and the trainer."""
-    from ganforge.run.runner import build_components, make_trainer
-
-    cfg = load_config(None, overrides, registry)
-    built = build_components(cfg, registry)
-    trainer = make_trainer(cfg, tmp_path, built, {}, progress=False)
-    trainer.callbacks.extend(callbacks)
-    trainer.fit(built.module, datamodule=built.datamodule)
-    return built.module, trainer
 
 
 def _state(path):
@@ -102,7 +91,7 @@ def test_chunks_end_at_sync_points_and_the_first_batch_holds_one_iteration(tiny,
     over = tiny + ["metrics.list=[]", "train.max_steps=40", "train.log_every_n_steps=10",
                    "train.checkpoint_every_n_steps=1000", "samples.every_n_steps=1000", "train.iterations_per_batch=4"]
     seen = _Batches(declares=True)
-    module, _ = _train(registry, over, tmp_path / "a", [seen])
+    module, _ = fit_with_callbacks(registry, over, tmp_path / "a", [seen])
     assert module.fast_paths["iterations_per_batch"] == 4
     # [1], then chunks of 4 cut at steps 10, 20, 30 (logging) and 40 (the end)
     assert seen.sizes == [1, 4, 4, 1] + [4, 4, 2] * 3
@@ -114,7 +103,7 @@ def test_a_callback_with_batch_hooks_gets_one_iteration_per_batch(tiny, registry
     declares ``handles_iteration_chunks`` is not slowed down; data through a loader: one per batch."""
     over = tiny + ["metrics.list=[]", "train.max_steps=12"]
     plain = _Batches()
-    module, trainer = _train(registry, over, tmp_path / "a", [plain])
+    module, trainer = fit_with_callbacks(registry, over, tmp_path / "a", [plain])
     assert module.fast_paths["iterations_per_batch"] == 1 and plain.sizes == [1] * 12
     from ganforge.loop.module import iterations_per_batch
 
@@ -122,7 +111,7 @@ def test_a_callback_with_batch_hooks_gets_one_iteration_per_batch(tiny, registry
     trainer.callbacks.remove(plain)
     assert iterations_per_batch(trainer, 16) == 16  # ganforge's own callbacks all declare it
     loader = _Batches(declares=True)
-    module, _ = _train(registry, over + ["train.data_on_device=false"], tmp_path / "b", [loader])
+    module, _ = fit_with_callbacks(registry, over + ["train.data_on_device=false"], tmp_path / "b", [loader])
     assert module.fast_paths["iterations_per_batch"] == 1 and loader.sizes == [1] * 12
 
 

@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from conftest import fit_with_callbacks
 from ganforge.run.config import load_config
 from ganforge.loop.module import GANModule, NonFiniteError, noise_seed
 from ganforge.registry.errors import ConfigError
@@ -477,17 +478,6 @@ class _Listener(__import__("lightning").Callback):
         self.calls["on_before_optimizer_step"] += 1
 
 
-def _train(registry, overrides, tmp_path, callbacks=()):
-    from ganforge.run.runner import build_components, make_trainer
-
-    cfg = load_config(None, overrides, registry)
-    built = build_components(cfg, registry)
-    trainer = make_trainer(cfg, tmp_path, built, {}, progress=False)
-    trainer.callbacks.extend(callbacks)
-    trainer.fit(built.module, datamodule=built.datamodule)
-    return built.module, trainer
-
-
 @pytest.mark.parametrize("extra", [[], ["train.grad_clip=0.05", "train.on_nonfinite=skip"],
                                    ["trainer.precision=bf16-mixed"]])
 def test_direct_steps_equal_lightnings_hooked_steps_bit_for_bit(registry, tiny, tmp_path, extra):
@@ -495,9 +485,9 @@ def test_direct_steps_equal_lightnings_hooked_steps_bit_for_bit(registry, tiny, 
     hook dispatch; a callback that implements the hooks gets every call (Lightning's path)."""
     over = tiny + ["metrics.list=[]", "train.max_steps=6", "train.log_every_n_steps=2",
                    "train.ema_halflife_images=500"] + extra
-    fast, t_fast = _train(registry, over, tmp_path / "a")
+    fast, t_fast = fit_with_callbacks(registry, over, tmp_path / "a")
     listener = _Listener()
-    slow, t_slow = _train(registry, over, tmp_path / "b", [listener])
+    slow, t_slow = fit_with_callbacks(registry, over, tmp_path / "b", [listener])
     assert fast._loop["direct"] and not slow._loop["direct"]
     assert listener.calls == {k: 12 for k in listener.calls}  # 6 iterations x (D step, G step)
     assert t_fast.global_step == t_slow.global_step == 12
@@ -514,7 +504,7 @@ def test_direct_steps_equal_lightnings_hooked_steps_bit_for_bit(registry, tiny, 
 def test_direct_steps_are_refused_where_lightning_adds_to_backward_or_the_step(registry, tiny, tmp_path):
     from ganforge.loop.module import direct_steps
 
-    module, trainer = _train(registry, tiny + ["metrics.list=[]", "train.max_steps=1"], tmp_path)
+    module, trainer = fit_with_callbacks(registry, tiny + ["metrics.list=[]", "train.max_steps=1"], tmp_path)
     assert direct_steps(trainer, module)
     trainer.callbacks.append(_Listener())
     assert not direct_steps(trainer, module)  # a listener

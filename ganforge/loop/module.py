@@ -33,6 +33,7 @@ import lightning as L
 
 from ganforge.contract.components import CalibratedObjective, DataInfo, Objective, RegularizedGenerator, as_pair
 from ganforge.io import jsonable
+from ganforge.loop.data import DeviceIterations
 from ganforge.loop.ema import GeneratorEMA
 from ganforge.loop.nonfinite import NonFiniteGuard, Verdict
 from ganforge.loop.schedule import make_schedule
@@ -229,8 +230,6 @@ class GANModule(L.LightningModule):
         runs once per chunk (``train.iterations_per_batch``). A chunk ends after any iteration that is
         a sync point (logging, checkpoint, evaluation, picture steps) or the last, so every callback
         sees the batch ends it acts on; the weights are the same as one iteration per batch."""
-        from ganforge.loop.data import DeviceIterations
-
         if not isinstance(batch, DeviceIterations):
             self.iteration(batch)
             return

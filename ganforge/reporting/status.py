@@ -73,6 +73,8 @@ class StatusLines(L.Callback):
         clock: The time source (tests pass a fake one).
     """
 
+    handles_iteration_chunks = True  # reads the counters; any batch end will do (train.iterations_per_batch)
+
     def __init__(self, every_s: float, max_steps: Optional[int], max_images: Optional[int],
                  latest_metrics: Callable[[], dict[str, float]] = dict, out: Any = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -89,8 +91,6 @@ class StatusLines(L.Callback):
         self._start_steps = 0
         self._printed_eval_step = -1
         self._first_pending = True  # the first batch end of the fit prints a line
-
-    handles_iteration_chunks = True  # reads the counters; any batch end will do (train.iterations_per_batch)
 
     def _print(self, text: str) -> None:
         print(f"ganforge: {text}", file=self.out or sys.stdout, flush=True)
