@@ -100,9 +100,12 @@ def _mid_run(tmp_path: Path, env: dict, steps: int, extra: tuple = ()) -> tuple[
     return proc, run
 
 
-def test_ctrl_c_mid_run_saves_and_the_printed_command_resumes_to_exact_counters(tmp_path, env):
+@pytest.mark.parametrize("log_every", [5, 50])
+def test_ctrl_c_mid_run_saves_and_the_printed_command_resumes_to_exact_counters(tmp_path, env, log_every):
+    """Logging every 50 steps lets chunks of 16 iterations per Lightning batch (train.iterations_per_batch)
+    run whole: the signal lands inside one and is acted on at its end."""
     steps = 1500
-    proc, run = _mid_run(tmp_path, env, steps)
+    proc, run = _mid_run(tmp_path, env, steps, (f"train.log_every_n_steps={log_every}",))
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
@@ -126,7 +129,7 @@ def test_ctrl_c_mid_run_saves_and_the_printed_command_resumes_to_exact_counters(
     assert "interrupted" not in final
     c = final["counters"]
     assert c["g_steps"] == c["d_steps"] == c["iterations"] == steps and c["images_seen"] == steps * 64
-    assert _logged_steps(run) == list(range(5, steps + 1, 5))  # no step done twice or lost
+    assert _logged_steps(run) == list(range(log_every, steps + 1, log_every))  # no step done twice or lost
 
 
 def test_sigterm_mid_run_saves_and_exits_143(tmp_path, env):
