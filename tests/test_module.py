@@ -243,6 +243,41 @@ def test_no_cuda_sync_in_a_non_logging_iteration(tiny, registry, monkeypatch, po
     assert out["module"].skipped_steps == (1 if policy == "skip" else 0)
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_no_cuda_sync_in_a_training_step_outside_its_sync_point(tiny, registry, monkeypatch):
+    """The whole ``training_step`` of a chunk of iterations (``train.iterations_per_batch``) runs
+    under ``set_sync_debug_mode("error")``, the gather of each iteration's batch included; only the
+    iteration that is a sync point (every 5th step here, and the end) runs without it."""
+    step, iteration, strict = GANModule.training_step, GANModule.iteration, []
+
+    def strict_step(module, batch, batch_idx):
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            return step(module, batch, batch_idx)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+    def iteration_outside_sync_points(module, batch):
+        g = module.g_steps + 1
+        if g % 5 and g != 12:
+            strict.append(g)
+            return iteration(module, batch)
+        torch.cuda.set_sync_debug_mode("default")
+        try:
+            return iteration(module, batch)
+        finally:
+            torch.cuda.set_sync_debug_mode("error")
+
+    monkeypatch.setattr(GANModule, "training_step", strict_step)
+    monkeypatch.setattr(GANModule, "iteration", iteration_outside_sync_points)
+    out = _fit(registry, tiny + ["trainer.accelerator=gpu", "trainer.devices=1", "train.max_steps=12",
+                                  "train.iterations_per_batch=16", "objective.name=non-saturating",
+                                  "objective.r1_weight=0.1", "objective.r1_every=4"])
+    assert out["module"].fast_paths["iterations_per_batch"] == 16
+    assert strict == [1, 2, 3, 4, 6, 7, 8, 9, 11] and out["module"].g_steps == 12
+
+
 def test_lazy_r1_runs_dreg_every_k_discriminator_steps(tiny, registry, monkeypatch):
     from ganforge_plugins.objectives.losses import NonSaturating
 
