@@ -298,7 +298,7 @@ def test_an_unknown_config_name_suggests_the_closest_builtin_and_lists_them(caps
     assert main(["config", "show", "-c", "rign8"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (f"ganforge: error: config file 'rign8' not found (relative to {tmp_path}). Did you mean `-c ring8`? "
-                   "Built-in configs: digits-cgan, digits-dcgan, folder-dcgan, grid25, ring8, ring8-collapse, ring8-saturation, stacked-digits.")
+                   "Built-in configs: digits-cgan, digits-dcgan, folder-dcgan, grid25, ring8, ring8-collapse, ring8-saturation, stacked-digits, stacked-digits-mbstd.")
     assert main(["fit", "-c", "grid52.yaml"]) == 2
     assert "Did you mean `-c grid25`?" in capsys.readouterr().err
     assert main(["config", "show", "-c", "xyzzy"]) == 2

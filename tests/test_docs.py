@@ -20,7 +20,7 @@ def test_builtin_configs_named_in_the_readme_resolve(registry):
     from ganforge.run.config import load_config
 
     readme = (REPO / "README.md").read_text()
-    for name in ("ring8", "grid25", "digits-dcgan", "digits-cgan", "stacked-digits", "folder-dcgan", "ring8-collapse",
+    for name in ("ring8", "grid25", "digits-dcgan", "digits-cgan", "stacked-digits", "stacked-digits-mbstd", "folder-dcgan", "ring8-collapse",
                  "ring8-saturation"):
         assert f"`{name}`" in readme
         cfg = load_config(name, [], registry)
