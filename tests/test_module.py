@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 
@@ -215,6 +216,22 @@ def test_no_host_sync_in_a_non_logging_iteration(tiny, registry, monkeypatch, po
     assert all(total == inside for total, inside in counter.per_batch), counter.per_batch  # none outside iterations
 
 
+@contextlib.contextmanager
+def _cuda_sync_debug(mode):
+    """The block runs under ``torch.cuda.set_sync_debug_mode(mode)``; the previous mode is restored."""
+    before = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode(mode)
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode(before)
+
+
+def _sync_free(g_step: int) -> bool:
+    """Whether generator step ``g_step`` of the 12-step CUDA fits below is no sync point (every 5th, the end)."""
+    return bool(g_step % 5) and g_step != 12
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("policy", ["stop", "skip"])
@@ -225,13 +242,11 @@ def test_no_cuda_sync_in_a_non_logging_iteration(tiny, registry, monkeypatch, po
 
     def strict_iteration(module, batch):
         g = module.g_steps + 1
-        if g % 5 and g != 12:
-            strict.append(g)
-            torch.cuda.set_sync_debug_mode("error")
-        try:
+        if not _sync_free(g):
             return iteration(module, batch)
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
+        strict.append(g)
+        with _cuda_sync_debug("error"):
+            return iteration(module, batch)
 
     monkeypatch.setattr(GANModule, "iteration", strict_iteration)
     if policy == "skip":
@@ -252,22 +267,16 @@ def test_no_cuda_sync_in_a_training_step_outside_its_sync_point(tiny, registry, 
     step, iteration, strict = GANModule.training_step, GANModule.iteration, []
 
     def strict_step(module, batch, batch_idx):
-        torch.cuda.set_sync_debug_mode("error")
-        try:
+        with _cuda_sync_debug("error"):
             return step(module, batch, batch_idx)
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
 
     def iteration_outside_sync_points(module, batch):
         g = module.g_steps + 1
-        if g % 5 and g != 12:
+        if _sync_free(g):
             strict.append(g)
             return iteration(module, batch)
-        torch.cuda.set_sync_debug_mode("default")
-        try:
+        with _cuda_sync_debug("default"):
             return iteration(module, batch)
-        finally:
-            torch.cuda.set_sync_debug_mode("error")
 
     monkeypatch.setattr(GANModule, "training_step", strict_step)
     monkeypatch.setattr(GANModule, "iteration", iteration_outside_sync_points)
