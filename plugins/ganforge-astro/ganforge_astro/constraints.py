@@ -15,8 +15,18 @@ inverse amplitude map, in torch so gradients flow). Conditions are found by name
     less the faint edge of boundary pixels; on a generated image it ignores the faint glow a generator
     leaves everywhere, which the cleaning the metrics apply would remove too. ``calibrate(x, y)`` fits,
     per particle type ``g`` on the training images, ``log10(S + 1) = a_g + b_g · log10 E`` by least
-    squares and keeps the residual scatter ``σ_g``. Penalty:
-    ``relu(|log10(S_gen + 1) − a_g − b_g · log10 E| / σ_g − tolerance)²``.
+    squares and keeps the residual scatter ``σ_g``. Penalty, with the residual
+    ``r = (log10(S_gen + 1) − a_g − b_g · log10 E) / σ_g``: ``relu(|r| − tolerance)²`` (``sides: both``),
+    ``relu(r − tolerance)²`` (``above``: only images too bright for their energy) or
+    ``relu(−r − tolerance)²`` (``below``: only too faint ones). ``soft_clean_width_pe: 0`` makes the soft
+    step a hard cut (``S = Σ pe_i · [pe_i ≥ b]``; the pixels below ``b`` get no gradient).
+
+    Why the configs penalize only ``above``: with ``both``, a generator's cheapest answer to "this image is
+    too faint" is to light faint pixels all over the camera (measured: 28 pixels of 3–6 pe and 24 of
+    6–20 pe per generated gamma, against 1.3 and 2.3 in real ones, also with the hard cut), which cleaning
+    then joins to the shower, so images grow into wide blobs. Penalizing only the excess keeps the
+    background dark (2.8 and 3.6 pixels) and leaves "enough light to survive cleaning" to
+    ``survives-cleaning`` (docs/astro.md has the runs).
 
 ``non-negative`` (calibrated unless ``min_pe`` is given)
     No camera pixel below the lowest amplitude ``m`` a real image has (``calibrate``: the minimum over
@@ -46,7 +56,7 @@ package to register the plugin, and importing ctapipe takes about two seconds.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Mapping, Optional
+from typing import Annotated, Any, Literal, Mapping, Optional
 
 import numpy as np
 import torch
@@ -56,6 +66,7 @@ from ganforge_astro.camera import CartesianCamera, camera_from_info
 from ganforge_astro.physics import Cleaning
 
 SOFT_CLEAN_WIDTH_PE = 0.5  # τ of the soft tail cut in size-energy's size
+SIDES = ("both", "above", "below")  # size-energy: which deviations from the relation are penalized
 
 
 def condition_column(info: DataInfo, name: str, owner: str, required: bool = True) -> Optional[int]:
@@ -119,23 +130,31 @@ class SizeEnergyConstraint:
 
     name = "size-energy"
 
-    def __init__(self, info: DataInfo, tolerance: float = 1.0, soft_clean_pe: float = 3.0) -> None:
+    def __init__(self, info: DataInfo, tolerance: float = 1.0, soft_clean_pe: float = 3.0,
+                 soft_clean_width_pe: float = SOFT_CLEAN_WIDTH_PE, sides: str = "both") -> None:
         owner = "constraint size-energy"
-        for key, v, ok in (("tolerance", tolerance, v_ge0(tolerance)), ("soft_clean_pe", soft_clean_pe,
-                                                                         v_ge0(soft_clean_pe))):
-            if not ok:
+        if sides not in SIDES:
+            raise ValueError(f"{owner}: sides={sides!r}; expected one of {list(SIDES)} (which deviations from the "
+                             "relation are penalized: both, only sizes above it, only sizes below it)")
+        self.sides = sides
+        for key, v in (("tolerance", tolerance), ("soft_clean_pe", soft_clean_pe),
+                       ("soft_clean_width_pe", soft_clean_width_pe)):
+            if not v_ge0(v):
                 raise ValueError(f"{owner}: {key}={v!r}; expected a finite number >= 0")
         self.decoder = PixelDecoder(camera_from_info(info, owner))
         self.energy_col = condition_column(info, "log10_energy", owner)
         self.particle_col = condition_column(info, "particle", owner, required=False)
         self.tolerance = float(tolerance)
         self.soft_clean_pe = float(soft_clean_pe)
+        self.soft_clean_width_pe = float(soft_clean_width_pe)
         self.relation: Optional[dict[str, Any]] = None
 
     def size(self, fake: torch.Tensor) -> torch.Tensor:
-        """``S = Σ pe · σ((pe − b)/τ)`` per image (photoelectrons)."""
+        """``S = Σ pe · σ((pe − b)/τ)`` per image (photoelectrons); ``τ = 0``: ``Σ pe · [pe ≥ b]``."""
         pe = self.decoder.pe(fake)
-        return (pe * torch.sigmoid((pe - self.soft_clean_pe) / SOFT_CLEAN_WIDTH_PE)).sum(dim=1)
+        if self.soft_clean_width_pe == 0:  # hard cut: the pixels below b neither count nor get a gradient
+            return (pe * (pe >= self.soft_clean_pe).to(pe.dtype)).sum(dim=1)
+        return (pe * torch.sigmoid((pe - self.soft_clean_pe) / self.soft_clean_width_pe)).sum(dim=1)
 
     def _groups(self, y: torch.Tensor) -> torch.Tensor:
         y = y.reshape(len(y), -1)
@@ -170,8 +189,9 @@ class SizeEnergyConstraint:
             rel["slope"].append(float(slope))
             rel["sigma"].append(max(sigma, 1e-3))
             rel["count"].append(int(sel.sum()))
-        rel["size"] = (f"sum of pe * sigmoid((pe - {self.soft_clean_pe}) / {SOFT_CLEAN_WIDTH_PE}) over camera pixels; "
-                       "log10(size + 1)")
+        rel["size"] = ((f"sum of pe * sigmoid((pe - {self.soft_clean_pe}) / {self.soft_clean_width_pe})"
+                        if self.soft_clean_width_pe else f"sum of pe * (pe >= {self.soft_clean_pe})")
+                       + " over camera pixels; log10(size + 1)")
         self.relation = rel
 
     def residual(self, fake: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -192,7 +212,9 @@ class SizeEnergyConstraint:
         return (torch.log10(self.size(fake) + 1.0) - pred) / param["sigma"]
 
     def penalty(self, fake: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.residual(fake, y).abs() - self.tolerance) ** 2
+        r = self.residual(fake, y)
+        r = r.abs() if self.sides == "both" else (r if self.sides == "above" else -r)
+        return torch.relu(r - self.tolerance) ** 2
 
     def state_dict(self) -> dict[str, Any]:
         return {"relation": self.relation}
@@ -307,19 +329,26 @@ def v_ge0(v: Any) -> bool:
 
 
 def size_energy(info: DataInfo, tolerance: Annotated[float, NonNegative] = 1.0,
-                soft_clean_pe: Annotated[float, NonNegative] = 3.0) -> SizeEnergyConstraint:
+                soft_clean_pe: Annotated[float, NonNegative] = 3.0,
+                soft_clean_width_pe: Annotated[float, NonNegative] = SOFT_CLEAN_WIDTH_PE,
+                sides: Literal["both", "above", "below"] = "both") -> SizeEnergyConstraint:
     """Generated image size must follow the training data's size–energy relation per particle type.
 
     Calibrated at the start of a fit: ``log10(size + 1) = a + b · log10 E`` with residual scatter σ per
-    particle type (stored with the run). Penalty ``relu(|residual| / σ − tolerance)²``.
+    particle type (stored with the run). Penalty ``relu(|residual| / σ − tolerance)²`` (``sides: both``;
+    ``above``/``below`` penalize one side only).
 
     Args:
         info: The dataset's info (injected): an IACT dataset with a ``log10_energy`` condition.
         tolerance: Allowed distance from the relation, in units of its residual scatter σ.
-        soft_clean_pe: Pixels below this many photoelectrons (a soft step of 0.5 pe) do not count
-            towards the size, as the boundary threshold of cleaning; 0 counts every pixel.
+        soft_clean_pe: Pixels below this many photoelectrons (a soft step of ``soft_clean_width_pe``) do not
+            count towards the size, as the boundary threshold of cleaning; 0 counts every pixel.
+        soft_clean_width_pe: Width τ of the soft step, in photoelectrons; 0 makes it a hard cut (pixels
+            below ``soft_clean_pe`` neither count nor receive a gradient).
+        sides: Which deviations are penalized: ``both``, ``above`` (only sizes above the relation: images
+            too bright for their energy) or ``below`` (only too faint ones).
     """
-    return SizeEnergyConstraint(info, tolerance, soft_clean_pe)
+    return SizeEnergyConstraint(info, tolerance, soft_clean_pe, soft_clean_width_pe, sides)
 
 
 def non_negative(info: DataInfo, min_pe: Annotated[Optional[float], Finite] = None) -> NonNegativeConstraint:

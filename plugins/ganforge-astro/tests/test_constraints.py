@@ -136,6 +136,43 @@ def test_size_energy_calibration_and_penalty_by_hand(clean):
     assert x.grad.sum() > 0
 
 
+def test_size_energy_hard_cut_and_one_sided_penalty(clean):
+    pe = clean.camera.decode(clean.x)
+    # soft_clean_width_pe: 0 is a hard cut: the size is the light of the pixels at or above the threshold, and
+    # only those pixels get a gradient
+    hard = size_energy(clean.info, soft_clean_pe=3.0, soft_clean_width_pe=0)
+    hard.calibrate(clean.x, clean.y)
+    assert "pe >= 3.0" in hard.state_dict()["relation"]["size"]
+    torch.testing.assert_close(hard.size(clean.x).double(), torch.from_numpy((pe * (pe >= 3.0)).sum(axis=1)),
+                               rtol=1e-4, atol=1e-3)
+    glow = pe[:4].copy()
+    glow[glow == 0] = 2.0  # a faint glow under the threshold everywhere the image is dark
+    x = torch.from_numpy(clean.camera.encode(glow)).requires_grad_(True)
+    hard.size(x).sum().backward()
+    cells = hard.decoder.cells
+    grad = x.grad.flatten(1)[:, cells].numpy()
+    assert (grad[glow < 3.0] == 0).all() and (grad[glow >= 3.0] > 0).all()
+    soft = size_energy(clean.info)  # the default soft step (0.5 pe) does reach those pixels
+    x.grad = None
+    soft.size(x).sum().backward()
+    assert (x.grad.flatten(1)[:, cells].numpy()[glow < 3.0] > 0).all()
+    # sides: which deviations from the relation are penalized
+    both, above, below = (size_energy(clean.info, sides=s) for s in ("both", "above", "below"))
+    both.calibrate(clean.x, clean.y)
+    above.load_state_dict(both.state_dict())
+    below.load_state_dict(both.state_dict())
+    r = both.residual(clean.x, clean.y)
+    assert (r > 1).any() and (r < -1).any()
+    torch.testing.assert_close(above.penalty(clean.x, clean.y), torch.relu(r - 1.0) ** 2)
+    torch.testing.assert_close(below.penalty(clean.x, clean.y), torch.relu(-r - 1.0) ** 2)
+    torch.testing.assert_close(above.penalty(clean.x, clean.y) + below.penalty(clean.x, clean.y),
+                               both.penalty(clean.x, clean.y))
+    for bad, match in ((dict(sides="up"), r"sides='up'; expected one of \['both', 'above', 'below'\]"),
+                       (dict(soft_clean_width_pe=-0.5), r"soft_clean_width_pe=-0.5; expected a finite number >= 0")):
+        with pytest.raises(ValueError, match=match):
+            size_energy(clean.info, **bad)
+
+
 def test_size_energy_finds_columns_by_name_and_state_round_trip(clean):
     con = size_energy(clean.info)
     con.calibrate(clean.x, clean.y)
