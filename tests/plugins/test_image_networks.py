@@ -376,6 +376,41 @@ def test_backward_with_dcgan_options() -> None:
             assert_all_grads(d)
 
 
+def test_dcgan_generator_coords_are_coordconv() -> None:
+    """coords: every transposed conv gets x and y channels; without it the generator is unchanged."""
+    from ganforge_plugins.networks.dcgan import coordinate_channels
+
+    grid = coordinate_channels(torch.zeros(2, 5, 3, 4))
+    assert grid.shape == (2, 2, 3, 4)
+    torch.testing.assert_close(grid[1, 0, 2], torch.tensor([-1.0, -1 / 3, 1 / 3, 1.0]))  # x along the width
+    torch.testing.assert_close(grid[0, 1, :, 3], torch.tensor([-1.0, 0.0, 1.0]))  # y along the height
+    info = make_info(1, 16, "class")
+    y = torch.arange(NUM_CLASSES)
+    torch.manual_seed(1)
+    plain = build_g("dcgan", info, conditioning="cbn")
+    torch.manual_seed(1)
+    coord = build_g("dcgan", info, conditioning="cbn", coords=True)
+    convs = [*coord.ups, coord.to_image]
+    assert [m.in_channels for m in convs] == [m.in_channels + 2 for m in (*plain.ups, plain.to_image)]
+    z = torch.randn(NUM_CLASSES, *coord.latent_shape)
+    out = coord(z, y)
+    assert out.shape == (NUM_CLASSES, 1, 16, 16) and out.abs().max() <= 1
+    out.sum().backward()
+    assert_all_grads(coord)
+    # the output depends on the coordinate channels: zeroing their weights changes it
+    with torch.no_grad():
+        for m in convs:
+            m.weight[-2:] = 0
+    assert not torch.allclose(coord(z, y), out)
+    # ... and with them zeroed it is the plain generator with the same other weights
+    state = {k: v[:-2] if k.endswith("weight") and any(k.startswith(p) for p in ("ups.", "to_image."))
+             else v for k, v in coord.state_dict().items()}
+    plain.load_state_dict(state)
+    torch.testing.assert_close(coord(z, y), plain(z, y))
+    with pytest.raises(ValueError, match=r"coords='yes'; expected true or false"):
+        build_g("dcgan", info, coords="yes")
+
+
 # -- errors -----------------------------------------------------------------------------------------
 
 

@@ -35,6 +35,9 @@ class DCGANGenerator(ProjectingGenerator):
     ``z`` is projected and reshaped to ``(width * 2^(s-1), 4, 4)``; ``s = log2(H) - 2`` stride-2
     transposed convolutions (kernel 4, padding 1) double the resolution and halve the channels,
     each hidden layer followed by batch norm and ReLU; the last outputs ``C`` channels through tanh.
+    With ``coords``, two channels holding each position's x and y in [-1, 1] join the input of every
+    transposed convolution (CoordConv, Liu et al. 2018), so a layer can draw something that depends
+    on where in the image it is (e.g. an ellipse pointing at the image centre).
 
     Attributes:
         latent_shape: ``(latent_dim,)``.
@@ -47,28 +50,43 @@ class DCGANGenerator(ProjectingGenerator):
         width: int = 64,
         conditioning: str = "concat",
         embed_dim: int = 32,
+        coords: bool = False,
     ) -> None:
         super().__init__()
         c, stages, cbn, in_dim = self._setup(info, "generator 'dcgan'", latent_dim, width, embed_dim, conditioning,
                                              ("concat", "cbn"), "normal")
+        if not isinstance(coords, bool):
+            raise ValueError(f"generator 'dcgan': coords={coords!r}; expected true or false")
         chans = [width * 2 ** (stages - 1 - j) for j in range(stages)]  # at 4, 8, ..., H/2
         self.chans = chans
+        self.coords = coords
+        extra = 2 if coords else 0
         # Bias-free where batch norm follows: BN's shift makes a bias redundant.
         self.project = linear(in_dim, chans[0] * 16, "normal", False, bias=False)
         self.norms = nn.ModuleList(make_norm(ch, cbn, "normal", "zeros", False) for ch in chans)
         self.ups = nn.ModuleList(
-            init_layer(nn.ConvTranspose2d(chans[j], chans[j + 1], 4, 2, 1, bias=False), "normal", False)
+            init_layer(nn.ConvTranspose2d(chans[j] + extra, chans[j + 1], 4, 2, 1, bias=False), "normal", False)
             for j in range(stages - 1)
         )
-        self.to_image = init_layer(nn.ConvTranspose2d(chans[-1], c, 4, 2, 1), "normal", False)
+        self.to_image = init_layer(nn.ConvTranspose2d(chans[-1] + extra, c, 4, 2, 1), "normal", False)
 
     def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         h, cond = self._start(z, y)
         for j, norm in enumerate(self.norms):
             h = F.relu(norm(h, cond))
-            if j < len(self.ups):
-                h = self.ups[j](h)
-        return torch.tanh(self.to_image(h))
+            if self.coords:
+                h = torch.cat([h, coordinate_channels(h)], dim=1)
+            h = self.ups[j](h) if j < len(self.ups) else self.to_image(h)
+        return torch.tanh(h)
+
+
+def coordinate_channels(h: torch.Tensor) -> torch.Tensor:
+    """``(N, 2, H, W)``: each position's x (channel 0) and y (channel 1), from -1 to 1, in ``h``'s dtype and device."""
+    n, _, height, width = h.shape
+    ys = torch.linspace(-1.0, 1.0, height, dtype=h.dtype, device=h.device)
+    xs = torch.linspace(-1.0, 1.0, width, dtype=h.dtype, device=h.device)
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"))  # (2, H, W): x varies along W, y along H
+    return grid.unsqueeze(0).expand(n, -1, -1, -1)
 
 
 class DCGANDiscriminator(nn.Module):
@@ -145,6 +163,7 @@ def dcgan_generator(
     width: int = 64,
     conditioning: Literal["concat", "cbn"] = "concat",
     embed_dim: int = 32,
+    coords: bool = False,
 ) -> DCGANGenerator:
     """DCGAN generator (Radford et al. 2016): project-and-reshape, stride-2 transposed convs, BN, ReLU, tanh.
 
@@ -156,8 +175,11 @@ def dcgan_generator(
         conditioning: Conditional data only. ``concat``: an embedding of ``y`` (``embed_dim``)
             joins ``z`` (Mirza & Osindero 2014). ``cbn``: conditional batch norm in every layer.
         embed_dim: Size of the embedding of ``y`` for ``concat``.
+        coords: Give every transposed convolution two extra input channels with the x and y of each
+            position, from -1 to 1 (CoordConv, Liu et al. 2018): for images whose content depends on
+            where it is, such as telescope images pointing at the camera centre.
     """
-    return DCGANGenerator(info, latent_dim, width, conditioning, embed_dim)
+    return DCGANGenerator(info, latent_dim, width, conditioning, embed_dim, coords)
 
 
 def dcgan_discriminator(
