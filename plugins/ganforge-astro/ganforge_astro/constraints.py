@@ -67,6 +67,7 @@ from ganforge_astro.physics import Cleaning
 
 SOFT_CLEAN_WIDTH_PE = 0.5  # τ of the soft tail cut in size-energy's size
 SIDES = ("both", "above", "below")  # size-energy: which deviations from the relation are penalized
+GRADIENTS = ("exact", "uniform")  # size-energy: the gradient of log size, or the same for every lit pixel
 
 
 def condition_column(info: DataInfo, name: str, owner: str, required: bool = True) -> Optional[int]:
@@ -131,8 +132,13 @@ class SizeEnergyConstraint:
     name = "size-energy"
 
     def __init__(self, info: DataInfo, tolerance: float = 1.0, soft_clean_pe: float = 3.0,
-                 soft_clean_width_pe: float = SOFT_CLEAN_WIDTH_PE, sides: str = "both") -> None:
+                 soft_clean_width_pe: float = SOFT_CLEAN_WIDTH_PE, sides: str = "both",
+                 gradient: str = "exact") -> None:
         owner = "constraint size-energy"
+        if gradient not in GRADIENTS:
+            raise ValueError(f"{owner}: gradient={gradient!r}; expected one of {list(GRADIENTS)} (exact: the "
+                             "gradient of the size itself; uniform: the same for every lit pixel)")
+        self.gradient = gradient
         if sides not in SIDES:
             raise ValueError(f"{owner}: sides={sides!r}; expected one of {list(SIDES)} (which deviations from the "
                              "relation are penalized: both, only sizes above it, only sizes below it)")
@@ -149,12 +155,32 @@ class SizeEnergyConstraint:
         self.soft_clean_width_pe = float(soft_clean_width_pe)
         self.relation: Optional[dict[str, Any]] = None
 
+    def _lit(self, pe: torch.Tensor) -> torch.Tensor:
+        """How much each pixel counts towards the size: ``σ((pe − b)/τ)``, or ``[pe ≥ b]`` for ``τ = 0``."""
+        if self.soft_clean_width_pe == 0:  # hard cut: the pixels below b neither count nor get a gradient
+            return (pe >= self.soft_clean_pe).to(pe.dtype)
+        return torch.sigmoid((pe - self.soft_clean_pe) / self.soft_clean_width_pe)
+
     def size(self, fake: torch.Tensor) -> torch.Tensor:
         """``S = Σ pe · σ((pe − b)/τ)`` per image (photoelectrons); ``τ = 0``: ``Σ pe · [pe ≥ b]``."""
         pe = self.decoder.pe(fake)
-        if self.soft_clean_width_pe == 0:  # hard cut: the pixels below b neither count nor get a gradient
-            return (pe * (pe >= self.soft_clean_pe).to(pe.dtype)).sum(dim=1)
-        return (pe * torch.sigmoid((pe - self.soft_clean_pe) / self.soft_clean_width_pe)).sum(dim=1)
+        return (pe * self._lit(pe)).sum(dim=1)
+
+    def log_size(self, fake: torch.Tensor) -> torch.Tensor:
+        """``log10(S + 1)`` per image. With ``gradient: uniform`` its value is the same, but its gradient is
+        that of the mean network value of the lit pixels (weights ``σ((pe − b)/τ)``), scaled so that for
+        bright pixels it is ``d log10 pe / dx``: every lit pixel gets the same gradient, and a step along it
+        scales the light of the bright pixels by one factor, keeping the image's shape."""
+        if self.gradient == "exact":
+            return torch.log10(self.size(fake) + 1.0)
+        units = self.decoder.units(fake)
+        pe = self.decoder.to_pe(units)
+        lit = self._lit(pe)
+        exact = torch.log10((pe * lit).sum(dim=1) + 1.0)
+        w = lit.detach()
+        mean_units = (units * w).sum(dim=1) / w.sum(dim=1).clamp_min(1e-6)
+        slope = self.decoder.norm * (0.5 if self.decoder.offset else 1.0) / math.log(10.0)  # d log10 pe / dx
+        return exact.detach() + slope * (mean_units - mean_units.detach())
 
     def _groups(self, y: torch.Tensor) -> torch.Tensor:
         y = y.reshape(len(y), -1)
@@ -209,7 +235,7 @@ class SizeEnergyConstraint:
         param = {k: torch.tensor(self.relation[k], dtype=torch.float32, device=fake.device)[idx]
                  for k in ("intercept", "slope", "sigma")}
         pred = param["intercept"] + param["slope"] * self._energy(y).to(fake.device)
-        return (torch.log10(self.size(fake) + 1.0) - pred) / param["sigma"]
+        return (self.log_size(fake) - pred) / param["sigma"]
 
     def penalty(self, fake: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         r = self.residual(fake, y)
@@ -331,7 +357,8 @@ def v_ge0(v: Any) -> bool:
 def size_energy(info: DataInfo, tolerance: Annotated[float, NonNegative] = 1.0,
                 soft_clean_pe: Annotated[float, NonNegative] = 3.0,
                 soft_clean_width_pe: Annotated[float, NonNegative] = SOFT_CLEAN_WIDTH_PE,
-                sides: Literal["both", "above", "below"] = "both") -> SizeEnergyConstraint:
+                sides: Literal["both", "above", "below"] = "both",
+                gradient: Literal["exact", "uniform"] = "exact") -> SizeEnergyConstraint:
     """Generated image size must follow the training data's size–energy relation per particle type.
 
     Calibrated at the start of a fit: ``log10(size + 1) = a + b · log10 E`` with residual scatter σ per
@@ -347,8 +374,12 @@ def size_energy(info: DataInfo, tolerance: Annotated[float, NonNegative] = 1.0,
             below ``soft_clean_pe`` neither count nor receive a gradient).
         sides: Which deviations are penalized: ``both``, ``above`` (only sizes above the relation: images
             too bright for their energy) or ``below`` (only too faint ones).
+        gradient: ``exact``: the gradient of the penalty itself, which in network units grows with a
+            pixel's brightness, so it dims an image's bright core more than its edge; ``uniform``: the
+            same value with the same gradient for every lit pixel, which scales the light without
+            changing the shape.
     """
-    return SizeEnergyConstraint(info, tolerance, soft_clean_pe, soft_clean_width_pe, sides)
+    return SizeEnergyConstraint(info, tolerance, soft_clean_pe, soft_clean_width_pe, sides, gradient)
 
 
 def non_negative(info: DataInfo, min_pe: Annotated[Optional[float], Finite] = None) -> NonNegativeConstraint:

@@ -167,7 +167,29 @@ def test_size_energy_hard_cut_and_one_sided_penalty(clean):
     torch.testing.assert_close(below.penalty(clean.x, clean.y), torch.relu(-r - 1.0) ** 2)
     torch.testing.assert_close(above.penalty(clean.x, clean.y) + below.penalty(clean.x, clean.y),
                                both.penalty(clean.x, clean.y))
+    # gradient: uniform keeps the value and gives every lit pixel the same gradient, d log10 pe / dx of a bright
+    # pixel (norm / 2 / ln 10 with the offset map), where the exact gradient grows with the pixel's brightness
+    uniform = size_energy(clean.info, gradient="uniform")
+    uniform.load_state_dict(both.state_dict())
+    torch.testing.assert_close(uniform.residual(clean.x, clean.y), r)
+    torch.testing.assert_close(uniform.penalty(clean.x, clean.y), both.penalty(clean.x, clean.y))
+    grads = {}
+    for name, con in (("exact", both), ("uniform", uniform)):
+        x = clean.x[:8].clone().requires_grad_(True)
+        con.log_size(x).sum().backward()
+        grads[name] = x.grad.flatten(1)[:, both.decoder.cells].numpy()
+    bright, empty = pe[:8] >= 20.0, pe[:8] == 0
+    slope = both.decoder.norm / 2 / np.log(10.0)
+    for i in range(8):
+        if bright[i].sum() >= 2:
+            g = grads["uniform"][i]
+            np.testing.assert_allclose(g[bright[i]], g[bright[i]].mean(), rtol=1e-3)
+            assert g[bright[i]].sum() <= slope + 1e-4 and np.abs(g[empty[i]]).max() < 1e-2 * g[bright[i]].max()
+            ge = grads["exact"][i][bright[i]]
+            order = np.argsort(pe[i][bright[i]])
+            assert ge[order[-1]] > ge[order[0]]  # exact: the brightest pixel gets the largest gradient
     for bad, match in ((dict(sides="up"), r"sides='up'; expected one of \['both', 'above', 'below'\]"),
+                       (dict(gradient="flat"), r"gradient='flat'; expected one of \['exact', 'uniform'\]"),
                        (dict(soft_clean_width_pe=-0.5), r"soft_clean_width_pe=-0.5; expected a finite number >= 0")):
         with pytest.raises(ValueError, match=match):
             size_energy(clean.info, **bad)
