@@ -22,11 +22,14 @@ inverse amplitude map, in torch so gradients flow). Conditions are found by name
     step a hard cut (``S = Σ pe_i · [pe_i ≥ b]``; the pixels below ``b`` get no gradient).
 
     Why the configs penalize only ``above``: with ``both``, a generator's cheapest answer to "this image is
-    too faint" is to light faint pixels all over the camera (measured: 28 pixels of 3–6 pe and 24 of
-    6–20 pe per generated gamma, against 1.3 and 2.3 in real ones, also with the hard cut), which cleaning
-    then joins to the shower, so images grow into wide blobs. Penalizing only the excess keeps the
-    background dark (2.8 and 3.6 pixels) and leaves "enough light to survive cleaning" to
-    ``survives-cleaning`` (docs/astro.md has the runs).
+    too faint" is to light faint pixels all over the camera (measured: 43 pixels of 3–6 pe and 36 of
+    6–20 pe per generated gamma, against 1.3 and 2.3 in real ones; 31 and 33 with the hard cut), which
+    cleaning then joins to the shower, so images grow into wide blobs. Penalizing only the excess keeps
+    the background dark (2.8 and 3.6 pixels) and leaves "enough light to survive cleaning" to
+    ``survives-cleaning``. Why they use ``gradient: uniform``: the exact gradient of ``log10 S`` in
+    network units grows with a pixel's brightness, so dimming along it flattens the bright core into
+    the edge and widens the image; the uniform one (:meth:`SizeEnergyConstraint.log_size`) scales the
+    light and keeps the shape (docs/astro.md has the runs).
 
 ``non-negative`` (calibrated unless ``min_pe`` is given)
     No camera pixel below the lowest amplitude ``m`` a real image has (``calibrate``: the minimum over
@@ -161,10 +164,12 @@ class SizeEnergyConstraint:
             return (pe >= self.soft_clean_pe).to(pe.dtype)
         return torch.sigmoid((pe - self.soft_clean_pe) / self.soft_clean_width_pe)
 
+    def _size_of(self, pe: torch.Tensor) -> torch.Tensor:
+        return (pe * self._lit(pe)).sum(dim=1)
+
     def size(self, fake: torch.Tensor) -> torch.Tensor:
         """``S = Σ pe · σ((pe − b)/τ)`` per image (photoelectrons); ``τ = 0``: ``Σ pe · [pe ≥ b]``."""
-        pe = self.decoder.pe(fake)
-        return (pe * self._lit(pe)).sum(dim=1)
+        return self._size_of(self.decoder.pe(fake))
 
     def log_size(self, fake: torch.Tensor) -> torch.Tensor:
         """``log10(S + 1)`` per image. With ``gradient: uniform`` its value is the same, but its gradient is
@@ -175,9 +180,8 @@ class SizeEnergyConstraint:
             return torch.log10(self.size(fake) + 1.0)
         units = self.decoder.units(fake)
         pe = self.decoder.to_pe(units)
-        lit = self._lit(pe)
-        exact = torch.log10((pe * lit).sum(dim=1) + 1.0)
-        w = lit.detach()
+        exact = torch.log10(self._size_of(pe) + 1.0)
+        w = self._lit(pe.detach())
         mean_units = (units * w).sum(dim=1) / w.sum(dim=1).clamp_min(1e-6)
         slope = self.decoder.norm * (0.5 if self.decoder.offset else 1.0) / math.log(10.0)  # d log10 pe / dx
         return exact.detach() + slope * (mean_units - mean_units.detach())
