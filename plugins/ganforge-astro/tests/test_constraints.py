@@ -265,6 +265,31 @@ def test_constraints_are_registered_under_the_plugin():
     assert "tolerance: float (>= 0) = 1.0" in section and "min_pe: float | null" in section
 
 
+def test_new_config_keys_good_and_bad_through_a_config():
+    """The shipped constrained config (sides: above, gradient: uniform, coords: true) loads; a bad value of each
+    new key is one line naming the key, the value and what it may be."""
+    config = Path(__file__).resolve().parents[1] / "configs" / "iact-cgan-constrained.yaml"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GANFORGE_STRICT_PLUGINS": "1"}
+
+    def show(*overrides):
+        return subprocess.run([sys.executable, "-m", "ganforge", "config", "show", "-c", str(config), *overrides],
+                              capture_output=True, text=True, env=env, timeout=120)
+
+    good = show()
+    assert good.returncode == 0, good.stderr
+    assert "sides: above" in good.stdout and "gradient: uniform" in good.stdout and "coords: true" in good.stdout
+    for override, message in (
+            ("objective.constraints=[{name: size-energy, sides: up}]",
+             "objective.constraints[0].sides: expected 'both' | 'above' | 'below', got 'up' (str)."),
+            ("objective.constraints=[{name: size-energy, gradient: flat}]",
+             "objective.constraints[0].gradient: expected 'exact' | 'uniform', got 'flat' (str)."),
+            ("objective.constraints=[{name: size-energy, soft_clean_width_pe: -1}]",
+             "objective.constraints[0].soft_clean_width_pe: must be >= 0, got -1."),
+            ("generator.coords=maybe", "generator.coords: expected bool, got 'maybe' (str).")):
+        bad = show(override)
+        assert bad.returncode == 2 and bad.stderr.strip() == f"ganforge: error: {message}", (override, bad.stderr)
+
+
 # -- the plain-vs-constrained benchmark (benchmarks/constrained.py) -------------------------------
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "constrained.py"
