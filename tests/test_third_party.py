@@ -302,6 +302,7 @@ def _gloo_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     try:
         with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
             json.dump(_evaluate_once(world, [rank]), f)
+        torch.distributed.barrier()  # both ranks done before either tears gloo down (a race aborted rank 0)
     finally:
         torch.distributed.destroy_process_group()
 
