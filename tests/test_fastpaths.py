@@ -217,6 +217,61 @@ def test_channels_last_leaves_outputs_and_keys_equal(registry):
     assert not fastpaths.use_channels_last("auto", torch.device("cuda"), [torch.nn.Linear(2, 2)])
 
 
+# -- train.host_malloc ------------------------------------------------------------------------------
+
+_FAULTS = """
+import resource, sys, torch
+from ganforge.loop.fastpaths import keep_host_memory
+applied = keep_host_memory(sys.argv[1])
+def cycle():  # what an iteration does with its activations: allocate, use, free
+    x = torch.empty(10 * 2**20).fill_(1.0)  # 40 MiB: over glibc's largest dynamic mmap threshold (32 MiB)
+    y = x * 2
+    del x, y
+for _ in range(3):
+    cycle()
+faults = []
+for _ in range(11):
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    cycle()
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+print(applied, sorted(faults)[5])  # the median cycle
+"""
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_host_malloc_keep_stops_the_page_faults_of_freed_activations():
+    """Each setting in a fresh interpreter (mallopt is process-wide): under glibc's defaults two freed
+    40 MiB tensors are unmapped and faulted in again every cycle (2 x 10,240 pages); with ``keep`` the
+    memory is reused without a fault."""
+    out = {}
+    for setting in ("keep", "default"):
+        r = subprocess.run([sys.executable, "-c", _FAULTS, setting], capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, OMP_NUM_THREADS="1"))
+        assert r.returncode == 0, r.stderr[-2000:]
+        applied, faults = r.stdout.split()
+        out[setting] = (applied == "True", float(faults))
+    assert out["keep"][0] and not out["default"][0]
+    assert out["default"][1] > 10_000, out  # the pages of the two tensors, every cycle
+    assert out["keep"][1] < 100, out
+
+
+def test_host_malloc_reaches_the_fit_and_bad_values_name_the_key(tmp_path, registry, monkeypatch):
+    for bad in ("on", "fast", "1"):
+        with pytest.raises(ConfigError, match=r"train.host_malloc: .*(keep|default)"):
+            load_config(None, [f"train.host_malloc={bad}"], registry)
+    cfg = load_config(None, [], registry)
+    assert cfg["train"]["host_malloc"] == "keep"
+    from ganforge.run.resume import is_safe
+
+    assert is_safe("train.host_malloc", cfg)  # allocation only: may change on resume
+    calls = []
+    monkeypatch.setattr(fastpaths, "keep_host_memory", lambda setting: calls.append(setting) or False)
+    for setting in ("keep", "default"):
+        _fit(registry, ["train.max_steps=2", "train.batch_size=16", "metrics.list=[]", "dataset.num_samples=64",
+                        f"train.host_malloc={setting}", f"root_dir={tmp_path}"])
+    assert calls == ["keep", "default"]
+
+
 # -- the GPU benchmark script, on the CPU ---------------------------------------------------------------
 
 

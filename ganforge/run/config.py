@@ -48,6 +48,7 @@ def train_section(
     log_every_n_steps: Annotated[int, Positive] = 10,
     num_workers: Annotated[int, NonNegative] = 0,
     cpu_threads: Annotated[Optional[int], Positive] = None,
+    host_malloc: Literal["keep", "default"] = "keep",
     data_on_device: Literal["auto", True, False] = "auto",
     compile: bool = False,
     compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = "default",
@@ -78,6 +79,12 @@ def train_section(
         cpu_threads: Threads torch uses for CPU work (``torch.set_num_threads`` at the start of the fit);
             ``null``: torch's default, one per core. On a shared or busy machine 1 can be several times
             faster (docs/quickstart.md, "CPU threads"). May change on resume.
+        host_malloc: How glibc's malloc treats freed host (CPU) memory, process-wide from the start of
+            the fit. ``keep``: blocks under 256 MiB come from the heap, and up to 1 GiB of freed memory
+            stays in the process for the next allocation (``mallopt``: M_MMAP_THRESHOLD, M_TRIM_THRESHOLD),
+            so the tensors an iteration allocates and frees are not page-faulted in again every time
+            (4-6 % of a DCGAN iteration on the CPU, docs/results.md). ``default``: glibc's own
+            thresholds. No effect without glibc (macOS, musl). May change on resume.
         data_on_device: Keep the whole dataset on the training device and gather each batch there
             (no loader workers, no per-item fetch). ``auto``: when the dataset is an in-memory tensor
             dataset that takes under a quarter of the free device memory; ``true``: always (any

@@ -37,6 +37,7 @@ SAFE_ON_RESUME = (
     "metrics", "samples", "logger", "console",           # observation only: never touches G or D
     "trainer.devices", "trainer.num_nodes", "trainer.accelerator", "trainer.strategy",
     "trainer.enable_progress_bar", "train.cpu_threads",  # where it runs: the batch is global, data order fixed
+    "train.host_malloc",                                  # how host memory is reused: allocation only
     "train.iterations_per_batch",                        # how Lightning's loop is driven: the same iterations
 )
 SEGMENTS = "segments.jsonl"

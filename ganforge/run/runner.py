@@ -355,6 +355,7 @@ def fit(cfg: dict[str, Any], resume: Optional[str] = None, progress: Optional[bo
     try:
         if cfg["train"].get("cpu_threads") is not None:
             torch.set_num_threads(cfg["train"]["cpu_threads"])
+        fastpaths.keep_host_memory(cfg["train"].get("host_malloc", "keep"))
         if lock is not None and not fresh:
             rundir.remove_orphan_temporaries(run_dir)
         return _fit(cfg, run_dir, ckpt, progress, registry, detected)
