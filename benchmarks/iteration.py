@@ -9,6 +9,7 @@ machine noise hits both alike. Prints seconds per iteration and the ratio.
     .venv/bin/python benchmarks/iteration.py --scaling [--case-seconds 4]  # ring, DCGAN-32/64 x batch 64/256
     .venv/bin/python benchmarks/iteration.py --ddp [--model ring]          # 2 gloo processes vs 1
     .venv/bin/python benchmarks/iteration.py --threads 1 --compare train.iterations_per_batch=1  # a setting vs the default
+    .venv/bin/python benchmarks/iteration.py --model dcgan-32 --batch-size 64 --steps 10 --threads 1 --host-malloc default
 
 ``--model``: ``ring`` (the ring8 MLPs) or ``dcgan-32`` / ``dcgan-64`` (DCGAN with batch norm on the
 bundled digits upscaled to 32x32 / 64x64, generator EMA). ``--scaling`` prints a table of time per
@@ -16,6 +17,9 @@ iteration and per image against batch size and resolution, each case side by sid
 timed iterations per case is chosen to last about ``--case-seconds``). ``--ddp`` times ganforge
 alone with 1 process and with 2 gloo processes on the CPU at the same per-process batch and
 reports the time per image of each and the efficiency ``throughput(2) / (2 x throughput(1))``.
+
+Both loops run in one process under one malloc setting: ``--host-malloc keep`` (the default) is what
+``ganforge fit`` sets at its start (``train.host_malloc``); ``default`` leaves glibc's thresholds.
 """
 
 from __future__ import annotations
@@ -201,6 +205,7 @@ def ddp_efficiency(args: argparse.Namespace) -> None:
     for _ in range(args.repeats):
         for n in (1, 2):
             cmd = [sys.executable, __file__, "--ddp-worker", "--devices", str(n), "--model", args.model,
+                   "--host-malloc", args.host_malloc,
                    "--batch-size", str(args.batch_size), "--steps", str(args.steps),
                    "--threads", str(args.threads or 1)]
             if args.warmup is not None:
@@ -239,12 +244,20 @@ def main() -> None:
     ap.add_argument("--case-seconds", type=float, default=4.0, help="--scaling: about this long per timed run")
     ap.add_argument("--compare", action="append", default=[], metavar="KEY=VALUE",
                     help="also time ganforge with this config override, in the same interleaved rounds (repeatable)")
+    ap.add_argument("--host-malloc", default="keep", choices=["keep", "default"],
+                    help="glibc's malloc for the whole process, both loops alike: ganforge fit's default "
+                         "(train.host_malloc=keep) or glibc's own thresholds")
     ap.add_argument("--ddp", action="store_true", help="DDP efficiency: 2 gloo processes vs 1")
     ap.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--devices", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    from ganforge.loop.fastpaths import keep_host_memory
+
+    # what `ganforge fit` does at its start (train.host_malloc), here for the process: both loops run under it
+    applied = keep_host_memory(args.host_malloc)
+    print(f"host malloc: {args.host_malloc} ({'applied' if applied else 'glibc defaults'}), both loops", flush=True)
     from ganforge.run.config import load_config
     from ganforge.registry.registry import get_registry
     from ganforge.run.runner import quiet_lightning
