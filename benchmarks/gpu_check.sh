@@ -49,28 +49,8 @@ if [ -n "$MISSING" ]; then
     case " $MISSING " in *" lightning "*|*" pluggy "*|*" pyyaml "*|*" torchmetrics "*|*" pytest "*) exit 3 ;; esac
 fi
 
-# ganforge from this checkout, without building or installing anything: the checkout on
-# PYTHONPATH plus a generated ganforge.dist-info whose entry_points.txt is pyproject.toml's
-# (the registry finds the first-party plugins through those entry points).
-if ! "$PYTHON" -c "
-import sys
-from importlib.metadata import entry_points
-sys.exit(0 if any(e.name == 'objectives' for e in entry_points(group='ganforge')) else 1)" 2>/dev/null; then
-    SITE="$(mktemp -d /tmp/ganforge-site.XXXXXX)"
-    say "ganforge is not installed: using this checkout with entry points from pyproject.toml ($SITE)"
-    "$PYTHON" - "$SITE" <<'EOF' || exit 4
-import sys, tomllib
-from pathlib import Path
-project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
-info = Path(sys.argv[1]) / f"ganforge-{project['version']}.dist-info"
-info.mkdir(parents=True)
-(info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: ganforge\nVersion: {project['version']}\n")
-eps = project["entry-points"]["ganforge"]
-(info / "entry_points.txt").write_text("[ganforge]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()))
-(info / "top_level.txt").write_text("ganforge\nganforge_plugins\n")
-EOF
-    export PYTHONPATH="$SITE:$PWD:$PWD/plugins${PYTHONPATH:+:$PYTHONPATH}"
-fi
+# ganforge from this checkout when it is not installed (benchmarks/use_checkout.sh)
+. benchmarks/use_checkout.sh || exit 4
 "$PYTHON" -c "import ganforge, ganforge_plugins; print('ganforge', ganforge.__file__)" || exit 4
 
 if [ -n "${DRY_RUN:-}" ]; then ACC=cpu; STEPS=60; MARK="distributed"; else ACC=gpu; STEPS=400; MARK="cuda"; fi
