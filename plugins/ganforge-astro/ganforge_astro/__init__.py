@@ -48,7 +48,7 @@ def ganforge_register_metrics(register: Register) -> None:
 
 @hookimpl
 def ganforge_register_constraints(register: Register) -> None:
-    from ganforge_astro.constraints import non_negative, size_energy, survives_cleaning
+    from ganforge_astro.constraints import non_negative, points_to_source, size_energy, survives_cleaning
 
     register("size-energy", size_energy, description="generated image size must follow the training data's "
              "size-energy relation per particle type (calibrated, stored with the run)")
@@ -56,3 +56,5 @@ def ganforge_register_constraints(register: Register) -> None:
              "has (calibrated, or min_pe)")
     register("survives-cleaning", survives_cleaning, description="the image must survive ctapipe tail-cuts "
              "cleaning (a differentiable surrogate, exact for the default thresholds)")
+    register("points-to-source", points_to_source, description="images of one particle type (gammas) must point "
+             "to the source at the camera centre: Hillas alpha within the training data's (calibrated)")

@@ -52,6 +52,17 @@ inverse amplitude map, in torch so gradients flow). Conditions are found by name
     approximation. Thresholds default to the dataset's own cleaning (``info.protocol["cleaning"]``),
     else the metrics' 6/3 pe, 2 neighbours, 3 pixels.
 
+``points-to-source`` (calibrated)
+    A gamma from a point source at the camera centre images as an ellipse whose major axis points at
+    the centre: Hillas' ``alpha``, the angle between the major axis and the line from the centre to
+    the centroid, is small (toy gammas: median 1.5°, 90 % under 8.9°; protons: median 47°). From the
+    light-weighted second moments of the image after ``size-energy``'s soft tail cut, with the axis
+    angle ψ and the centroid angle φ doubled so that nothing divides by zero or wraps:
+    ``sin²(ψ − φ) = (1 − cos 2ψ cos 2φ − sin 2ψ sin 2φ) / 2``; it agrees with ctapipe's alpha on
+    cleaned toy gammas to a median of 0.03–0.1° (tested). ``calibrate`` keeps ``sin α_max``, the
+    ``quantile`` (0.9) of the training images' ``|sin α|`` for the particle type; penalty
+    ``relu(|sin α| / sin α_max − 1)²`` for that type, 0 for the others.
+
 ctapipe is imported inside the functions that use it: every ``ganforge`` command imports this
 package to register the plugin, and importing ctapipe takes about two seconds.
 """
@@ -351,6 +362,82 @@ class SurvivesCleaningConstraint:
         return torch.relu(1.0 - self.score(fake) / self.cleaning.picture_pe) ** 2
 
 
+class PointsToSourceConstraint:
+    """Generated images of one particle type (gammas) must point to the source at the camera centre (module docstring)."""
+
+    name = "points-to-source"
+
+    def __init__(self, info: DataInfo, particle: int = 0, quantile: float = 0.9, soft_clean_pe: float = 3.0,
+                 soft_clean_width_pe: float = SOFT_CLEAN_WIDTH_PE) -> None:
+        owner = "constraint points-to-source"
+        if not 0.0 < quantile < 1.0:
+            raise ValueError(f"{owner}: quantile={quantile}; expected a number in (0, 1)")
+        camera = camera_from_info(info, owner)
+        self.decoder = PixelDecoder(camera)
+        geom = camera.geometry
+        self.pix_x = torch.as_tensor(np.asarray(geom.pix_x.value, dtype=np.float64), dtype=torch.float32)
+        self.pix_y = torch.as_tensor(np.asarray(geom.pix_y.value, dtype=np.float64), dtype=torch.float32)
+        self.particle_col = condition_column(info, "particle", owner, required=False)
+        self.particle, self.quantile = int(particle), float(quantile)
+        self.soft_clean_pe, self.soft_clean_width_pe = float(soft_clean_pe), float(soft_clean_width_pe)
+        self.sin_alpha_max: Optional[float] = None  # calibrated: the quantile of the real images' sin(alpha)
+
+    def _weights(self, pe: torch.Tensor) -> torch.Tensor:
+        if self.soft_clean_width_pe == 0:
+            return pe * (pe >= self.soft_clean_pe).to(pe.dtype)
+        return pe.clamp_min(0) * torch.sigmoid((pe - self.soft_clean_pe) / self.soft_clean_width_pe)
+
+    def sin_alpha(self, fake: torch.Tensor) -> torch.Tensor:
+        """``|sin(alpha)|`` per image from the light-weighted second moments (Hillas' alpha, differentiable):
+        the angle between the major axis and the line from the camera centre to the centroid."""
+        w = self._weights(self.decoder.pe(fake))
+        x, y = self.pix_x.to(w.device), self.pix_y.to(w.device)
+        total = w.sum(1) + 1e-6
+        cx, cy = (w * x).sum(1) / total, (w * y).sum(1) / total
+        dx, dy = x[None] - cx[:, None], y[None] - cy[:, None]
+        sxx, syy, sxy = (w * dx * dx).sum(1) / total, (w * dy * dy).sum(1) / total, (w * dx * dy).sum(1) / total
+        half = (sxx - syy) / 2
+        r = torch.sqrt(half * half + sxy * sxy + 1e-12)
+        cos2psi, sin2psi = half / r, sxy / r  # the major axis' angle psi, doubled
+        c2 = cx * cx + cy * cy + 1e-12
+        cos2phi, sin2phi = (cx * cx - cy * cy) / c2, 2 * cx * cy / c2  # the centroid's angle phi, doubled
+        sin2 = (1 - (cos2psi * cos2phi + sin2psi * sin2phi)) / 2  # sin^2(psi - phi)
+        return torch.sqrt(sin2.clamp_min(0) + 1e-12)
+
+    def _selected(self, y: torch.Tensor) -> torch.Tensor:
+        y = y.reshape(len(y), -1)
+        if self.particle_col is None:
+            return torch.ones(len(y), dtype=torch.bool, device=y.device)
+        return y[:, self.particle_col].round().long() == self.particle
+
+    @torch.no_grad()
+    def calibrate(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        values = [self.sin_alpha(xb)[self._selected(yb).to(xb.device)].double().cpu() for xb, yb in _chunks(x, y)]
+        v = torch.cat(values).numpy()
+        v = v[np.isfinite(v)]
+        if len(v) < 3:
+            raise ValueError(f"constraint points-to-source: {len(v)} training images of particle type {self.particle}; "
+                             "need at least 3 to calibrate the allowed alpha")
+        self.sin_alpha_max = max(float(np.quantile(v, self.quantile)), 1e-3)
+
+    def penalty(self, fake: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.sin_alpha_max is None:
+            raise RuntimeError("constraint points-to-source: not calibrated: call calibrate(x, y) with the training "
+                               "images first (the engine does at the start of a fit) or load_state_dict()")
+        excess = torch.relu(self.sin_alpha(fake) / self.sin_alpha_max - 1.0) ** 2
+        return excess * self._selected(y).to(excess.dtype)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sin_alpha_max": self.sin_alpha_max, "quantile": self.quantile, "particle": self.particle}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        v = state.get("sin_alpha_max") if isinstance(state, Mapping) else None
+        if not v_ge0(v) or v == 0:
+            raise ValueError(f"constraint points-to-source: state has no valid 'sin_alpha_max' (a number > 0), "
+                             f"got {state!r:.200}")
+        self.sin_alpha_max = float(v)
+
+
 def v_ge0(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
 
@@ -416,3 +503,26 @@ def survives_cleaning(info: DataInfo, picture_pe: Annotated[Optional[float], Pos
         min_pixels: Pixels the cleaned image must keep.
     """
     return SurvivesCleaningConstraint(info, picture_pe, boundary_pe, min_picture_neighbors, min_pixels)
+
+
+def points_to_source(info: DataInfo, particle: Annotated[int, NonNegative] = 0,
+                     quantile: Annotated[float, Positive] = 0.9,
+                     soft_clean_pe: Annotated[float, NonNegative] = 3.0,
+                     soft_clean_width_pe: Annotated[float, NonNegative] = SOFT_CLEAN_WIDTH_PE) -> PointsToSourceConstraint:
+    """Generated images of one particle type (gammas) must point to the source at the camera centre.
+
+    Alpha is the angle between an image's major axis and the line from the camera centre to its centroid
+    (Hillas); a gamma from a point source at the centre has a small one. From the light-weighted second
+    moments after a soft tail cut (as ``size-energy``'s size), differentiably. Calibrated at the start of
+    a fit: ``sin α_max``, the ``quantile`` of the training images' ``|sin α|`` for that particle type
+    (stored with the run). Penalty ``relu(|sin α| / sin α_max − 1)²`` for that particle type, 0 for others.
+
+    Args:
+        info: The dataset's info (injected): an IACT dataset.
+        particle: The particle type that must point (``iact-toy``: 0, gamma); without a ``particle``
+            condition every image.
+        quantile: The fraction of the real images' alphas allowed without penalty, in (0, 1).
+        soft_clean_pe: Pixels below this many photoelectrons (a soft step) do not count, as in ``size-energy``.
+        soft_clean_width_pe: Width of the soft step in photoelectrons; 0: a hard cut.
+    """
+    return PointsToSourceConstraint(info, particle, quantile, soft_clean_pe, soft_clean_width_pe)

@@ -260,7 +260,7 @@ def test_constraints_are_registered_under_the_plugin():
                          check=True, timeout=120).stdout
     section = out[out.index("astro  (ganforge-astro"):]
     section = section[: section.index("\n", section.index("constraint        survives-cleaning"))]
-    for name in ("non-negative", "size-energy", "survives-cleaning"):
+    for name in ("non-negative", "points-to-source", "size-energy", "survives-cleaning"):
         assert f"constraint        {name}" in section
     assert "tolerance: float (>= 0) = 1.0" in section and "min_pe: float | null" in section
 
@@ -322,3 +322,55 @@ def test_benchmark_quick_trains_both_variants_and_reports(tmp_path):
     cons = json.loads(next((tmp_path / "out" / "constrained-s0").glob("version_*/constraints.json")).read_text())
     assert set(cons["constraints"]) == {"size-energy", "non-negative"}
     assert report["speed"]["generator_images_per_s"] > 0 and report["speed"]["simulator_images_per_s"] > 0
+
+
+def test_points_to_source_is_ctapipes_alpha_and_penalizes_only_its_particle():
+    """sin(alpha) from the soft-cleaned moments against ctapipe's Hillas alpha on cleaned toy images; the
+    calibrated allowance is the quantile of the real gammas'; protons and pointing gammas cost nothing."""
+    from ganforge_astro.camera import camera_from_info
+    from ganforge_astro.constraints import points_to_source
+    from ganforge_astro.physics import PARAMETERS, image_parameters
+
+    ds = iact_toy(num_samples=400, seed=13)
+    x, y = ds.tensors()
+    c = points_to_source(ds.info)
+    cam = camera_from_info(ds.info, "test")
+    pe = c.decoder.pe(x).numpy()
+    rows = image_parameters(cam.geometry, pe, Cleaning(), 1.0)  # alpha is an angle: the focal length drops out
+    ctapipe_alpha = rows[:, PARAMETERS.index("alpha")]
+    mine = np.degrees(np.arcsin(c.sin_alpha(x).numpy()))
+    gamma = (y[:, c.particle_col].round() == 0).numpy()
+    ok = np.isfinite(ctapipe_alpha)
+    diff = np.abs(ctapipe_alpha - mine)
+    g = diff[ok & gamma]  # the soft tail cut weighs boundary pixels a little differently from the hard mask
+    assert np.median(g) < 0.1 and np.quantile(g, 0.9) < 0.6, (np.median(g), np.quantile(g, 0.9))
+    assert np.median(diff[ok]) < 0.25  # protons too, whose round images have a less defined axis
+    assert np.median(mine[ok & gamma]) < 3 and np.median(mine[ok & ~gamma]) > 30  # gammas point, protons do not
+
+    with pytest.raises(RuntimeError, match="not calibrated"):
+        c.penalty(x, y)
+    c.calibrate(x, y)
+    s = c.sin_alpha(x).numpy()
+    assert c.sin_alpha_max == pytest.approx(np.quantile(s[gamma], 0.9), rel=1e-5)
+    f = x.clone().requires_grad_(True)
+    pen = c.penalty(f, y)
+    expect = np.where(gamma, np.maximum(s / c.sin_alpha_max - 1, 0) ** 2, 0.0)
+    np.testing.assert_allclose(pen.detach().numpy(), expect, rtol=1e-4, atol=1e-6)
+    assert (pen[torch.from_numpy(~gamma)] == 0).all() and (pen > 0).sum() > 0
+    assert int((expect > 0).sum()) <= int(np.ceil(0.1 * gamma.sum()))  # at most the gammas beyond the quantile
+    pen.sum().backward()
+    assert torch.isfinite(f.grad).all() and f.grad.abs().sum() > 0
+
+    state = json.loads(json.dumps(c.state_dict()))
+    d = points_to_source(ds.info)
+    d.load_state_dict(state)
+    assert d.sin_alpha_max == c.sin_alpha_max
+    for bad in ({}, {"sin_alpha_max": 0}, {"sin_alpha_max": "x"}, {"sin_alpha_max": float("nan")}):
+        with pytest.raises(ValueError, match="points-to-source: state has no valid 'sin_alpha_max'"):
+            d.load_state_dict(bad)
+    for q in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match=f"points-to-source: quantile={q}"):
+            points_to_source(ds.info, quantile=q)
+    only_protons = points_to_source(ds.info, particle=1)
+    only_protons.calibrate(x, y)
+    assert only_protons.sin_alpha_max > 0.5  # protons are randomly oriented
