@@ -374,3 +374,31 @@ def test_points_to_source_is_ctapipes_alpha_and_penalizes_only_its_particle():
     only_protons = points_to_source(ds.info, particle=1)
     only_protons.calibrate(x, y)
     assert only_protons.sin_alpha_max > 0.5  # protons are randomly oriented
+
+
+def test_points_to_source_redistribute_moves_light_without_dimming():
+    """``gradient: redistribute``: the same penalty; each image's gradient sums to 0 over its lit pixels
+    (a step turns the image instead of dimming it), where the exact gradient does not."""
+    from ganforge_astro.constraints import points_to_source
+
+    ds = iact_toy(num_samples=200, seed=14)
+    x, y = ds.tensors()
+    exact, redis = points_to_source(ds.info), points_to_source(ds.info, gradient="redistribute")
+    exact.calibrate(x, y)
+    redis.calibrate(x, y)
+    assert redis.sin_alpha_max == exact.sin_alpha_max
+    grads = []
+    for c in (exact, redis):
+        f = x.clone().requires_grad_(True)
+        pen = c.penalty(f, y)
+        pen.sum().backward()
+        grads.append((pen.detach(), f.grad.flatten(1)[:, c.decoder.cells]))
+    assert torch.equal(grads[0][0], grads[1][0])
+    lit = (exact.decoder.pe(x) >= exact.soft_clean_pe).float()
+    penalized = grads[0][0] > 0
+    assert penalized.sum() > 0
+    exact_sum, redis_sum = ((g * lit).sum(1) for _, g in grads)
+    assert exact_sum[penalized].abs().max() > 1e-3
+    assert redis_sum.abs().max() < 1e-5
+    with pytest.raises(ValueError, match="points-to-source: gradient='uniform'; expected 'exact' or 'redistribute'"):
+        points_to_source(ds.info, gradient="uniform")
