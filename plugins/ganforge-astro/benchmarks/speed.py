@@ -33,8 +33,11 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "iact-cgan.yaml"
 def generator_spec(width: Optional[int]) -> dict:
     """The ``generator`` section of the iact-cgan config (``width`` replaced when given)."""
     spec = dict(yaml.safe_load(CONFIG.read_text())["generator"])
-    if width is not None:
-        spec["width"] = width
+    if width is not None:  # the base generator's width when the config turns a base generator's images
+        if "base_params" in spec:
+            spec["base_params"] = dict(spec["base_params"], width=width)
+        else:
+            spec["width"] = width
     return spec
 
 

@@ -6,8 +6,10 @@ Registers, through the ``ganforge`` entry-point group:
 * metrics ``hillas`` (Hillas-parameter distances with the real-vs-real floor), ``size-energy`` and
   ``acceptance`` (a gamma/hadron classifier's verdict on generated gammas), ``generation-speed`` (images/s
   of the generator vs the toy simulator);
-* constraints ``size-energy``, ``non-negative`` and ``survives-cleaning`` (physics penalties on generated
-  images for the ``constrained`` objective).
+* constraints ``size-energy``, ``non-negative``, ``survives-cleaning`` and ``points-to-source`` (physics
+  penalties on generated images for the ``constrained`` objective);
+* the generator ``iact-rotated`` (any base generator's images turned about the camera centre by an angle
+  drawn from the noise: the rotational symmetry of a centred source, built into the network).
 
 Heavy imports (ctapipe, astropy) happen inside the factories' modules, which the hooks import only
 when ganforge asks for the registrations.
@@ -19,6 +21,14 @@ from ganforge import Register, hookimpl
 
 __version__ = "0.1.0"
 GANFORGE_PLUGIN_API = 2  # built for the plugin API of ganforge 0.1 after the layout move (issue 8)
+
+
+@hookimpl
+def ganforge_register_generators(register: Register) -> None:
+    from ganforge_astro.networks import iact_rotated
+
+    register("iact-rotated", iact_rotated, description="a base generator's IACT images turned about the camera "
+             "centre by an angle drawn from the noise (rotational symmetry of a centred source)")
 
 
 @hookimpl

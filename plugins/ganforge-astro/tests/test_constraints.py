@@ -278,6 +278,7 @@ def test_new_config_keys_good_and_bad_through_a_config():
     good = show()
     assert good.returncode == 0, good.stderr
     assert "sides: above" in good.stdout and "gradient: uniform" in good.stdout and "coords: true" in good.stdout
+    assert "name: iact-rotated" in good.stdout and "angles: hexagonal" in good.stdout
     for override, message in (
             ("objective.constraints=[{name: size-energy, sides: up}]",
              "objective.constraints[0].sides: expected 'both' | 'above' | 'below', got 'up' (str)."),
@@ -285,8 +286,13 @@ def test_new_config_keys_good_and_bad_through_a_config():
              "objective.constraints[0].gradient: expected 'exact' | 'uniform', got 'flat' (str)."),
             ("objective.constraints=[{name: size-energy, soft_clean_width_pe: -1}]",
              "objective.constraints[0].soft_clean_width_pe: must be >= 0, got -1."),
-            ("generator.coords=maybe", "generator.coords: expected bool, got 'maybe' (str).")):
+            ("generator.base_params.coords=maybe", "generator.base_params.coords: expected bool, got 'maybe' (str)."),
+            ("generator.angles=square", "generator.angles: expected 'any' | 'hexagonal', got 'square' (str)."),
+            ("generator.base=dcgam", None)):
         bad = show(override)
+        if message is None:  # an unknown base generator: its name, the key and the closest registered name
+            assert bad.returncode == 2 and "generator.base" in bad.stderr and "dcgan" in bad.stderr, bad.stderr
+            continue
         assert bad.returncode == 2 and bad.stderr.strip() == f"ganforge: error: {message}", (override, bad.stderr)
 
 

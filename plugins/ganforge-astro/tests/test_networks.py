@@ -1,0 +1,132 @@
+"""``iact-rotated``: the turn is a rotation of the camera image about its centre (checked with ctapipe's Hillas
+parameters), its angle is uniform and a function of the noise, and it is built and refused through the registry."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ganforge import ConfigError
+from ganforge_astro.camera import camera_from_info
+from ganforge_astro.networks import RotatedGenerator, iact_rotated
+from ganforge_astro.physics import PARAMETERS, Cleaning, image_parameters
+from ganforge_astro.toy import iact_toy
+
+
+class Fixed(nn.Module):
+    """A 'generator' that returns given images (the turn's input), whatever the noise."""
+
+    latent_shape = (4,)
+
+    def __init__(self, images: torch.Tensor) -> None:
+        super().__init__()
+        self.images = nn.Parameter(images.clone())
+
+    def forward(self, z, y=None):  # noqa: ANN001
+        return self.images[: len(z)]
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return iact_toy(num_samples=300, seed=21)
+
+
+def _hillas(info, images: torch.Tensor) -> np.ndarray:
+    cam = camera_from_info(info, "test")
+    return image_parameters(cam.geometry, cam.decode(images.detach()), Cleaning(), 1.0)
+
+
+def test_hexagonal_turns_permute_the_pixels_exactly(toy):
+    """Multiples of 60 degrees are the hexagonal camera's own symmetry: the turn moves every pixel's value
+    to another pixel, and the Hillas parameters that do not depend on direction are unchanged."""
+    x, y = toy.tensors()
+    gammas = x[(y[:, 0] == 0)][:40]
+    G = RotatedGenerator(Fixed(gammas), toy.info, angles="hexagonal")
+    cam = camera_from_info(toy.info, "test")
+    before = _hillas(toy.info, gammas)
+    keep = [PARAMETERS.index(p) for p in ("log10_size", "length", "width", "r", "alpha", "skewness", "kurtosis")]
+    before = np.abs(before)  # skewness changes sign when the turn flips ctapipe's choice of axis direction
+    for k in range(1, 6):
+        turned = G.turn(gammas, torch.full((len(gammas),), k * math.pi / 3))
+        np.testing.assert_array_equal(np.sort(cam.decode(turned.detach()), 1), np.sort(cam.decode(gammas), 1))
+        after = np.abs(_hillas(toy.info, turned))
+        np.testing.assert_allclose(after[:, keep], before[:, keep], rtol=1e-4, atol=1e-3)
+    idx, inside = G._sources(torch.arange(6) * (math.pi / 3))  # the looked-up table is the computed turn
+    assert torch.equal(idx, G.hex_sources) and bool(inside.all())
+    assert len(set(G.hex_sources[1].tolist())) == G.hex_sources.shape[1]  # a permutation of the pixels
+    z = torch.randn(6000, 4, generator=torch.Generator().manual_seed(1))
+    sixths = np.round(G.angle(z).numpy() / (math.pi / 3), 6)
+    assert set(np.unique(sixths)) == {0, 1, 2, 3, 4, 5}
+    assert np.bincount(sixths.astype(int)).min() > 0.9 * 1000
+
+
+def test_any_turn_is_a_rotation_about_the_camera_centre(toy):
+    x, y = toy.tensors()
+    gammas = x[(y[:, 0] == 0)][:40]
+    G = RotatedGenerator(Fixed(gammas), toy.info)
+    before = _hillas(toy.info, gammas)
+    pitch = float(np.degrees(np.arctan(G.pitch / 1.0)))  # in image_parameters' units (focal length 1)
+    r, length, size = (PARAMETERS.index(p) for p in ("r", "length", "log10_size"))
+    for theta in (0.3, 1.0, 2.0, math.pi):
+        after = _hillas(toy.info, G.turn(gammas, torch.full((len(gammas),), theta)))
+        ok = np.isfinite(before[:, 0]) & np.isfinite(after[:, 0])
+        assert ok.sum() >= 30
+        # distance from the centre, length and size stay; nearest-pixel resampling on a hexagonal grid moves
+        # light by less than a pitch (and jitters a thin image's orientation: docs/astro.md)
+        assert np.median(np.abs(after[ok, r] - before[ok, r])) < 0.2 * pitch
+        assert np.median(np.abs(after[ok, length] - before[ok, length])) < 0.2 * pitch
+        assert np.median(np.abs(after[ok, size] - before[ok, size])) < 0.02
+    cam = camera_from_info(toy.info, "test")
+    pe0 = cam.decode(gammas)
+    pe1 = cam.decode(G.turn(gammas, torch.full((len(gammas),), math.pi / 2)).detach())
+    px, py = cam.geometry.pix_x.value, cam.geometry.pix_y.value
+    phi0 = np.arctan2((pe0 * py).sum(1), (pe0 * px).sum(1))
+    phi1 = np.arctan2((pe1 * py).sum(1), (pe1 * px).sum(1))
+    assert np.median(np.abs(np.angle(np.exp(1j * (phi1 - phi0))) - math.pi / 2)) < 0.05  # the centroid turns by theta
+    same = G.turn(gammas, torch.zeros(len(gammas)))  # theta = 0 reads every pixel from itself
+    np.testing.assert_array_equal(cam.decode(same.detach()), cam.decode(gammas))
+
+
+def test_angle_is_uniform_from_the_noise_and_gradients_reach_the_base(toy):
+    z = torch.randn(20000, 4, generator=torch.Generator().manual_seed(0))
+    x, y = toy.tensors()
+    theta = RotatedGenerator(Fixed(x[:8]), toy.info).angle(z).numpy()
+    assert theta.min() >= 0 and theta.max() < 2 * math.pi
+    counts = np.histogram(theta, bins=8, range=(0, 2 * math.pi))[0]
+    assert counts.min() > 0.9 * len(theta) / 8  # uniform within sampling noise (expected 2,500 per bin)
+    G = RotatedGenerator(Fixed(x[:8]), toy.info)
+    zz = torch.randn(8, 4)
+    out = G(zz, y[:8])
+    assert torch.equal(out, G(zz, y[:8]))  # a function of the noise
+    out.sum().backward()
+    assert G.base.images.grad.abs().sum() > 0
+
+
+def test_built_through_the_registry_and_bad_values_name_the_key(toy):
+    from ganforge.registry.registry import get_registry
+
+    reg = get_registry()
+    spec = {"name": "iact-rotated", "base": "dcgan",
+            "base_params": {"latent_dim": 16, "width": 8, "conditioning": "cbn", "coords": True}}
+    G = reg.build("generator", spec, info=toy.info, seed=0)
+    x, y = toy.tensors()
+    z = torch.randn(4, *G.latent_shape)
+    out = G(z, y[:4])
+    assert out.shape == x[:4].shape and G.latent_shape == (16,)
+    assert set(G.state_dict()) == {f"base.{k}" for k in G.base.state_dict()}  # the turn has no weights
+    with pytest.raises(ConfigError, match="generator.base"):
+        reg.build("generator", dict(spec, base="dcgam"), info=toy.info, seed=0)
+    with pytest.raises(ConfigError, match="width"):
+        reg.build("generator", dict(spec, base_params={"width": -3}), info=toy.info, seed=0)
+    with pytest.raises(ValueError, match="cannot turn itself"):
+        iact_rotated(toy.info, base="iact-rotated")
+    from ganforge import DataInfo
+
+    with pytest.raises(ValueError, match="generator 'iact-rotated'"):
+        iact_rotated(DataInfo(sample_shape=(2,), kind="points", name="ring8"))
+    with pytest.raises(ValueError, match="angles='square'; expected one of"):
+        iact_rotated(toy.info, base_params={"latent_dim": 8, "width": 8}, angles="square")
