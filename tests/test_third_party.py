@@ -299,12 +299,14 @@ def _evaluate_once(world: int, ranks: Any) -> dict[str, Any]:
 
 def _gloo_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
-            json.dump(_evaluate_once(world, [rank]), f)
-        torch.distributed.barrier()  # both ranks done before either tears gloo down (a race aborted rank 0)
-    finally:
-        torch.distributed.destroy_process_group()
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump(_evaluate_once(world, [rank]), f)
+    torch.distributed.barrier()  # both ranks have written their results
+    # gloo's C++ teardown (destroy_process_group, or the interpreter's at exit) races its own threads: it
+    # aborted a rank ("terminate called without an active exception") in about 1 run of 10 here, with and
+    # without a barrier before it, always after the results were written. The test is about the results,
+    # so the worker leaves without the teardown, as the other gloo workers of the suite do.
+    os._exit(0)
 
 
 @pytest.mark.distributed
