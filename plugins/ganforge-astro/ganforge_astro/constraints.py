@@ -77,7 +77,7 @@ from typing import Annotated, Any, Literal, Mapping, Optional
 
 import numpy as np
 import torch
-from ganforge import DataInfo, Finite, NonNegative, Positive
+from ganforge import DataInfo, Finite, NonNegative, Positive, Range
 
 from ganforge_astro.camera import CartesianCamera, camera_from_info
 from ganforge_astro.physics import Cleaning
@@ -121,6 +121,10 @@ class PixelDecoder:
         amp = camera.amplitude
         self.scale_pe, self.norm, self.offset = amp.scale_pe, math.asinh(amp.max_pe / amp.scale_pe), amp.offset
         self.side = camera.side
+        geom = camera.geometry  # the pixels' positions (n_pixels, 2), in the geometry's own units
+        self.positions = torch.tensor(np.stack([np.asarray(geom.pix_x.value, dtype=np.float64),
+                                                np.asarray(geom.pix_y.value, dtype=np.float64)], axis=1),
+                                      dtype=torch.float32)
 
     def units(self, fake: torch.Tensor) -> torch.Tensor:
         """Network values of the camera pixels ``(N, n_pixels)`` (float32)."""
@@ -136,6 +140,14 @@ class PixelDecoder:
     def pe(self, fake: torch.Tensor) -> torch.Tensor:
         """Photoelectrons per camera pixel ``(N, n_pixels)``."""
         return self.to_pe(self.units(fake))
+
+
+def soft_lit(pe: torch.Tensor, threshold_pe: float, width_pe: float) -> torch.Tensor:
+    """How much each pixel counts after the soft tail cut: ``σ((pe − b)/τ)``, or ``[pe ≥ b]`` for ``τ = 0``
+    (a hard cut: the pixels below ``b`` neither count nor get a gradient)."""
+    if width_pe == 0:
+        return (pe >= threshold_pe).to(pe.dtype)
+    return torch.sigmoid((pe - threshold_pe) / width_pe)
 
 
 def _chunks(x: torch.Tensor, y: torch.Tensor, size: int = 1024):
@@ -173,10 +185,7 @@ class SizeEnergyConstraint:
         self.relation: Optional[dict[str, Any]] = None
 
     def _lit(self, pe: torch.Tensor) -> torch.Tensor:
-        """How much each pixel counts towards the size: ``σ((pe − b)/τ)``, or ``[pe ≥ b]`` for ``τ = 0``."""
-        if self.soft_clean_width_pe == 0:  # hard cut: the pixels below b neither count nor get a gradient
-            return (pe >= self.soft_clean_pe).to(pe.dtype)
-        return torch.sigmoid((pe - self.soft_clean_pe) / self.soft_clean_width_pe)
+        return soft_lit(pe, self.soft_clean_pe, self.soft_clean_width_pe)
 
     def _size_of(self, pe: torch.Tensor) -> torch.Tensor:
         return (pe * self._lit(pe)).sum(dim=1)
@@ -380,18 +389,14 @@ class PointsToSourceConstraint:
             raise ValueError(f"{owner}: quantile={quantile}; expected a number in (0, 1)")
         camera = camera_from_info(info, owner)
         self.decoder = PixelDecoder(camera)
-        geom = camera.geometry
-        self.pix_x = torch.as_tensor(np.asarray(geom.pix_x.value, dtype=np.float64), dtype=torch.float32)
-        self.pix_y = torch.as_tensor(np.asarray(geom.pix_y.value, dtype=np.float64), dtype=torch.float32)
         self.particle_col = condition_column(info, "particle", owner, required=False)
         self.particle, self.quantile = int(particle), float(quantile)
         self.soft_clean_pe, self.soft_clean_width_pe = float(soft_clean_pe), float(soft_clean_width_pe)
         self.sin_alpha_max: Optional[float] = None  # calibrated: the quantile of the real images' sin(alpha)
 
     def _weights(self, pe: torch.Tensor) -> torch.Tensor:
-        if self.soft_clean_width_pe == 0:
-            return pe * (pe >= self.soft_clean_pe).to(pe.dtype)
-        return pe.clamp_min(0) * torch.sigmoid((pe - self.soft_clean_pe) / self.soft_clean_width_pe)
+        """Each pixel's light after ``size-energy``'s soft tail cut (negative amplitudes weigh nothing)."""
+        return pe.clamp_min(0) * soft_lit(pe, self.soft_clean_pe, self.soft_clean_width_pe)
 
     def sin_alpha(self, fake: torch.Tensor) -> torch.Tensor:
         """``|sin(alpha)|`` per image from the light-weighted second moments (Hillas' alpha, differentiable):
@@ -404,7 +409,7 @@ class PointsToSourceConstraint:
             delta = units - units.detach()  # zero, with the identity as its gradient
             units = units - lit * (delta * lit).sum(1, keepdim=True) / lit.sum(1, keepdim=True).clamp_min(1)
         w = self._weights(self.decoder.to_pe(units))
-        x, y = self.pix_x.to(w.device), self.pix_y.to(w.device)
+        x, y = self.decoder.positions.to(w.device).unbind(1)
         total = w.sum(1) + 1e-6
         cx, cy = (w * x).sum(1) / total, (w * y).sum(1) / total
         dx, dy = x[None] - cx[:, None], y[None] - cy[:, None]
@@ -519,7 +524,7 @@ def survives_cleaning(info: DataInfo, picture_pe: Annotated[Optional[float], Pos
 
 
 def points_to_source(info: DataInfo, particle: Annotated[int, NonNegative] = 0,
-                     quantile: Annotated[float, Positive] = 0.9,
+                     quantile: Annotated[float, Range(0.0, 1.0, low_open=True, high_open=True)] = 0.9,
                      soft_clean_pe: Annotated[float, NonNegative] = 3.0,
                      soft_clean_width_pe: Annotated[float, NonNegative] = SOFT_CLEAN_WIDTH_PE,
                      gradient: Literal["exact", "redistribute"] = "exact") -> PointsToSourceConstraint:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal, Optional
 
-import numpy as np
 import torch
 from ganforge import ComponentRef, DataInfo, build_component
 from torch import nn
@@ -52,10 +51,8 @@ class RotatedGenerator(nn.Module):
         self.base = base
         self.latent_shape = tuple(base.latent_shape)
         self.decoder = PixelDecoder(camera)
-        geom = camera.geometry
-        pos = torch.tensor(np.stack([np.asarray(geom.pix_x.value, dtype=np.float64),
-                                     np.asarray(geom.pix_y.value, dtype=np.float64)], axis=1), dtype=torch.float32)
-        self.register_buffer("pixels", pos, persistent=False)  # (n_pixels, 2), the camera's own units
+        pos = self.decoder.positions
+        self.register_buffer("pixels", pos.clone(), persistent=False)  # (n_pixels, 2), the camera's own units
         self.register_buffer("cells", self.decoder.cells.clone(), persistent=False)
         d = torch.cdist(pos, pos)
         d.fill_diagonal_(math.inf)

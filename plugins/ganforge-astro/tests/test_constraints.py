@@ -286,6 +286,10 @@ def test_new_config_keys_good_and_bad_through_a_config():
              "objective.constraints[0].gradient: expected 'exact' | 'uniform', got 'flat' (str)."),
             ("objective.constraints=[{name: size-energy, soft_clean_width_pe: -1}]",
              "objective.constraints[0].soft_clean_width_pe: must be >= 0, got -1."),
+            ("objective.constraints=[{name: points-to-source, quantile: 1.5}]",
+             "objective.constraints[0].quantile: must be in (0.0, 1.0), got 1.5."),
+            ("objective.constraints=[{name: points-to-source, gradient: soft}]",
+             "objective.constraints[0].gradient: expected 'exact' | 'redistribute', got 'soft' (str)."),
             ("generator.base_params.coords=maybe", "generator.base_params.coords: expected bool, got 'maybe' (str)."),
             ("generator.angles=square", "generator.angles: expected 'any' | 'hexagonal', got 'square' (str)."),
             ("generator.base=dcgam", None)):
