@@ -18,13 +18,7 @@ LOG_DIR="${OUT:-/tmp/ganforge-gpu-check}"
 mkdir -p "$LOG_DIR"
 RUNS="$(mktemp -d /tmp/ganforge-gpu-runs.XXXXXX)"
 STATUS=0
-t_start=$(date +%s)
-say() { echo "== [$(( $(date +%s) - t_start ))s] $*"; }
-
-if [ -z "${PYTHON:-}" ]; then
-    if [ -x .venv/bin/python ] && .venv/bin/python -c "import torch" 2>/dev/null; then PYTHON=.venv/bin/python
-    else PYTHON=python3; fi
-fi
+. benchmarks/use_checkout.sh  # say, $PYTHON, use_checkout
 say "python: $(command -v "$PYTHON" || echo "$PYTHON")"
 "$PYTHON" - <<'EOF' || { echo "no usable Python with torch"; exit 2; }
 import sys, torch
@@ -49,8 +43,7 @@ if [ -n "$MISSING" ]; then
     case " $MISSING " in *" lightning "*|*" pluggy "*|*" pyyaml "*|*" torchmetrics "*|*" pytest "*) exit 3 ;; esac
 fi
 
-# ganforge from this checkout when it is not installed (benchmarks/use_checkout.sh)
-. benchmarks/use_checkout.sh || exit 4
+use_checkout || exit 4  # ganforge from this checkout when it is not installed
 "$PYTHON" -c "import ganforge, ganforge_plugins; print('ganforge', ganforge.__file__)" || exit 4
 
 if [ -n "${DRY_RUN:-}" ]; then ACC=cpu; STEPS=60; MARK="distributed"; else ACC=gpu; STEPS=400; MARK="cuda"; fi

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 9's GPU measurements in one call of about 7 minutes, for a lent GPU machine with no network:
+# Issue 9's GPU measurements in one call (239 s on an H200), for a lent GPU machine with no network:
 #   1. the CUDA tests of the loop (no host sync in a non-logging iteration or outside a chunk's sync
 #      point, DDP over NCCL with world size 1, metrics on the GPU): `pytest -m cuda`;
 #   2. benchmarks/gpu.py on DCGAN-64 at batch 128 (naive fp32, ganforge fp32, bf16-mixed, bf16 + CUDA
@@ -19,13 +19,8 @@ LOG_DIR="${OUT:-/tmp/ganforge-gpu-speed}"
 mkdir -p "$LOG_DIR"
 export PYTHONUNBUFFERED=1
 STATUS=0
-t_start=$(date +%s)
-say() { echo "== [$(( $(date +%s) - t_start ))s] $*"; }
-if [ -z "${PYTHON:-}" ]; then
-    if [ -x .venv/bin/python ] && .venv/bin/python -c "import torch" 2>/dev/null; then PYTHON=.venv/bin/python
-    else PYTHON=python3; fi
-fi
-. benchmarks/use_checkout.sh || exit 4
+. benchmarks/use_checkout.sh  # say, $PYTHON, use_checkout
+use_checkout || exit 4  # ganforge from this checkout when it is not installed
 "$PYTHON" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda,
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader

@@ -1,14 +1,24 @@
-# Sourced by the GPU scripts (gpu_check.sh, gpu_speed.sh) with $PYTHON set, from the repository root.
+# Sourced by the GPU scripts (gpu_check.sh, gpu_speed.sh) from the repository root: their timer and
+# `say`, the Python to use ($PYTHON, else .venv/bin/python when it exists and imports torch, else python3),
+# and `use_checkout`, which makes ganforge importable from this checkout when it is not installed.
+t_start=$(date +%s)
+say() { echo "== [$(( $(date +%s) - t_start ))s] $*"; }
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x .venv/bin/python ] && .venv/bin/python -c "import torch" 2>/dev/null; then PYTHON=.venv/bin/python
+    else PYTHON=python3; fi
+fi
+
 # ganforge from this checkout, without building or installing anything: the checkout on
 # PYTHONPATH plus a generated ganforge.dist-info whose entry_points.txt is pyproject.toml's
 # (the registry finds the first-party plugins through those entry points).
+use_checkout() {
 if ! "$PYTHON" -c "
 import sys
 from importlib.metadata import entry_points
 sys.exit(0 if any(e.name == 'objectives' for e in entry_points(group='ganforge')) else 1)" 2>/dev/null; then
     SITE="$(mktemp -d /tmp/ganforge-site.XXXXXX)"
     say "ganforge is not installed: using this checkout with entry points from pyproject.toml ($SITE)"
-    "$PYTHON" - "$SITE" <<'EOF' || exit 4
+    "$PYTHON" - "$SITE" <<'EOF' || return 4
 import sys, tomllib
 from pathlib import Path
 project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
@@ -21,3 +31,4 @@ eps = project["entry-points"]["ganforge"]
 EOF
     export PYTHONPATH="$SITE:$PWD:$PWD/plugins${PYTHONPATH:+:$PYTHONPATH}"
 fi
+}

@@ -275,6 +275,27 @@ def test_host_malloc_reaches_the_fit_and_bad_values_name_the_key(tmp_path, regis
 # -- the GPU benchmark script, on the CPU ---------------------------------------------------------------
 
 
+def test_gpu_scripts_run_ganforge_from_a_checkout_without_installing_it(tmp_path):
+    """benchmarks/use_checkout.sh, which gpu_check.sh and gpu_speed.sh source on a lent GPU machine: with a
+    Python that has no ganforge installed (the interpreter this venv was made from) and a checkout without
+    build metadata, ``use_checkout`` makes ganforge and its entry points importable."""
+    base = getattr(sys, "_base_executable", None)
+    probe = "from importlib.metadata import entry_points; print(len(list(entry_points(group='ganforge'))))"
+    if not base or subprocess.run([base, "-I", "-c", probe], capture_output=True, text=True).stdout.strip() != "0":
+        pytest.skip("no interpreter without ganforge installed beside this one")
+    work = tmp_path / "checkout"
+    work.mkdir()
+    for name in ("pyproject.toml", "ganforge", "plugins", "benchmarks"):
+        (work / name).symlink_to(REPO / name)
+    script = (f'PYTHON="{base}"; . benchmarks/use_checkout.sh; use_checkout || exit 4; cd "{tmp_path}"; '
+              '"$PYTHON" -c "from importlib.metadata import entry_points; import ganforge, ganforge_plugins; '
+              'print(sorted(e.name for e in entry_points(group=\'ganforge\')), ganforge.__file__)"')
+    r = subprocess.run(["bash", "-c", script], cwd=work, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ganforge is not installed: using this checkout" in r.stdout
+    assert "'objectives'" in r.stdout and str(work / "ganforge") in r.stdout
+
+
 @pytest.mark.timeout(60)
 def test_gpu_benchmark_quick_on_the_cpu(tmp_path):
     env = dict(os.environ, OUT=str(tmp_path), OMP_NUM_THREADS="1")
