@@ -9,7 +9,9 @@ Registers, through the ``ganforge`` entry-point group:
 * constraints ``size-energy``, ``non-negative``, ``survives-cleaning`` and ``points-to-source`` (physics
   penalties on generated images for the ``constrained`` objective);
 * the generator ``iact-rotated`` (any base generator's images turned about the camera centre by an angle
-  drawn from the noise: the rotational symmetry of a centred source, built into the network).
+  drawn from the noise: the rotational symmetry of a centred source, built into the network) and the
+  discriminator ``iact-canonical`` (any base discriminator judging every image turned and reflected into one
+  sector of the hexagonal camera, so its verdict has the same symmetry).
 
 Heavy imports (ctapipe, astropy) happen inside the factories' modules, which the hooks import only
 when ganforge asks for the registrations.
@@ -29,6 +31,14 @@ def ganforge_register_generators(register: Register) -> None:
 
     register("iact-rotated", iact_rotated, description="a base generator's IACT images turned about the camera "
              "centre by an angle drawn from the noise (rotational symmetry of a centred source)")
+
+
+@hookimpl
+def ganforge_register_discriminators(register: Register) -> None:
+    from ganforge_astro.networks import iact_canonical
+
+    register("iact-canonical", iact_canonical, description="a base discriminator that judges IACT images turned "
+             "(and reflected) into one sector of the hexagonal camera (its symmetries, exact permutations)")
 
 
 @hookimpl

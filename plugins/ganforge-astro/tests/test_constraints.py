@@ -266,7 +266,8 @@ def test_constraints_are_registered_under_the_plugin():
 
 
 def test_new_config_keys_good_and_bad_through_a_config():
-    """The shipped constrained config (sides: above, gradient: uniform, coords: true) loads; a bad value of each
+    """The shipped constrained config (sides: above, gradient: uniform, coords: true, the turned generator and the
+    canonical discriminator) loads; a bad value of each
     new key is one line naming the key, the value and what it may be."""
     config = Path(__file__).resolve().parents[1] / "configs" / "iact-cgan-constrained.yaml"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GANFORGE_STRICT_PLUGINS": "1"}
@@ -279,6 +280,7 @@ def test_new_config_keys_good_and_bad_through_a_config():
     assert good.returncode == 0, good.stderr
     assert "sides: above" in good.stdout and "gradient: uniform" in good.stdout and "coords: true" in good.stdout
     assert "name: iact-rotated" in good.stdout and "angles: hexagonal" in good.stdout
+    assert "name: iact-canonical" in good.stdout and good.stdout.count("mirror: true") == 2
     for override, message in (
             ("objective.constraints=[{name: size-energy, sides: up}]",
              "objective.constraints[0].sides: expected 'both' | 'above' | 'below', got 'up' (str)."),
@@ -292,6 +294,7 @@ def test_new_config_keys_good_and_bad_through_a_config():
              "objective.constraints[0].gradient: expected 'exact' | 'redistribute', got 'soft' (str)."),
             ("generator.base_params.coords=maybe", "generator.base_params.coords: expected bool, got 'maybe' (str)."),
             ("generator.angles=square", "generator.angles: expected 'any' | 'hexagonal', got 'square' (str)."),
+            ("discriminator.mirror=maybe", "discriminator.mirror: expected bool, got 'maybe' (str)."),
             ("generator.base=dcgam", None)):
         bad = show(override)
         if message is None:  # an unknown base generator: its name, the key and the closest registered name

@@ -30,7 +30,7 @@ def test_twenty_step_fit_with_physics_metrics_speed_and_pictures(tmp_path):
     env = _env(tmp_path)
     cmd = [*GANFORGE, "fit", "-c", str(CONFIG), "--no-progress", "train.max_steps=20", "train.batch_size=16",
            "dataset.num_samples=160", "metrics.every_n_steps=10", "train.checkpoint_every_n_steps=20",
-           "generator.base_params.width=16", "discriminator.width=16", "logger=[csv, wandb]",
+           "generator.base_params.width=16", "discriminator.base_params.width=16", "logger=[csv, wandb]",
            "metrics.list=[{name: hillas, num_samples: 60, num_real: 120}, "
            "{name: size-energy, num_samples: 60, num_real: 120}, {name: acceptance, num_samples: 60, num_real: 120}, "
            "{name: generation-speed, batch: 32, repeats: 2, simulator_events: 8}]"]

@@ -20,7 +20,8 @@ import sysconfig
 from pathlib import Path
 
 PLUGIN = Path(__file__).resolve().parents[1]
-COMPONENTS = ("iact-toy", "iact-file", "hillas", "size-energy", "acceptance", "generation-speed")
+COMPONENTS = ("iact-toy", "iact-file", "hillas", "size-energy", "acceptance", "generation-speed", "iact-rotated",
+              "iact-canonical", "points-to-source", "survives-cleaning")
 
 
 def _run(args: list[str], env: dict[str, str], timeout: float = 120) -> str:

@@ -1,5 +1,7 @@
 """``iact-rotated``: the turn is a rotation of the camera image about its centre (checked with ctapipe's Hillas
-parameters), its angle is uniform and a function of the noise, and it is built and refused through the registry."""
+parameters), its angle is uniform and a function of the noise, its reflection exact, and it is built and refused
+through the registry. ``iact-canonical``: its verdict does not change under any of the camera's twelve symmetries,
+it sees every image in one 30-degree sector, and bad values are refused."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from torch import nn
 
 from ganforge import ConfigError
 from ganforge_astro.camera import camera_from_info
-from ganforge_astro.networks import RotatedGenerator, iact_rotated
+from ganforge_astro.networks import RotatedGenerator, camera_symmetries, iact_canonical, iact_rotated
 from ganforge_astro.physics import PARAMETERS, Cleaning, image_parameters
 from ganforge_astro.toy import iact_toy
 
@@ -144,7 +146,7 @@ def test_fit_with_iact_rotated_resumes_bit_for_bit(tmp_path):
     config = Path(__file__).resolve().parents[1] / "configs" / "iact-cgan.yaml"
     reg = get_registry()
     base = ["dataset.num_samples=120", "train.batch_size=16", "generator.base_params.width=8",
-            "discriminator.width=8", "metrics.list=[]", "logger=[]", "train.checkpoint_every_n_steps=6"]
+            "discriminator.base_params.width=8", "metrics.list=[]", "logger=[]", "train.checkpoint_every_n_steps=6"]
 
     def run(root, steps, resume=None):
         cfg = load_config(str(config), base + [f"root_dir={root}", f"train.max_steps={steps}"], reg)
@@ -160,3 +162,101 @@ def test_fit_with_iact_rotated_resumes_bit_for_bit(tmp_path):
     a, b = straight.state_dict(), resumed.state_dict()
     assert a.keys() == b.keys() and any(k.startswith("generator.base.") for k in a)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _symmetric_copy(decoder, images: torch.Tensor, k: int, reflect: bool, turns, flip) -> torch.Tensor:
+    """``images`` turned by ``k``·60° after a reflection (``y → −y``) when ``reflect``, by the pixel look-ups."""
+    values = decoder.units(images)
+    idx = flip[turns[k]] if reflect else turns[k]
+    background = decoder.camera.amplitude.background
+    out = torch.full((len(images), decoder.side * decoder.side), background)
+    out = out.index_copy(1, decoder.cells, values[:, idx])
+    return out.reshape(images.shape)
+
+
+def test_mirror_reflects_exactly_and_half_the_time(toy):
+    """``mirror``: a reflection y -> -y of the camera image (a permutation; the direction-free Hillas parameters
+    are unchanged and the centroid's y changes sign), chosen by the second noise coordinate, half the time."""
+    x, y = toy.tensors()
+    gammas = x[(y[:, 0] == 0)][:40]
+    G = RotatedGenerator(Fixed(gammas), toy.info, angles="hexagonal", mirror=True)
+    no = torch.zeros(len(gammas), dtype=torch.bool)
+    assert torch.equal(G.turn(gammas, torch.zeros(len(gammas)), no), gammas)
+    mirrored = G.turn(gammas, torch.zeros(len(gammas)), ~no)
+    assert torch.equal(G.decoder.units(mirrored), G.decoder.units(gammas)[:, G.flip])
+    assert sorted(G.flip.tolist()) == list(range(G.decoder.camera.n_pixels))
+    before, after = _hillas(toy.info, gammas), _hillas(toy.info, mirrored)
+    keep = [PARAMETERS.index(p) for p in ("log10_size", "length", "width", "r", "alpha", "kurtosis")]
+    np.testing.assert_allclose(after[:, keep], before[:, keep], rtol=1e-4, atol=1e-3)
+    cam = camera_from_info(toy.info, "test")
+    pos = G.decoder.positions.double().numpy()
+    light = lambda im: np.clip(cam.decode(im.detach()), 0, None)  # noqa: E731  (photoelectrons)
+    cy = lambda im: (light(im) @ pos[:, 1]) / light(im).sum(1)  # noqa: E731
+    np.testing.assert_allclose(cy(mirrored), -cy(gammas), atol=1e-9)
+    # reflected and turned: the same as the look-ups composed by hand
+    k = torch.full((len(gammas),), 2 * math.pi / 3)
+    turns, flip = camera_symmetries(G.decoder, "test")
+    assert torch.equal(G.turn(gammas, k, ~no), _symmetric_copy(G.decoder, gammas, 2, True, turns, flip))
+    z = torch.randn(4000, 4, generator=torch.Generator().manual_seed(0))
+    assert abs(float(G.reflected(z).float().mean()) - 0.5) < 0.03
+    assert torch.equal(G.reflected(z), z[:, 1] > 0)
+    with pytest.raises(ValueError, match="mirror='yes'; expected true or false"):
+        RotatedGenerator(Fixed(gammas), toy.info, angles="hexagonal", mirror="yes")
+
+
+def test_canonical_discriminator_is_invariant_under_the_camera_symmetries(toy):
+    """Real images turned by any multiple of 60 degrees, reflected or not, get the same verdict (the base
+    discriminator alone does not: the invariance is the canonical turn's); every image reaches the base turned
+    into the sector [0, 30] degrees; gradients reach every lit pixel."""
+    from ganforge.registry.registry import get_registry
+
+    spec = {"name": "iact-canonical", "base": "dcgan",
+            "base_params": {"width": 8, "conditioning": "projection", "spectral_norm": True}}
+    D = get_registry().build("discriminator", spec, info=toy.info, seed=0)
+    D.eval()
+    x, y = toy.tensors()
+    x, y = x[:48], y[:48]
+    turns, flip = camera_symmetries(D.decoder, "test")
+    with torch.no_grad():
+        verdict, raw = D(x, y), D.base(x, y)
+        moved = 0.0
+        for k in range(6):
+            for reflect in (False, True):
+                copy = _symmetric_copy(D.decoder, x, k, reflect, turns, flip)
+                assert torch.equal(D(copy, y), verdict), (k, reflect)
+                moved = max(moved, float((D.base(copy, y) - raw).abs().max()))
+        assert moved > 1e-3  # the base alone would tell the copies apart
+        canon = (D.decoder.units(D.canonical(x)) - D.background).clamp(min=0).double()
+        pos = D.decoder.positions.double()
+        phi = torch.rad2deg(torch.atan2(canon @ pos[:, 1], canon @ pos[:, 0]))
+        assert float(phi.min()) >= -1e-6 and float(phi.max()) <= 30 + 1e-6
+    assert set(D.state_dict()) == {f"base.{k}" for k in D.base.state_dict()}  # the turn has no weights
+    xg = x.clone().requires_grad_(True)
+    D(xg, y).sum().backward()
+    lit = D.decoder.units(x) > D.background + 0.05
+    grad = D.decoder.units(xg.grad).abs()
+    assert bool((grad[lit] > 0).float().mean() > 0.9)
+
+
+def test_canonical_discriminator_bad_values_name_the_key(toy):
+    from types import SimpleNamespace
+
+    from ganforge import DataInfo
+    from ganforge.registry.registry import get_registry
+
+    reg = get_registry()
+    spec = {"name": "iact-canonical", "base": "dcgan", "base_params": {"width": 8, "conditioning": "projection"}}
+    with pytest.raises(ConfigError, match="discriminator.base"):
+        reg.build("discriminator", dict(spec, base="dcgam"), info=toy.info, seed=0)
+    with pytest.raises(ConfigError, match="width"):
+        reg.build("discriminator", dict(spec, base_params={"width": -3}), info=toy.info, seed=0)
+    with pytest.raises(ConfigError, match="mirror"):
+        reg.build("discriminator", dict(spec, mirror="yes"), info=toy.info, seed=0)
+    with pytest.raises(ValueError, match="cannot wrap itself"):
+        iact_canonical(toy.info, base="iact-canonical")
+    with pytest.raises(ValueError, match="discriminator 'iact-canonical'"):
+        iact_canonical(DataInfo(sample_shape=(2,), kind="points", name="ring8"))
+    D = reg.build("discriminator", spec, info=toy.info, seed=0)
+    off = SimpleNamespace(camera=D.decoder.camera, positions=D.decoder.positions + torch.tensor([0.01, 0.0]))
+    with pytest.raises(ValueError, match="is not symmetric under a turn by 60 degrees about its centre"):
+        camera_symmetries(off, "discriminator 'iact-canonical'")
