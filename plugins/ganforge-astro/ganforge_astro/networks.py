@@ -211,7 +211,7 @@ class CanonicalDiscriminator(nn.Module):
     gradient flows through the permutation to every pixel.
     """
 
-    def __init__(self, base: nn.Module, info: DataInfo, mirror: bool = True) -> None:
+    def __init__(self, base: nn.Module, info: DataInfo, mirror: bool = False) -> None:
         super().__init__()
         owner = "discriminator 'iact-canonical'"
         if not isinstance(mirror, bool):
@@ -258,7 +258,7 @@ def iact_canonical(
     base: Annotated[str, ComponentRef("discriminator", params="base_params")] = "dcgan",
     base_params: Optional[dict[str, Any]] = None,
     seed: int = 0,
-    mirror: bool = True,
+    mirror: bool = False,
 ) -> CanonicalDiscriminator:
     """A base discriminator that judges IACT images turned (and reflected) into one sector of the camera.
 
@@ -274,6 +274,8 @@ def iact_canonical(
         base_params: Its parameters, e.g. ``{width: 32, conditioning: projection, spectral_norm: true}``.
         seed: Injected by the engine and passed on to the base discriminator.
         mirror: Also reflect (``y → −y``) into a 30° sector: the twelve symmetries of the hexagon.
+            Off by default, like ``iact-rotated``'s: the generator must be symmetric under every map
+            this discriminator cannot see, so turn both on together (the ``iact-cgan`` configs do).
     """
     if base == "iact-canonical":
         raise ValueError("discriminator.base: 'iact-canonical' cannot wrap itself; use e.g. base: dcgan")

@@ -210,7 +210,7 @@ def test_canonical_discriminator_is_invariant_under_the_camera_symmetries(toy):
     into the sector [0, 30] degrees; gradients reach every lit pixel."""
     from ganforge.registry.registry import get_registry
 
-    spec = {"name": "iact-canonical", "base": "dcgan",
+    spec = {"name": "iact-canonical", "base": "dcgan", "mirror": True,
             "base_params": {"width": 8, "conditioning": "projection", "spectral_norm": True}}
     D = get_registry().build("discriminator", spec, info=toy.info, seed=0)
     D.eval()
@@ -226,6 +226,11 @@ def test_canonical_discriminator_is_invariant_under_the_camera_symmetries(toy):
                 assert torch.equal(D(copy, y), verdict), (k, reflect)
                 moved = max(moved, float((D.base(copy, y) - raw).abs().max()))
         assert moved > 1e-3  # the base alone would tell the copies apart
+        turns_only = get_registry().build("discriminator", dict(spec, mirror=False), info=toy.info, seed=0).eval()
+        turns_only.load_state_dict(D.state_dict())
+        own = turns_only(x, y)  # mirror: false sees the turns only, not the reflection
+        assert torch.equal(turns_only(_symmetric_copy(D.decoder, x, 4, False, turns, flip), y), own)
+        assert float((turns_only(_symmetric_copy(D.decoder, x, 0, True, turns, flip), y) - own).abs().max()) > 1e-3
         canon = (D.decoder.units(D.canonical(x)) - D.background).clamp(min=0).double()
         pos = D.decoder.positions.double()
         phi = torch.rad2deg(torch.atan2(canon @ pos[:, 1], canon @ pos[:, 0]))
