@@ -44,33 +44,53 @@ ANGLES = ("any", "hexagonal")  # the turn: any angle, or multiples of 60 degrees
 OUTSIDE_PITCHES = 0.75  # a turned pixel further than this from every camera pixel falls outside the camera
 
 
-class RotatedGenerator(nn.Module):
+def pixel_pitch(positions: torch.Tensor) -> float:
+    """The median distance from each pixel to its nearest neighbour, in the positions' units."""
+    d = torch.cdist(positions, positions)
+    d.fill_diagonal_(math.inf)
+    return float(d.min(1).values.median())
+
+
+class _CameraPixels(nn.Module):
+    """What the turned generator and the canonical discriminator share: the camera's pixels (positions and
+    cartesian cells) and the way back from pixel values to cartesian images."""
+
+    def __init__(self, info: DataInfo, owner: str) -> None:
+        super().__init__()
+        camera = camera_from_info(info, owner)
+        self.decoder = PixelDecoder(camera)
+        self.register_buffer("pixels", self.decoder.positions.clone(), persistent=False)  # (n_pixels, 2)
+        self.register_buffer("cells", self.decoder.cells.clone(), persistent=False)
+        self.background = float(camera.amplitude.background)
+        self.side = camera.side
+
+    def to_images(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Pixel values ``(N, n_pixels)`` → cartesian images ``(N, 1, side, side)`` in ``like``'s dtype, the
+        cells outside the camera holding the background."""
+        n = len(values)
+        out = torch.full((n, self.side * self.side), self.background, dtype=values.dtype, device=values.device)
+        out = out.index_copy(1, self.cells, values)
+        return out.reshape(n, 1, self.side, self.side).to(like.dtype)
+
+
+class RotatedGenerator(_CameraPixels):
     """A base generator's images turned about the camera centre by ``θ = 2π Φ(z₀)`` (module docstring)."""
 
     def __init__(self, base: nn.Module, info: DataInfo, angles: str = "any", mirror: bool = False) -> None:
-        super().__init__()
         owner = "generator 'iact-rotated'"
         if angles not in ANGLES:
             raise ValueError(f"{owner}: angles={angles!r}; expected one of {list(ANGLES)}")
         if not isinstance(mirror, bool):
             raise ValueError(f"{owner}: mirror={mirror!r}; expected true or false")
+        super().__init__(info, owner)
         self.angles = angles
         self.mirror = mirror
-        camera = camera_from_info(info, owner)
         self.base = base
         self.latent_shape = tuple(base.latent_shape)
         if mirror and math.prod(self.latent_shape) < 2:
             raise ValueError(f"{owner}: mirror needs a noise of at least 2 values (the angle from the first, the "
                              f"reflection from the second); the base generator's latent_shape is {self.latent_shape}")
-        self.decoder = PixelDecoder(camera)
-        pos = self.decoder.positions
-        self.register_buffer("pixels", pos.clone(), persistent=False)  # (n_pixels, 2), the camera's own units
-        self.register_buffer("cells", self.decoder.cells.clone(), persistent=False)
-        d = torch.cdist(pos, pos)
-        d.fill_diagonal_(math.inf)
-        self.pitch = float(d.min(1).values.median())
-        self.background = float(camera.amplitude.background)
-        self.side = camera.side
+        self.pitch = pixel_pitch(self.pixels)
         # the six turns by multiples of 60 degrees, looked up once (angles: hexagonal): which pixel each reads
         sixths = torch.arange(6, dtype=torch.float32) * (math.pi / 3)
         with torch.no_grad():
@@ -120,9 +140,7 @@ class RotatedGenerator(nn.Module):
             idx = torch.where(reflect[:, None], self.flip[idx], idx)
         values = self.decoder.units(images).gather(1, idx)
         values = torch.where(inside, values, torch.full_like(values, self.background))
-        out = torch.full((n, self.side * self.side), self.background, dtype=values.dtype, device=values.device)
-        out = out.index_copy(1, self.cells, values)
-        return out.reshape(n, 1, self.side, self.side).to(images.dtype)
+        return self.to_images(values, images)
 
     def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.turn(self.base(z, y), self.angle(z), self.reflected(z) if self.mirror else None)
@@ -176,9 +194,7 @@ def camera_symmetries(decoder: PixelDecoder, owner: str) -> tuple[torch.Tensor, 
     for the reflection ``y → −y``. Raises if the camera is not symmetric under them (a pixel would move
     onto no pixel)."""
     pos = decoder.positions.double()
-    d = torch.cdist(pos, pos)
-    d.fill_diagonal_(math.inf)
-    pitch = float(d.min(1).values.median())
+    pitch = pixel_pitch(pos)
     x, y = pos[:, 0], pos[:, 1]
     maps = []
     for k in range(6):
@@ -198,7 +214,7 @@ def camera_symmetries(decoder: PixelDecoder, owner: str) -> tuple[torch.Tensor, 
     return torch.stack(out[:6]), out[6]
 
 
-class CanonicalDiscriminator(nn.Module):
+class CanonicalDiscriminator(_CameraPixels):
     """A base discriminator that judges every image turned (and with ``mirror`` reflected) into one sector.
 
     Before the base discriminator sees an image, the image is turned by the multiple of 60° that brings
@@ -212,23 +228,17 @@ class CanonicalDiscriminator(nn.Module):
     """
 
     def __init__(self, base: nn.Module, info: DataInfo, mirror: bool = False) -> None:
-        super().__init__()
         owner = "discriminator 'iact-canonical'"
         if not isinstance(mirror, bool):
             raise ValueError(f"{owner}: mirror={mirror!r}; expected true or false")
-        camera = camera_from_info(info, owner)
+        super().__init__(info, owner)
         self.base = base
         self.mirror = mirror
         if hasattr(base, "batch_multiple"):
             self.batch_multiple = int(base.batch_multiple)
-        self.decoder = PixelDecoder(camera)
         turns, flip = camera_symmetries(self.decoder, owner)
         self.register_buffer("turns", turns, persistent=False)
         self.register_buffer("flip", flip, persistent=False)
-        self.register_buffer("pixels", self.decoder.positions.clone(), persistent=False)
-        self.register_buffer("cells", self.decoder.cells.clone(), persistent=False)
-        self.background = float(camera.amplitude.background)
-        self.side = camera.side
 
     def canonical(self, images: torch.Tensor) -> torch.Tensor:
         """Cartesian images ``(N, 1, side, side)`` turned (and reflected) into the canonical sector."""
@@ -243,11 +253,7 @@ class CanonicalDiscriminator(nn.Module):
                 # after the turn the centroid's angle is phi - k * 60 degrees; reflect where it is negative
                 below = (phi - k.to(phi.dtype) * (math.pi / 3)).remainder(2 * math.pi) > math.pi
                 idx = torch.where(below[:, None], idx.gather(1, self.flip[None].expand_as(idx)), idx)
-        turned = values.gather(1, idx)
-        out = torch.full((len(images), self.side * self.side), self.background, dtype=turned.dtype,
-                         device=turned.device)
-        out = out.index_copy(1, self.cells, turned)
-        return out.reshape(len(images), 1, self.side, self.side).to(images.dtype)
+        return self.to_images(values.gather(1, idx), images)
 
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> Any:
         return self.base(self.canonical(x), y)
