@@ -135,8 +135,9 @@ def test_built_through_the_registry_and_bad_values_name_the_key(toy):
 
 
 def test_fit_with_iact_rotated_resumes_bit_for_bit(tmp_path):
-    """The turn's angle comes from the noise and it has no state of its own: 6 + 6 steps with a resume
-    give the weights of 12 straight steps, with the shipped config's generator (angles: hexagonal)."""
+    """The turn's angle and reflection come from the noise, the canonical sector from the image, and neither has
+    state of its own: 6 + 6 steps with a resume give the weights of 12 straight steps, with the shipped config's
+    networks (iact-rotated with angles: hexagonal and mirror, iact-canonical with mirror)."""
     from pathlib import Path
 
     from ganforge.registry.registry import get_registry
@@ -161,6 +162,7 @@ def test_fit_with_iact_rotated_resumes_bit_for_bit(tmp_path):
     assert len((run_dir / "segments.jsonl").read_text().splitlines()) == 2
     a, b = straight.state_dict(), resumed.state_dict()
     assert a.keys() == b.keys() and any(k.startswith("generator.base.") for k in a)
+    assert any(k.startswith("discriminator.base.") for k in a)  # the config's iact-canonical
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
